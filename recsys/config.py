@@ -1,0 +1,129 @@
+"""Configuration dataclasses: one per component, shared by the CLI, the app and saved runs.
+
+Each field's ``metadata["help"]`` documents its default; the CLI turns every field into a flag
+and the app into a widget, so a new knob is added here once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+MODEL_NAMES = ("mf-bpr", "mf-bce", "mf-mse", "ncf", "popularity", "itemknn", "ease", "svd")
+EMBEDDING_MODELS = ("mf-bpr", "mf-bce", "mf-mse", "ncf")
+
+
+def _opt(default: Any, help: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How interactions become train / validation / test sets (the evaluation protocol)."""
+
+    split: str = _opt(
+        "temporal",
+        "temporal: each user's latest positives are held out (realistic, default); "
+        "random: a seeded shuffle of positive events",
+        choices=("temporal", "random"),
+    )
+    threshold: float = _opt(4.0, "ratings >= this count as positives (implicit feedback)")
+    test_fraction: float = _opt(0.2, "share of each user's positives held out for test")
+    valid_fraction: float = _opt(
+        0.1, "share of the remaining train positives held out for validation (early stopping)"
+    )
+    split_seed: int = _opt(42, "seed of the random split (and tie-breaks)")
+
+    def __post_init__(self) -> None:
+        _check_choice("split", self.split, ("temporal", "random"))
+        _check_range("threshold", self.threshold, 0.0, 10.0)
+        _check_range("test_fraction", self.test_fraction, 0.01, 0.9)
+        _check_range("valid_fraction", self.valid_fraction, 0.0, 0.9)
+
+    def describe(self) -> str:
+        """One line of protocol, printed next to every metric."""
+        return (
+            f"{self.split} split, positives = rating >= {self.threshold:g}, "
+            f"test {self.test_fraction:.0%} / valid {self.valid_fraction:.0%} of each user's"
+            " positives"
+        )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Model choice and hyperparameters. Defaults train mf-bpr on ML-100K in about a second."""
+
+    model: str = _opt("mf-bpr", "which model to fit", choices=MODEL_NAMES)
+    dim: int = _opt(64, "embedding dimension (factors for svd)")
+    lr: float = _opt(0.01, "Adam learning rate")
+    weight_decay: float = _opt(0.0, "L2 penalty on the embeddings used in a batch")
+    batch_size: int = _opt(2048, "positives per optimiser step")
+    epochs: int = _opt(20, "passes over the training positives")
+    negatives: int = _opt(4, "sampled negatives per positive (1-20)")
+    neg_sampling: str = _opt(
+        "uniform",
+        "uniform: every unseen item equally; popularity: proportional to count^alpha",
+        choices=("uniform", "popularity"),
+    )
+    alpha: float = _opt(0.75, "popularity sampling exponent (0 = uniform, 1 = proportional)")
+    seed: int = _opt(42, "seed for initialisation, sampling and shuffling")
+    patience: int = _opt(5, "stop after this many epochs without a better validation Recall@10 "
+                         "(0 = never stop early); the best epoch is restored")
+    refit: bool = _opt(
+        True,
+        "after choosing the epoch count on validation, refit on train + validation so the "
+        "model knows everything before the test period (standard protocol; doubles fit time)",
+    )
+    device: str = _opt("cpu", "torch device: cpu or cuda")
+    threads: int = _opt(2, "torch CPU threads used while fitting and scoring")
+    ncf_layers: str = _opt("64,32,16", "NCF MLP layer sizes, comma-separated")
+    knn_neighbours: int = _opt(100, "item-kNN: neighbours kept per item")
+    ease_lambda: float = _opt(250.0, "EASE: L2 regularisation of the item-item matrix")
+
+    def __post_init__(self) -> None:
+        _check_choice("model", self.model, MODEL_NAMES)
+        _check_choice("neg_sampling", self.neg_sampling, ("uniform", "popularity"))
+        _check_range("dim", self.dim, 1, 1024)
+        _check_range("lr", self.lr, 1e-7, 10.0)
+        _check_range("weight_decay", self.weight_decay, 0.0, 10.0)
+        _check_range("batch_size", self.batch_size, 1, 1_000_000)
+        _check_range("epochs", self.epochs, 1, 1000)
+        _check_range("negatives", self.negatives, 1, 20)
+        _check_range("alpha", self.alpha, 0.0, 2.0)
+        _check_range("patience", self.patience, 0, 1000)
+        _check_range("threads", self.threads, 1, 256)
+        _check_range("knn_neighbours", self.knn_neighbours, 1, 100_000)
+        _check_range("ease_lambda", self.ease_lambda, 0.0, 1e7)
+        if not self.device.startswith(("cpu", "cuda")):
+            raise ValueError(f"device must be 'cpu' or 'cuda[:n]', got {self.device!r}")
+        try:
+            layers = self.layer_sizes()
+        except ValueError:
+            layers = ()
+        if not layers or min(layers) < 1:
+            raise ValueError(
+                f"ncf_layers must be positive integers separated by commas, got {self.ncf_layers!r}"
+            )
+
+    def layer_sizes(self) -> tuple[int, ...]:
+        return tuple(int(x) for x in str(self.ncf_layers).split(",") if x.strip())
+
+
+def to_dict(config: SplitConfig | TrainConfig) -> dict[str, Any]:
+    return asdict(config)
+
+
+def from_dict(cls: type, values: dict[str, Any]) -> Any:
+    """Builds a config from a dict, ignoring unknown keys (older/newer runs) with defaults."""
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def _check_range(name: str, value: float, low: float, high: float) -> None:
+    if not (low <= value <= high):
+        raise ValueError(f"{name} must be between {low:g} and {high:g}, got {value!r}")
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}: choose one of {', '.join(choices)}")

@@ -1,0 +1,533 @@
+"""Load MovieLens ratings, movies and users from the first source that works.
+
+Sources, in order: a directory the user points at (``data_dir`` / ``RECSYS_DATA_DIR``),
+the local cache, the GroupLens ml-100k zip, and the ml-100k copy shipped inside the
+``recbole==1.2.1`` wheel on PyPI. The returned :class:`MovieLens` says which one was used.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import urllib.request
+import zipfile
+from dataclasses import dataclass, replace
+from http.client import HTTPException
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+__all__ = [
+    "DEFAULT_CACHE_DIR",
+    "GENRES_100K",
+    "GROUPLENS_URL",
+    "DataUnavailableError",
+    "MovieLens",
+    "load_movielens",
+    "read_grouplens_dir",
+    "read_recbole_wheel",
+    "validate_100k_counts",
+]
+
+GENRES_100K: tuple[str, ...] = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
+    "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
+    "Romance", "Sci-Fi", "Thriller", "War", "Western",
+)  # fmt: skip
+_CACHE_ENV = "RECSYS_CACHE_DIR"
+_DATA_ENV = "RECSYS_DATA_DIR"
+_DEFAULT_CACHE_STR = "~/.cache/movielens-embeddings"
+DEFAULT_CACHE_DIR: Path = Path(os.environ.get(_CACHE_ENV, _DEFAULT_CACHE_STR)).expanduser()
+GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
+
+RECBOLE_SPEC = "recbole==1.2.1"
+RECBOLE_WHEEL = "recbole-1.2.1-py3-none-any.whl"
+_RECBOLE_PREFIX = "recbole/dataset_example/ml-100k/ml-100k"
+PIP_TIMEOUT = 120.0
+
+N_RATINGS_100K, N_USERS_100K, N_ITEMS_100K = 100_000, 943, 1_682
+
+# ML-1M README occupation codes.
+OCCUPATIONS_1M: tuple[str, ...] = (
+    "other", "academic/educator", "artist", "clerical/admin", "college/grad student",
+    "customer service", "doctor/health care", "executive/managerial", "farmer", "homemaker",
+    "K-12 student", "lawyer", "programmer", "retired", "sales/marketing", "scientist",
+    "self-employed", "technician/engineer", "tradesman/craftsman", "unemployed", "writer",
+)  # fmt: skip
+
+_RATING_DTYPES = {"u": "int64", "i": "int64", "r": "float32", "t": "int64"}
+
+# Layout name -> (ratings, movies, users-or-None) file names.
+_LAYOUTS: dict[str, tuple[str, str, str | None]] = {
+    "ml-100k": ("u.data", "u.item", "u.user"),
+    "ml-1m": ("ratings.dat", "movies.dat", "users.dat"),
+    "ml-latest-small": ("ratings.csv", "movies.csv", None),
+}
+
+# Failures that make a source "not available" rather than a bug worth crashing on.
+_SOURCE_ERRORS = (
+    OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, HTTPException,
+    subprocess.SubprocessError, pd.errors.ParserError,
+)  # fmt: skip
+
+
+class DataUnavailableError(RuntimeError):
+    """No MovieLens source worked; the message says what to do and why each source failed."""
+
+    def __init__(self, message: str, attempts: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.attempts = list(attempts or [])
+
+
+@dataclass(frozen=True, eq=False)
+class MovieLens:
+    """One MovieLens dataset as three tables plus where it came from."""
+
+    ratings: pd.DataFrame
+    movies: pd.DataFrame
+    users: pd.DataFrame
+    name: str
+    source: str
+
+    @property
+    def n_users(self) -> int:
+        """Distinct users in the ratings (the users table may be empty)."""
+        return int(self.ratings["user_id"].nunique())
+
+    @property
+    def n_items(self) -> int:
+        """Distinct items in the ratings."""
+        return int(self.ratings["item_id"].nunique())
+
+    def fingerprint(self) -> str:
+        """16-hex sha256 of the rating events plus name; independent of source and row order."""
+        r = self.ratings
+        cols = [
+            r["user_id"].to_numpy(np.int64),
+            r["item_id"].to_numpy(np.int64),
+            r["timestamp"].to_numpy(np.int64),
+            r["rating"].to_numpy(np.float32),
+        ]
+        order = np.lexsort(cols[::-1])
+        h = hashlib.sha256(self.name.encode())
+        for col in cols:
+            h.update(np.ascontiguousarray(col[order]).tobytes())
+        return h.hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return (
+            f"MovieLens(name={self.name!r}, ratings={len(self.ratings)}, users={self.n_users}, "
+            f"items={self.n_items}, source={self.source!r})"
+        )
+
+
+def validate_100k_counts(ml: MovieLens) -> None:
+    """Raise ValueError unless ``ml`` has exactly the ML-100K sizes (100,000 / 943 / 1,682)."""
+    got = {
+        "ratings": len(ml.ratings),
+        "rated users": ml.n_users,
+        "rated items": ml.n_items,
+        "users table rows": len(ml.users),
+        "movies table rows": len(ml.movies),
+    }
+    want = {
+        "ratings": N_RATINGS_100K,
+        "rated users": N_USERS_100K,
+        "rated items": N_ITEMS_100K,
+        "users table rows": N_USERS_100K,
+        "movies table rows": N_ITEMS_100K,
+    }
+    bad = [f"{k} {got[k]:,} (expected {want[k]:,})" for k in want if got[k] != want[k]]
+    if bad:
+        raise ValueError("not the full ML-100K dataset: " + "; ".join(bad))
+
+
+# --------------------------------------------------------------------------- table helpers
+
+
+def _ratings_frame(user, item, rating, timestamp) -> pd.DataFrame:
+    """Build the ratings table with the canonical dtypes."""
+    return pd.DataFrame(
+        {
+            "user_id": pd.to_numeric(user).astype("int64"),
+            "item_id": pd.to_numeric(item).astype("int64"),
+            "rating": pd.to_numeric(rating).astype("float32"),
+            "timestamp": pd.to_numeric(timestamp).astype("int64"),
+        }
+    ).reset_index(drop=True)
+
+
+def _movies_frame(item_id, title, year, genres) -> pd.DataFrame:
+    """Build the movies table with canonical dtypes, one row per item sorted by item_id."""
+    df = pd.DataFrame(
+        {
+            "item_id": pd.to_numeric(pd.Series(item_id)).astype("int64").to_numpy(),
+            "title": pd.Series(title).astype(str).to_numpy(),
+            "year": pd.to_numeric(pd.Series(year), errors="coerce").astype("Int64").array,
+            "genres": pd.Series(genres).fillna("").astype(str).to_numpy(),
+        }
+    )
+    df = df.drop_duplicates("item_id", keep="first").sort_values("item_id", kind="stable")
+    return df.reset_index(drop=True)
+
+
+def _users_frame(user_id=(), age=(), gender=(), occupation=()) -> pd.DataFrame:
+    """Build the users table with canonical dtypes (empty when called without arguments)."""
+    df = pd.DataFrame(
+        {
+            "user_id": pd.Series(pd.to_numeric(pd.Series(user_id, dtype=object))).astype("int64"),
+            "age": pd.to_numeric(pd.Series(age, dtype=object), errors="coerce").astype("Int64"),
+            "gender": pd.Series(gender, dtype=object).astype(str),
+            "occupation": pd.Series(occupation, dtype=object).astype(str),
+        }
+    )
+    return df.sort_values("user_id", kind="stable").reset_index(drop=True)
+
+
+def _year_from_title(titles: pd.Series) -> pd.Series:
+    """Year from the last "(YYYY)" in each title, e.g. "Foo (1995) (V)" -> 1995; else <NA>."""
+    year = titles.astype(str).str.extract(r".*\((\d{4})\)", expand=False)
+    return pd.to_numeric(year, errors="coerce").astype("Int64")
+
+
+def _year_from_date(dates: pd.Series) -> pd.Series:
+    """Year from a GroupLens release date like "01-Jan-1995"; <NA> when empty."""
+    year = dates.astype(str).str.extract(r"(\d{4})\s*$", expand=False)
+    return pd.to_numeric(year, errors="coerce").astype("Int64")
+
+
+def _join_flags(flags: pd.DataFrame, names: tuple[str, ...]) -> pd.Series:
+    """Pipe-join the names whose 0/1 flag column is set, in ``names`` order ("" when none)."""
+    out = pd.Series("", index=flags.index, dtype=object)
+    for name, col in zip(names, flags.columns, strict=True):
+        out = out + np.where(flags[col].to_numpy().astype(bool), name + "|", "")
+    return out.str.rstrip("|").astype(str)
+
+
+def _canonical_100k_genres(genres: pd.Series, sep: str) -> pd.Series:
+    """Re-order ``sep``-separated genre names into GENRES_100K order, pipe-joined."""
+    dummies = genres.fillna("").str.get_dummies(sep=sep)
+    unknown = sorted(set(dummies.columns) - set(GENRES_100K))
+    if unknown:
+        raise ValueError(f"genre names not in GENRES_100K: {unknown}")
+    flags = dummies.reindex(columns=list(GENRES_100K), fill_value=0)
+    return _join_flags(flags, GENRES_100K)
+
+
+def _read_double_colon(path: Path, names: list[str], encoding: str, dtype=str) -> pd.DataFrame:
+    """Read an ML-1M "::"-separated file fast by turning "::" into tabs before parsing."""
+    raw = path.read_bytes().replace(b"::", b"\t")
+    return pd.read_csv(
+        io.BytesIO(raw), sep="\t", header=None, names=names, dtype=dtype,
+        encoding=encoding, quoting=csv.QUOTE_NONE, keep_default_na=False,
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- directory layouts
+
+
+def _read_100k(d: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Read the GroupLens ML-100K files (u.data, u.item, u.user)."""
+    r = pd.read_csv(
+        d / "u.data", sep="\t", header=None, names=["u", "i", "r", "t"], dtype=_RATING_DTYPES,
+        quoting=csv.QUOTE_NONE,
+    )  # fmt: skip
+    ratings = _ratings_frame(r["u"], r["i"], r["r"], r["t"])
+
+    flag_cols = [f"g{k}" for k in range(len(GENRES_100K))]
+    m = pd.read_csv(
+        d / "u.item", sep="|", header=None, dtype=str, encoding="latin-1",
+        names=["item_id", "title", "date", "video_date", "url", *flag_cols],
+        quoting=csv.QUOTE_NONE, keep_default_na=False,
+    )  # fmt: skip
+    flags = m[flag_cols].apply(pd.to_numeric, errors="coerce").fillna(0).astype("int8")
+    year = _year_from_date(m["date"]).fillna(_year_from_title(m["title"]))
+    movies = _movies_frame(m["item_id"], m["title"], year, _join_flags(flags, GENRES_100K))
+
+    users = _users_frame()
+    if (d / "u.user").is_file():
+        u = pd.read_csv(
+            d / "u.user", sep="|", header=None, dtype=str, encoding="latin-1",
+            names=["user_id", "age", "gender", "occupation", "zip"],
+            quoting=csv.QUOTE_NONE, keep_default_na=False,
+        )  # fmt: skip
+        users = _users_frame(u["user_id"], u["age"], u["gender"], u["occupation"])
+    return ratings, movies, users
+
+
+def _read_1m(d: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Read the GroupLens ML-1M files (ratings.dat, movies.dat, users.dat)."""
+    r = _read_double_colon(d / "ratings.dat", ["u", "i", "r", "t"], "latin-1", _RATING_DTYPES)
+    ratings = _ratings_frame(r["u"], r["i"], r["r"], r["t"])
+
+    m = _read_double_colon(d / "movies.dat", ["item_id", "title", "genres"], "latin-1")
+    movies = _movies_frame(m["item_id"], m["title"], _year_from_title(m["title"]), m["genres"])
+
+    users = _users_frame()
+    if (d / "users.dat").is_file():
+        u = _read_double_colon(
+            d / "users.dat", ["user_id", "gender", "age", "occupation", "zip"], "latin-1"
+        )
+        codes = pd.to_numeric(u["occupation"], errors="coerce")
+        occupation = codes.map(dict(enumerate(OCCUPATIONS_1M))).fillna(u["occupation"])
+        users = _users_frame(u["user_id"], u["age"], u["gender"], occupation)
+    return ratings, movies, users
+
+
+def _read_latest_small(d: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Read ml-latest-small CSVs (ratings.csv, movies.csv); it has no users table."""
+    r = pd.read_csv(
+        d / "ratings.csv",
+        dtype={"userId": "int64", "movieId": "int64", "rating": "float32", "timestamp": "int64"},
+    )
+    ratings = _ratings_frame(r["userId"], r["movieId"], r["rating"], r["timestamp"])
+    m = pd.read_csv(d / "movies.csv", dtype=str, keep_default_na=False, encoding="utf-8")
+    genres = m["genres"].replace("(no genres listed)", "")
+    movies = _movies_frame(m["movieId"], m["title"], _year_from_title(m["title"]), genres)
+    return ratings, movies, _users_frame()
+
+
+_READERS = {"ml-100k": _read_100k, "ml-1m": _read_1m, "ml-latest-small": _read_latest_small}
+
+
+def _detect_layout(d: Path) -> str | None:
+    """Name of the first layout whose ratings file exists in ``d``, else None."""
+    for name, (ratings_file, _, _) in _LAYOUTS.items():
+        if (d / ratings_file).is_file():
+            return name
+    return None
+
+
+def read_grouplens_dir(path: str | Path) -> MovieLens:
+    """Detect the MovieLens layout (ml-100k, ml-1m, ml-latest-small) in a directory and read it.
+
+    A parent directory holding exactly one such unzipped folder (e.g. ``ml-100k/``) also works.
+    """
+    d = Path(path).expanduser()
+    if not d.is_dir():
+        raise ValueError(f"MovieLens data directory {d} does not exist or is not a directory")
+    layout = _detect_layout(d)
+    if layout is None:
+        subdirs = [d / n for n in _LAYOUTS if (d / n).is_dir() and _detect_layout(d / n)]
+        if len(subdirs) == 1:
+            d = subdirs[0]
+            layout = _detect_layout(d)
+    if layout is None:
+        expected = "; ".join(
+            f"{name}: {', '.join(f for f in files if f)}" for name, files in _LAYOUTS.items()
+        )
+        raise ValueError(
+            f"no MovieLens files found in {d}. Looked for {expected}. "
+            "Point at the unzipped GroupLens folder (e.g. .../ml-100k containing u.data)."
+        )
+    _, movies_file, _ = _LAYOUTS[layout]
+    if not (d / movies_file).is_file():
+        raise ValueError(f"{d} looks like {layout} but {movies_file} is missing")
+    ratings, movies, users = _READERS[layout](d)
+    return MovieLens(ratings, movies, users, layout, f"directory {d} (GroupLens layout)")
+
+
+# --------------------------------------------------------------------------- recbole wheel
+
+
+def _read_recbole_table(zf: zipfile.ZipFile, ext: str, encoding: str = "utf-8") -> pd.DataFrame:
+    """Read one RecBole atomic file from the wheel, dropping the ":type" suffix of each column."""
+    with zf.open(f"{_RECBOLE_PREFIX}.{ext}") as fh:
+        df = pd.read_csv(
+            fh, sep="\t", dtype=str, encoding=encoding, quoting=csv.QUOTE_NONE,
+            keep_default_na=False,
+        )  # fmt: skip
+    return df.rename(columns=lambda c: c.split(":", 1)[0])
+
+
+def read_recbole_wheel(wheel_path: str | Path) -> MovieLens:
+    """Read the ml-100k copy shipped inside the recbole 1.2.1 wheel (a zip) without extracting it.
+
+    Movies are converted to GroupLens conventions: "Title (year)" titles, pipe-joined genres in
+    GENRES_100K order, and RecBole's "unkonwn" placeholder for item 267 mapped back to "unknown".
+    """
+    wheel_path = Path(wheel_path)
+    with zipfile.ZipFile(wheel_path) as zf:
+        inter = _read_recbole_table(zf, "inter")
+        item = _read_recbole_table(zf, "item")
+        user = _read_recbole_table(zf, "user")
+
+    ratings = _ratings_frame(
+        inter["user_id"], inter["item_id"], inter["rating"],
+        pd.to_numeric(inter["timestamp"]).round(),
+    )  # fmt: skip
+
+    # RecBole split "Title (1995)" into title + release_year; item 267 reads "unkonwn" (sic).
+    placeholder = item["movie_title"].str.strip().str.lower().isin(["unkonwn", "unknown"])
+    base = item["movie_title"].mask(placeholder, "unknown")
+    tag = item["release_year"].str.strip().mask(placeholder, "")
+    # Non-year tags (e.g. "V" for "... (1995) (V)") are re-appended the same way.
+    title = base.where(tag == "", base + " (" + tag + ")")
+    year = pd.to_numeric(tag.where(tag.str.fullmatch(r"\d{4}")), errors="coerce").astype("Int64")
+    year = year.fillna(_year_from_title(title))
+    genres = _canonical_100k_genres(item["class"].str.strip(), sep=" ")
+    movies = _movies_frame(item["item_id"], title, year, genres)
+
+    users = _users_frame(user["user_id"], user["age"], user["gender"], user["occupation"])
+    return MovieLens(ratings, movies, users, "ml-100k", f"{RECBOLE_SPEC} wheel {wheel_path}")
+
+
+# --------------------------------------------------------------------------- acquisition chain
+
+
+def _default_cache_dir() -> Path:
+    """Cache directory from RECSYS_CACHE_DIR, read at call time so it can be changed at runtime."""
+    return Path(os.environ.get(_CACHE_ENV, _DEFAULT_CACHE_STR)).expanduser()
+
+
+def _fetch_grouplens_zip(url: str, dest: Path, timeout: float, progress: bool) -> None:
+    """Download ``url`` to ``dest`` with a per-socket-operation timeout and optional tqdm bar."""
+    with urllib.request.urlopen(url, timeout=timeout) as resp, open(dest, "wb") as out:
+        total = int(resp.headers.get("Content-Length") or 0) or None
+        with tqdm(
+            total=total, unit="B", unit_scale=True, desc="ml-100k.zip", disable=not progress
+        ) as bar:
+            while chunk := resp.read(1 << 16):
+                out.write(chunk)
+                bar.update(len(chunk))
+
+
+def _download_grouplens(cache_dir: Path, timeout: float, progress: bool) -> MovieLens:
+    """Fetch and validate the GroupLens ml-100k zip, then move it into ``cache_dir/ml-100k``."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    target = cache_dir / "ml-100k"
+    with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".ml-100k-download-") as tmp:
+        zip_path = Path(tmp) / "ml-100k.zip"
+        _fetch_grouplens_zip(GROUPLENS_URL, zip_path, timeout, progress)
+        extract_root = Path(tmp) / "extracted"
+        with zipfile.ZipFile(zip_path) as zf:
+            zf.extractall(extract_root)
+        found = [p.parent for p in extract_root.rglob("u.data")]
+        if len(found) != 1:
+            raise ValueError(f"downloaded zip has {len(found)} u.data files (expected 1)")
+        ml = read_grouplens_dir(found[0])
+        validate_100k_counts(ml)
+        try:
+            if target.exists() and not any(target.iterdir()):
+                target.rmdir()
+            os.replace(found[0], target)  # atomic on one filesystem
+        except OSError as exc:
+            return replace(ml, source=f"GroupLens download (not cached: {exc})")
+    return replace(ml, source=f"GroupLens download (cached at {target})")
+
+
+def _pip_download_recbole(dest_dir: Path) -> None:
+    """Run ``pip download --no-deps recbole==1.2.1`` into ``dest_dir``; raise OSError on failure."""
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", RECBOLE_SPEC,
+           "-d", str(dest_dir)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT, check=False)
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout or "").strip().splitlines()
+        raise OSError(f"pip download exited {proc.returncode}: {lines[-1] if lines else '?'}")
+
+
+def _one_line(exc: BaseException) -> str:
+    """Exception as a single line: "Type: first line of message"."""
+    msg = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {msg[0] if msg else ''}".rstrip(": ")
+
+
+def _unavailable_message(cache_dir: Path, attempts: list[str]) -> str:
+    """Actionable DataUnavailableError text listing every attempt's failure."""
+    tried = "\n".join(f"  - {a}" for a in attempts)
+    return (
+        "Could not load MovieLens from any source. Tried:\n"
+        f"{tried}\n"
+        "To fix, do ONE of:\n"
+        f"  1. On a machine with internet access download {GROUPLENS_URL}, unzip it and put\n"
+        f"     the ml-100k folder (containing u.data, u.item, u.user) at {cache_dir / 'ml-100k'}/\n"
+        "     (default ~/.cache/movielens-embeddings/ml-100k/), or anywhere and pass\n"
+        f"     --data-dir PATH or set {_DATA_ENV}=PATH (ml-1m and ml-latest-small also work).\n"
+        f"  2. With PyPI access, run `pip download --no-deps {RECBOLE_SPEC} -d "
+        f"{cache_dir / 'wheels'}`\n"
+        "     (the wheel ships a copy of ml-100k), then re-run.\n"
+        "  3. If only a proxy/firewall blocked the download, re-run with network access."
+    )
+
+
+def load_movielens(
+    data_dir: str | Path | None = None,
+    *,
+    cache_dir: Path | None = None,
+    download: bool = True,
+    progress: bool = True,
+    timeout: float = 5.0,
+) -> MovieLens:
+    """Acquisition chain: explicit dir, cache, GroupLens download, recbole wheel; first wins.
+
+    An explicit ``data_dir`` (or ``RECSYS_DATA_DIR``) is read directly and its errors raised.
+    Raises DataUnavailableError, with instructions, when every other source fails.
+    """
+    explicit = data_dir if data_dir not in (None, "") else os.environ.get(_DATA_ENV) or None
+    if explicit is not None:
+        return read_grouplens_dir(explicit)
+
+    cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else _default_cache_dir()
+    attempts: list[str] = []
+
+    cached = cache_dir / "ml-100k"
+    if (cached / "u.data").is_file():
+        try:
+            return read_grouplens_dir(cached)
+        except _SOURCE_ERRORS as exc:
+            attempts.append(f"cache {cached}: {_one_line(exc)}")
+    else:
+        attempts.append(f"cache: no {cached / 'u.data'}")
+
+    if download:
+        try:
+            return _download_grouplens(cache_dir, timeout, progress)
+        except _SOURCE_ERRORS as exc:
+            attempts.append(f"GroupLens download {GROUPLENS_URL}: {_one_line(exc)}")
+    else:
+        attempts.append("GroupLens download: skipped (download=False)")
+
+    wheel = cache_dir / "wheels" / RECBOLE_WHEEL
+    origin = f"{RECBOLE_SPEC} wheel (cached at {wheel})"
+    if not wheel.is_file() and not download:
+        attempts.append(f"{RECBOLE_SPEC} wheel: no {wheel} and download=False")
+    elif not wheel.is_file():
+        try:
+            _pip_download_recbole(wheel.parent)
+        except _SOURCE_ERRORS as exc:
+            attempts.append(f"{RECBOLE_SPEC} wheel via pip: {_one_line(exc)}")
+        else:
+            origin = f"{RECBOLE_SPEC} wheel from PyPI (cached at {wheel})"
+            if not wheel.is_file():
+                attempts.append(f"{RECBOLE_SPEC} wheel: pip succeeded but {wheel} is missing")
+    if wheel.is_file():
+        try:
+            ml = read_recbole_wheel(wheel)
+            validate_100k_counts(ml)
+            return replace(ml, source=origin)
+        except _SOURCE_ERRORS as exc:
+            attempts.append(f"{RECBOLE_SPEC} wheel {wheel}: {_one_line(exc)}")
+
+    raise DataUnavailableError(_unavailable_message(cache_dir, attempts), attempts)
+
+
+def movies_for(ml: MovieLens, item_ids: np.ndarray) -> pd.DataFrame:
+    """Movie rows aligned with ``item_ids`` (row ``i`` describes item index ``i``), with the
+    number of ratings as ``popularity``; items missing from the movies table get their id as
+    title rather than silently shifting rows."""
+    movies = ml.movies.set_index("item_id")
+    table = movies.reindex(np.asarray(item_ids, np.int64))
+    table["title"] = table["title"].fillna(pd.Series(
+        [f"movie {i}" for i in item_ids], index=table.index))
+    table["genres"] = table["genres"].fillna("")
+    counts = ml.ratings["item_id"].value_counts()
+    table["popularity"] = counts.reindex(table.index, fill_value=0).to_numpy(np.int64)
+    return table.reset_index().rename(columns={"index": "item_id"})

@@ -1,0 +1,143 @@
+"""Ranking metrics over all users x all items, vectorised in user batches.
+
+Conventions (as in implicit and LightFM): items the user already had are never ranked; recall
+divides by the user's number of held-out items, precision by K; IDCG uses min(K, |relevant|);
+averages run over users with at least one held-out item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+ScoreFn = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True, eq=False)
+class Evaluation:
+    """Averaged metrics, the per-user arrays behind them, and the protocol that produced them."""
+
+    metrics: dict[str, float]
+    per_user: dict[str, np.ndarray]
+    users: np.ndarray
+    protocol: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**{k: float(v) for k, v in self.metrics.items()}, "protocol": self.protocol}
+
+
+def top_k_items(
+    score_fn: ScoreFn,
+    users: np.ndarray,
+    exclude: sp.csr_matrix | None,
+    k: int,
+    batch_size: int = 512,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best ``k`` items per user, skipping the items in ``exclude``'s rows.
+
+    ``score_fn(user_batch)`` returns a (batch, n_items) float array. Returns item indices and
+    scores, both shape (len(users), k), best first; excluded items never appear (when fewer than
+    ``k`` items remain, the tail holds excluded items with score ``-inf``).
+    """
+    users = np.asarray(users, np.int64)
+    items_out, scores_out = [], []
+    for start in range(0, len(users), batch_size):
+        batch = users[start : start + batch_size]
+        scores = np.array(score_fn(batch), dtype=np.float32, copy=True)
+        if exclude is not None:
+            rows, cols = exclude[batch].nonzero()
+            scores[rows, cols] = -np.inf
+        best = torch.topk(torch.from_numpy(scores), min(k, scores.shape[1]), dim=1)
+        items_out.append(best.indices.numpy())
+        scores_out.append(best.values.numpy())
+    if not items_out:
+        return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
+    return np.concatenate(items_out), np.concatenate(scores_out)
+
+
+def ranking_metrics(
+    top_items: np.ndarray,
+    relevant: sp.csr_matrix,
+    users: np.ndarray,
+    k: int,
+    item_counts: np.ndarray,
+    n_users_total: int,
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Recall, precision, NDCG, MRR, hit rate, coverage and novelty at ``k``.
+
+    ``top_items[j]`` is the ranked list of ``users[j]``; ``relevant`` holds the held-out items;
+    ``item_counts`` are training interaction counts (for novelty: mean ``-log2 p(item)``, with
+    ``p`` = share of users who had the item, unseen items counted as one user).
+    """
+    top = top_items[:, :k]
+    rel_rows = relevant[users]
+    n_rel = np.diff(rel_rows.indptr).astype(np.int64)
+    hits = np.take_along_axis(rel_rows.toarray() > 0, top, axis=1)
+    n_hits = hits.sum(axis=1)
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    dcg = (hits * discounts).sum(axis=1)
+    idcg = np.cumsum(discounts)[np.clip(np.minimum(k, n_rel) - 1, 0, k - 1)]
+    first_hit = np.where(hits.any(axis=1), hits.argmax(axis=1), -1)
+    p_item = np.maximum(item_counts, 1) / max(n_users_total, 1)
+    self_info = -np.log2(np.minimum(p_item, 1.0))
+    per_user = {
+        f"recall@{k}": n_hits / np.maximum(n_rel, 1),
+        f"precision@{k}": n_hits / k,
+        f"ndcg@{k}": dcg / idcg,
+        f"mrr@{k}": np.where(first_hit >= 0, 1.0 / (np.maximum(first_hit, 0) + 1), 0.0),
+        f"hit@{k}": (n_hits > 0).astype(np.float64),
+        f"novelty@{k}": self_info[top].mean(axis=1) if len(top) else np.zeros(0),
+    }
+    metrics = {name: float(values.mean()) if len(values) else 0.0
+               for name, values in per_user.items()}
+    metrics[f"coverage@{k}"] = float(len(np.unique(top)) / relevant.shape[1])
+    return metrics, per_user
+
+
+def evaluate_scores(
+    score_fn: ScoreFn,
+    relevant: sp.csr_matrix,
+    exclude: sp.csr_matrix | None,
+    item_counts: np.ndarray,
+    k: int = 10,
+    protocol: dict[str, Any] | None = None,
+    batch_size: int = 512,
+) -> Evaluation:
+    """Ranks all items for every user with a held-out item and scores the lists."""
+    users = np.flatnonzero(np.diff(relevant.indptr) > 0)
+    top, _ = top_k_items(score_fn, users, exclude, k, batch_size)
+    metrics, per_user = ranking_metrics(top, relevant, users, k, item_counts, relevant.shape[0])
+    protocol = {**(protocol or {}), "k": k, "users_evaluated": int(len(users))}
+    return Evaluation(metrics, per_user, users, protocol)
+
+
+def evaluate_model(model: Any, split: Any, k: int = 10, part: str = "test") -> Evaluation:
+    """Evaluates a fitted recommender on ``split``'s validation or test positives.
+
+    For ``part="test"`` the train and validation positives are excluded from rankings; for
+    ``"valid"`` only the train positives. Models that predict ratings also get RMSE.
+    """
+    if part not in ("test", "valid"):
+        raise ValueError(f"part must be 'test' or 'valid', got {part!r}")
+    held_out = split.test_pos if part == "test" else split.valid_pos
+    seen = split.seen_at_test if part == "test" else split.train_pos
+    protocol = {
+        "part": part,
+        "split": split.config.split,
+        "threshold": split.config.threshold,
+        "description": split.config.describe(),
+        "excluded": "train + validation positives" if part == "test" else "train positives",
+    }
+    result = evaluate_scores(
+        model.score, held_out.to_csr(), seen.to_csr(), seen.item_counts(), k, protocol
+    )
+    ratings = split.test if part == "test" else split.valid
+    if hasattr(model, "predict_ratings") and len(ratings):
+        predicted = model.predict_ratings(ratings.user_index, ratings.item_index)
+        result.metrics["rmse"] = float(np.sqrt(np.mean((predicted - ratings.ratings) ** 2)))
+    return result

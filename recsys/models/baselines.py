@@ -1,0 +1,160 @@
+"""Non-neural baselines on the same surface: popularity, item-kNN, EASE and truncated SVD."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.utils.extmath import randomized_svd
+
+from recsys.models.base import EpochCallback, Recommender
+
+
+class Popularity(Recommender):
+    """Everyone gets the most-liked training items: the bar every personalised model must beat."""
+
+    name = "popularity"
+    description = "Most-liked items in the training set, the same list for every user."
+
+    def _fit(self, split, callbacks: Sequence[EpochCallback]) -> None:
+        self.counts = split.train_pos.item_counts().astype(np.float32)
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(self.counts, (len(users), self.n_items))
+
+    def _params(self):
+        return {"counts": self.counts}
+
+    def _load_params(self, params) -> None:
+        self.counts = params["counts"]
+
+
+class ItemKNN(Recommender):
+    """Item-item cosine similarity of training columns; a user's score sums their items' rows.
+
+    Only each item's ``knn_neighbours`` most similar items are kept (sparse), as is usual.
+    """
+
+    name = "itemknn"
+    description = "Co-occurrence neighbours: items liked by the same users (cosine)."
+
+    def _fit(self, split, callbacks: Sequence[EpochCallback]) -> None:
+        self.train = split.train_pos.to_csr()
+        self.similarity = _top_k_per_row(_cosine_item_similarity(self.train),
+                                         self.config.knn_neighbours)
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        return np.asarray((self.train[users] @ self.similarity).todense(), np.float32)
+
+    def similar_items(self, item: int, k: int = 10):
+        self._check_item(item)
+        row = self.similarity[item].toarray().ravel()  # the kept neighbours, then zeros
+        row[item] = -np.inf
+        top = np.argsort(-row, kind="stable")[:k]
+        return top, row[top]
+
+    def _params(self):
+        return {**_csr_to_arrays("train", self.train), **_csr_to_arrays("sim", self.similarity)}
+
+    def _load_params(self, params) -> None:
+        self.train = _csr_from_arrays("train", params)
+        self.similarity = _csr_from_arrays("sim", params)
+
+
+class EASE(Recommender):
+    """Embarrassingly Shallow Autoencoder (Steck 2019): closed-form item-item weights.
+
+    ``B = I - P / diag(P)`` with ``P = (X^T X + lambda I)^-1`` and a zero diagonal.
+    """
+
+    name = "ease"
+    description = "Closed-form linear item-to-item model (Steck 2019), a strong baseline."
+
+    def _fit(self, split, callbacks: Sequence[EpochCallback]) -> None:
+        self.train = split.train_pos.to_csr()
+        gram = (self.train.T @ self.train).toarray().astype(np.float64)
+        gram[np.diag_indices_from(gram)] += self.config.ease_lambda
+        precision = np.linalg.inv(gram)
+        weights = -precision / np.diag(precision)
+        np.fill_diagonal(weights, 0.0)
+        self.weights = weights.astype(np.float32)
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        return np.asarray(self.train[users] @ self.weights, np.float32)
+
+    def item_factors(self) -> np.ndarray:
+        """Columns of B: items alike when the same items predict them."""
+        return self.weights.T
+
+    def _params(self):
+        return {**_csr_to_arrays("train", self.train), "weights": self.weights}
+
+    def _load_params(self, params) -> None:
+        self.train = _csr_from_arrays("train", params)
+        self.weights = params["weights"]
+
+
+class SVD(Recommender):
+    """Truncated SVD of the binary training matrix: the classic linear embedding."""
+
+    name = "svd"
+    description = "Truncated SVD of the user x item matrix: embeddings without training."
+    has_embeddings = True
+
+    def _fit(self, split, callbacks: Sequence[EpochCallback]) -> None:
+        train = split.train_pos.to_csr()
+        dim = min(self.config.dim, min(train.shape) - 1)
+        u, s, vt = randomized_svd(train, dim, random_state=self.config.seed)
+        root = np.sqrt(s)
+        self.users = (u * root).astype(np.float32)
+        self.items = (vt.T * root).astype(np.float32)
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        return self.users[users] @ self.items.T
+
+    def user_factors(self) -> np.ndarray:
+        return self.users
+
+    def item_factors(self) -> np.ndarray:
+        return self.items
+
+    def _params(self):
+        return {"users": self.users, "items": self.items}
+
+    def _load_params(self, params) -> None:
+        self.users, self.items = params["users"], params["items"]
+
+
+def _cosine_item_similarity(train: sp.csr_matrix) -> sp.csr_matrix:
+    norms = np.sqrt(np.asarray(train.multiply(train).sum(axis=0)).ravel())
+    inv = sp.diags(1.0 / np.maximum(norms, 1e-12))
+    sim = (inv @ (train.T @ train) @ inv).tocsr().astype(np.float32)
+    sim.setdiag(0.0)
+    sim.eliminate_zeros()
+    return sim
+
+
+def _top_k_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """Keeps each row's ``k`` largest entries (vectorised over a dense copy; fine to ~20k items)."""
+    dense = matrix.toarray()
+    if k < dense.shape[1]:
+        cutoff = np.partition(dense, dense.shape[1] - k, axis=1)[:, dense.shape[1] - k]
+        dense[dense < cutoff[:, None]] = 0.0
+    return sp.csr_matrix(dense)
+
+
+def _csr_to_arrays(prefix: str, m: sp.csr_matrix) -> dict[str, np.ndarray]:
+    return {
+        f"{prefix}.data": m.data,
+        f"{prefix}.indices": m.indices.astype(np.int64),
+        f"{prefix}.indptr": m.indptr.astype(np.int64),
+        f"{prefix}.shape": np.array(m.shape, np.int64),
+    }
+
+
+def _csr_from_arrays(prefix: str, params: dict[str, np.ndarray]) -> sp.csr_matrix:
+    return sp.csr_matrix(
+        (params[f"{prefix}.data"], params[f"{prefix}.indices"], params[f"{prefix}.indptr"]),
+        shape=tuple(params[f"{prefix}.shape"]),
+    )

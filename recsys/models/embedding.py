@@ -1,0 +1,95 @@
+"""Shared machinery of the torch models: batches, scoring, saving, factor access."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from recsys.models.base import EpochCallback, Recommender
+from recsys.sampling import PositiveSet, popularity_cdf, sample_negatives
+from recsys.trainer import torch_threads, train
+
+
+class EmbeddingRecommender(Recommender):
+    """A torch module trained by :func:`recsys.trainer.train` on sampled negatives.
+
+    Subclasses set ``build_module`` and ``pair_loss`` (implicit models) or override
+    ``epoch_batches`` / ``batch_loss`` (the rating model).
+    """
+
+    has_embeddings = True
+    monitor: ClassVar[tuple[str, bool]] = ("recall@10", True)
+    module: nn.Module
+
+    def build_module(self, n_users: int, n_items: int) -> nn.Module:
+        raise NotImplementedError
+
+    def pair_loss(self, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _fit(self, split: Any, callbacks: Sequence[EpochCallback]) -> None:
+        cfg = self.config
+        self.device = torch.device(cfg.device)
+        with torch.random.fork_rng(devices=[]), torch_threads(cfg.threads):
+            torch.manual_seed(cfg.seed)
+            self.module = self.build_module(self.n_users, self.n_items).to(self.device)
+            self._prepare(split)
+            self.history = train(self, split, callbacks)
+
+    def _prepare(self, split: Any) -> None:
+        """Per-fit constants for the implicit sampler."""
+        pos = split.train_pos
+        self._pairs = (pos.user_index, pos.item_index)
+        self._positives = PositiveSet(pos.user_index, pos.item_index, self.n_users, self.n_items)
+        self._cdf = (
+            popularity_cdf(pos.item_counts(), self.config.alpha)
+            if self.config.neg_sampling == "popularity"
+            else None
+        )
+
+    def epoch_batches(self, split: Any, rng: np.random.Generator) -> Iterator[tuple]:
+        """One shuffled pass: (users, positives, negatives) tensors, negatives drawn at once."""
+        users, items = self._pairs
+        order = rng.permutation(len(users))
+        users, items = users[order], items[order]
+        negatives = sample_negatives(
+            users, self.config.negatives, self.n_items, self._positives, rng, self._cdf
+        )
+        tensors = [torch.from_numpy(a).to(self.device) for a in (users, items, negatives)]
+        for start in range(0, len(users), self.config.batch_size):
+            yield tuple(t[start : start + self.config.batch_size] for t in tensors)
+
+    def train_step(self, batch: tuple, optimizer: torch.optim.Optimizer) -> float:
+        """One autograd step on ``batch_loss``; returns the loss value."""
+        loss = self.batch_loss(*batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    def batch_loss(self, users, positives, negatives) -> torch.Tensor:
+        items = torch.cat([positives[:, None], negatives], dim=1)  # one gather for all
+        wants_penalty = self.config.weight_decay > 0
+        scores, penalty = self.module.scores_and_penalty(users, items, wants_penalty)
+        loss = self.pair_loss(scores[:, 0], scores[:, 1:])
+        if self.config.weight_decay:
+            loss = loss + self.config.weight_decay * penalty
+        return loss
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        with torch.no_grad(), torch_threads(self.config.threads):
+            users_t = torch.as_tensor(np.asarray(users, np.int64), device=self.device)
+            return self.module.score_all(users_t).float().cpu().numpy()
+
+    def _params(self) -> dict[str, np.ndarray]:
+        return {k: v.detach().cpu().numpy() for k, v in self.module.state_dict().items()}
+
+    def _load_params(self, params: dict[str, np.ndarray]) -> None:
+        self.device = torch.device("cpu")
+        self.module = self.build_module(self.n_users, self.n_items)
+        self.module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in params.items()})
+        self.module.eval()

@@ -1,0 +1,151 @@
+"""Matrix factorisation: BPR and BCE on sampled negatives, MSE on explicit ratings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from recsys.losses import bce_loss, bpr_loss, mse_loss
+from recsys.models.embedding import EmbeddingRecommender
+from recsys.models.modules import MatrixFactorization
+
+
+class _MF(EmbeddingRecommender):
+    module: MatrixFactorization
+
+    def build_module(self, n_users: int, n_items: int) -> MatrixFactorization:
+        return MatrixFactorization(n_users, n_items, self.config.dim)
+
+    def user_factors(self) -> np.ndarray:
+        return self.module.user.weight.detach().cpu().numpy()
+
+    def item_factors(self) -> np.ndarray:
+        return self.module.item.weight.detach().cpu().numpy()
+
+    def user_biases(self) -> np.ndarray:
+        return self.module.user_bias.weight.detach().cpu().numpy().ravel()
+
+    def item_biases(self) -> np.ndarray:
+        return self.module.item_bias.weight.detach().cpu().numpy().ravel()
+
+
+class _SampledMF(_MF):
+    """MF on (user, positive, negatives) batches with hand-written gradients.
+
+    Autograd on CPU spends most of a step on broadcast multiplies and embedding backward; the
+    closed-form gradient of a dot-product model needs half the passes over memory, which makes
+    the default fit about twice as fast. ``tests/test_models.py`` checks it against autograd.
+    """
+
+    def score_gradient(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss value and dLoss/dscores for scores (B, 1 + n_negatives), positive first."""
+        raise NotImplementedError
+
+    def train_step(self, batch: tuple, optimizer: torch.optim.Optimizer) -> float:
+        users, positives, negatives = batch
+        m, wd = self.module, self.config.weight_decay
+        with torch.no_grad():
+            items = torch.cat([positives[:, None], negatives], dim=1)
+            flat = items.reshape(-1)
+            p = m.user.weight.index_select(0, users)
+            q = m.item.weight.index_select(0, flat).view(*items.shape, -1)
+            scores = (q * p.unsqueeze(1)).sum(-1)
+            scores += m.item_bias.weight.index_select(0, flat).view(items.shape)
+            scores += m.user_bias.weight.index_select(0, users)
+            loss, grad = self.score_gradient(scores)
+            grad_p = (grad.unsqueeze(-1) * q).sum(1)
+            grad_q = grad.unsqueeze(-1) * p.unsqueeze(1)
+            if wd:
+                n = len(users)
+                loss = loss + wd * (p.pow(2).sum() + q.pow(2).sum()) / n
+                grad_p += (2 * wd / n) * p
+                grad_q += (2 * wd / n) * q
+            m.user.weight.grad = torch.zeros_like(m.user.weight).index_add_(0, users, grad_p)
+            m.item.weight.grad = torch.zeros_like(m.item.weight).index_add_(
+                0, flat, grad_q.reshape(len(flat), -1)
+            )
+            m.item_bias.weight.grad = torch.zeros_like(m.item_bias.weight).index_add_(
+                0, flat, grad.reshape(-1, 1)
+            )
+            m.user_bias.weight.grad = torch.zeros_like(m.user_bias.weight).index_add_(
+                0, users, grad.sum(1, keepdim=True)
+            )
+        optimizer.step()
+        return float(loss)
+
+
+class MFBPR(_SampledMF):
+    name = "mf-bpr"
+    description = "Dot product + item bias, trained to rank a liked item above a sampled one (BPR)."
+
+    def pair_loss(self, positive, negative):
+        return bpr_loss(positive, negative)
+
+    def score_gradient(self, scores):
+        diff = scores[:, :1] - scores[:, 1:]  # (B, K): positive minus each negative
+        count = diff.numel()
+        loss = torch.nn.functional.softplus(-diff).sum() / count  # = -log sigmoid(diff)
+        d_diff = -torch.sigmoid(-diff) / count
+        return loss, torch.cat([d_diff.sum(1, keepdim=True), -d_diff], dim=1)
+
+
+class MFBCE(_SampledMF):
+    name = "mf-bce"
+    description = "Dot product + user/item biases, liked vs sampled items as a yes/no task (BCE)."
+
+    def pair_loss(self, positive, negative):
+        return bce_loss(positive, negative)
+
+    def score_gradient(self, scores):
+        labels = torch.zeros_like(scores)
+        labels[:, 0] = 1.0
+        count = scores.numel()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(scores, labels)
+        return loss, (torch.sigmoid(scores) - labels) / count
+
+
+class MFMSE(_MF):
+    """Explicit rating prediction: r(u, i) = mu + b_u + b_i + <p_u, q_i>, squared error + L2."""
+
+    name = "mf-mse"
+    description = "Predicts star ratings (global mean + biases + dot), squared error; RMSE."
+    monitor = ("rmse", False)
+
+    def build_module(self, n_users: int, n_items: int) -> MatrixFactorization:
+        return MatrixFactorization(n_users, n_items, self.config.dim, self._global_mean)
+
+    def _prepare(self, split: Any) -> None:
+        train = split.train
+        self._ratings = (train.user_index, train.item_index, train.ratings)
+
+    def _fit(self, split, callbacks) -> None:
+        self._global_mean = float(split.train.ratings.mean()) if len(split.train) else 0.0
+        super()._fit(split, callbacks)
+
+    def epoch_batches(self, split: Any, rng: np.random.Generator) -> Iterator[tuple]:
+        order = rng.permutation(len(self._ratings[0]))
+        tensors = [torch.from_numpy(a[order]).to(self.device) for a in self._ratings]
+        for start in range(0, len(order), self.config.batch_size):
+            yield tuple(t[start : start + self.config.batch_size] for t in tensors)
+
+    def batch_loss(self, users, items, ratings) -> torch.Tensor:
+        predicted, penalty = self.module.scores_and_penalty(
+            users, items, self.config.weight_decay > 0
+        )
+        loss = mse_loss(predicted, ratings)
+        if self.config.weight_decay:
+            loss = loss + self.config.weight_decay * penalty
+        return loss
+
+    def predict_ratings(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Predicted stars for (user, item) index pairs, clipped to the 0.5-5 scale."""
+        with torch.no_grad():
+            pred = self.module(torch.as_tensor(users), torch.as_tensor(items))
+        return np.clip(pred.cpu().numpy(), 0.5, 5.0)
+
+    def _load_params(self, params) -> None:
+        self._global_mean = float(params.get("global_mean", 0.0))
+        super()._load_params(params)

@@ -1,0 +1,87 @@
+"""Whole-epoch negative sampling, vectorised: one call draws every negative of an epoch."""
+
+from __future__ import annotations
+
+import numpy as np
+
+MAX_RESAMPLE_ROUNDS = 25
+
+
+def popularity_cdf(item_counts: np.ndarray, alpha: float) -> np.ndarray:
+    """Cumulative distribution with P(item) proportional to ``count ** alpha`` (word2vec style).
+
+    alpha = 0 is uniform over items; alpha = 1 samples in proportion to popularity.
+    """
+    weights = np.asarray(item_counts, np.float64) ** alpha
+    weights[np.asarray(item_counts) == 0] = 0.0 if alpha > 0 else 1.0
+    total = weights.sum()
+    if total <= 0:
+        raise ValueError("popularity sampling needs at least one item with interactions")
+    return np.cumsum(weights) / total
+
+
+class PositiveSet:
+    """Membership test for (user, item) pairs: a dense bitmap when it fits, else sorted keys."""
+
+    DENSE_LIMIT = 64_000_000  # pairs; ML-100K/1M fit (1.6M / 22M), ML-25M (10G) does not
+
+    def __init__(self, users: np.ndarray, items: np.ndarray, n_users: int, n_items: int):
+        self.n_items = n_items
+        keys = np.asarray(users, np.int64) * n_items + np.asarray(items, np.int64)
+        if n_users * n_items <= self.DENSE_LIMIT:
+            self.bitmap = np.zeros(n_users * n_items, bool)
+            self.bitmap[keys] = True
+        else:
+            self.bitmap, self.keys = None, np.unique(keys)
+
+    def contains(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        keys = users * self.n_items + items
+        if self.bitmap is not None:
+            return self.bitmap[keys]
+        if len(self.keys) == 0:
+            return np.zeros(keys.shape, bool)
+        at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        return self.keys[at] == keys
+
+
+def sample_negatives(
+    users: np.ndarray,
+    n_negatives: int,
+    n_items: int,
+    positives: PositiveSet,
+    rng: np.random.Generator,
+    cdf: np.ndarray | None = None,
+) -> np.ndarray:
+    """Draws ``n_negatives`` items per entry of ``users``, avoiding each user's positives.
+
+    Parameters
+    ----------
+    users : int64 array, shape (n,)
+        The user of each training positive.
+    positives : PositiveSet
+        Every training positive; draws that hit one are redrawn.
+    cdf : float array, shape (n_items,), optional
+        From :func:`popularity_cdf`; uniform sampling when None.
+
+    Returns
+    -------
+    int64 array, shape (n, n_negatives). Draws that hit a user's own positive are redrawn
+    (up to a few rounds; a user who liked nearly every item may keep a rare collision).
+    """
+    users = np.asarray(users, np.int64)
+    negatives = _draw(rng, (len(users), n_negatives), n_items, cdf)
+    row_users = np.broadcast_to(users[:, None], negatives.shape)
+    for _ in range(MAX_RESAMPLE_ROUNDS):
+        hits = positives.contains(row_users, negatives)
+        n_hits = int(hits.sum())
+        if n_hits == 0:
+            break
+        negatives[hits] = _draw(rng, (n_hits,), n_items, cdf)
+    return negatives
+
+
+def _draw(rng: np.random.Generator, shape: tuple, n_items: int, cdf: np.ndarray | None):
+    if cdf is None:
+        return rng.integers(0, n_items, size=shape, dtype=np.int64)
+    draws = np.searchsorted(cdf, rng.random(shape), side="right")
+    return np.minimum(draws, n_items - 1).astype(np.int64)
