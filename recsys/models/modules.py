@@ -78,11 +78,18 @@ class NeuralCF(nn.Module):
         for emb in (self.gmf_user, self.gmf_item, self.mlp_user, self.mlp_item):
             nn.init.normal_(emb.weight, std=0.1)
 
+    def _output_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The output layer's weights on the GMF features and on the MLP features."""
+        w = self.out.weight[0]
+        dim = self.gmf_user.embedding_dim
+        return w[:dim], w[dim:]
+
     def _logits(self, gmf_u, gmf_i, first_u, first_i) -> torch.Tensor:
-        """Shared tail. The first MLP layer on [u, i] is split as W_u u + W_i i, so scoring all
-        items for a user needs the item half only once."""
+        """Shared tail. The first MLP layer on [u, i] is split as W_u u + W_i i, and the output
+        layer on [gmf, mlp] as w_g . gmf + w_m . mlp, so no wide concatenation is built."""
+        w_gmf, w_mlp = self._output_weights()
         hidden = self.mlp(torch.relu(first_u + first_i))
-        return self.out(torch.cat([gmf_u * gmf_i, hidden], dim=-1)).squeeze(-1)
+        return ((gmf_u * w_gmf) * gmf_i).sum(-1) + hidden @ w_mlp + self.out.bias
 
     def _first_layer_parts(self, user_vec, item_vec):
         half = user_vec.shape[-1]
@@ -104,10 +111,9 @@ class NeuralCF(nn.Module):
         return self.scores_and_penalty(users, items, penalty=False)[0]
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
+        """(B, n_items) logits: the GMF part is one matrix product, the MLP part is batched."""
+        w_gmf, w_mlp = self._output_weights()
+        gmf = (self.gmf_user(users) * w_gmf) @ self.gmf_item.weight.T
         first_u, first_i = self._first_layer_parts(self.mlp_user(users), self.mlp_item.weight)
-        return self._logits(
-            self.gmf_user(users).unsqueeze(1),
-            self.gmf_item.weight.unsqueeze(0),
-            first_u.unsqueeze(1),
-            first_i.unsqueeze(0),
-        )
+        hidden = self.mlp(torch.relu(first_u.unsqueeze(1) + first_i.unsqueeze(0)))
+        return gmf + hidden @ w_mlp + self.out.bias

@@ -1,0 +1,85 @@
+"""The CLI end to end on tiny data: train -> evaluate -> export, and clean errors."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import tiny_movielens
+
+import recsys.cli as cli
+
+
+@pytest.fixture(autouse=True)
+def tiny_data(monkeypatch):
+    ml = tiny_movielens()
+    monkeypatch.setattr(cli, "load_movielens", lambda *a, **k: ml)
+    return ml
+
+
+def run_cli(*args):
+    return cli.main([str(a) for a in args])
+
+
+def test_train_evaluate_export(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli("train", "--model", "mf-bce", "--dim", 8, "--epochs", 3, "--batch-size", 64,
+                   "--negatives", 2, "--neg-sampling", "popularity", "--out", out, "--quiet") == 0
+    assert "recall@10" in capsys.readouterr().out
+    assert run_cli("evaluate", out, "--json") == 0
+    payload = json.loads(capsys.readouterr().out)
+    for key in ("recall@10", "precision@10", "ndcg@10", "mrr@10", "hit@10", "coverage@10",
+                "novelty@10"):
+        assert 0 <= payload[key] <= (100 if key == "novelty@10" else 1)
+    assert payload["protocol"]["split"] == "temporal"
+    assert run_cli("export", out, "--out", tmp_path / "e.npz") == 0
+    with np.load(tmp_path / "e.npz", allow_pickle=False) as z:
+        assert z["item_factors"].shape == (30, 8) and z["user_factors"].shape == (40, 8)
+        assert z["titles"][0] == "Movie 1 (1981)"
+        assert z["train_pairs"].shape[1] == 2 and len(z["test_pairs"]) > 0
+        assert np.isin(z["test_pairs"][:, 1], z["item_ids"]).all()
+    assert run_cli("export", out, "--format", "projector", "--out", tmp_path / "proj") == 0
+    vectors = np.loadtxt(tmp_path / "proj" / "vectors.tsv", delimiter="\t")
+    meta = (tmp_path / "proj" / "metadata.tsv").read_text().splitlines()
+    assert vectors.shape == (30, 8) and len(meta) == 31
+    assert meta[0] == "title\tgenres\tyear\tpopularity"
+
+
+def test_mf_mse_reports_rmse(tmp_path, capsys):
+    out = tmp_path / "mse"
+    assert run_cli("train", "--model", "mf-mse", "--dim", 4, "--epochs", 2, "--out", out,
+                   "--quiet") == 0
+    capsys.readouterr()
+    assert run_cli("evaluate", out, "--json") == 0
+    assert "rmse" in json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["evaluate", "/no/such/run"], "no run directory"),
+    (["train", "--dim", "0", "--out", "x"], "dim must be between"),
+    (["train", "--lr", "-1", "--out", "x"], "lr must be between"),
+])
+def test_bad_input_gives_one_line_error(args, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(*args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and "Traceback" not in err[0]
+
+
+def test_unknown_model_is_rejected_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("train", "--model", "nope")
+    assert exit_info.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_export_of_model_without_embeddings_fails_cleanly(tmp_path, capsys):
+    out = tmp_path / "pop"
+    assert run_cli("train", "--model", "popularity", "--out", out, "--quiet") == 0
+    assert run_cli("export", out, "--out", tmp_path / "p.npz") == 2
+    assert "no item embeddings" in capsys.readouterr().err
+
+
+def test_data_command_reports_source_and_counts(capsys):
+    assert run_cli("data") == 0
+    out = capsys.readouterr().out
+    assert "source:" in out and "ratings:" in out

@@ -1,0 +1,65 @@
+import math
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsys.evaluation import evaluate_scores, ranking_metrics, top_k_items
+
+
+def reference_metrics(scores, relevant, exclude, k):
+    """Slow, obviously-correct per-user implementation to check the vectorised one."""
+    out = {"recall": [], "precision": [], "ndcg": [], "mrr": [], "hit": []}
+    for u in range(scores.shape[0]):
+        rel = set(np.flatnonzero(relevant[u]))
+        if not rel:
+            continue
+        ranked = [i for i in np.argsort(-scores[u], kind="stable") if not exclude[u, i]][:k]
+        hits = [1 if i in rel else 0 for i in ranked]
+        out["recall"].append(sum(hits) / len(rel))
+        out["precision"].append(sum(hits) / k)
+        dcg = sum(h / math.log2(r + 2) for r, h in enumerate(hits))
+        idcg = sum(1 / math.log2(r + 2) for r in range(min(k, len(rel))))
+        out["ndcg"].append(dcg / idcg)
+        out["mrr"].append(next((1 / (r + 1) for r, h in enumerate(hits) if h), 0.0))
+        out["hit"].append(float(any(hits)))
+    return {name: float(np.mean(v)) for name, v in out.items()}
+
+
+def test_vectorised_metrics_match_reference():
+    rng = np.random.default_rng(0)
+    n_users, n_items, k = 60, 40, 5
+    scores = rng.normal(size=(n_users, n_items)).astype(np.float32)
+    relevant = rng.random((n_users, n_items)) < 0.1
+    relevant[:5] = False  # users with nothing held out are not averaged
+    exclude = (rng.random((n_users, n_items)) < 0.2) & ~relevant
+    result = evaluate_scores(lambda users: scores[users], sp.csr_matrix(relevant),
+                             sp.csr_matrix(exclude), np.ones(n_items), k=k, batch_size=7)
+    ref = reference_metrics(scores, relevant, exclude, k)
+    for name in ("recall", "precision", "ndcg", "mrr", "hit"):
+        assert math.isclose(result.metrics[f"{name}@{k}"], ref[name], rel_tol=1e-6), name
+    assert result.protocol["users_evaluated"] == int((relevant.sum(1) > 0).sum())
+    assert len(result.per_user[f"recall@{k}"]) == result.protocol["users_evaluated"]
+
+
+def test_excluded_items_never_ranked():
+    scores = np.array([[9.0, 8.0, 7.0, 1.0]])
+    exclude = sp.csr_matrix(np.array([[1, 1, 0, 0]]))
+    items, vals = top_k_items(lambda u: scores[u], np.array([0]), exclude, 2)
+    assert items.tolist() == [[2, 3]]
+    assert vals.tolist() == [[7.0, 1.0]]
+
+
+def test_perfect_ranking_scores_one_and_idcg_uses_min_k_relevant():
+    relevant = sp.csr_matrix(np.array([[1, 1, 0, 0, 0, 0]]))
+    top = np.array([[0, 1, 2]])
+    metrics, _ = ranking_metrics(top, relevant, np.array([0]), 3, np.ones(6), 1)
+    assert metrics["ndcg@3"] == 1.0 and metrics["recall@3"] == 1.0
+    assert math.isclose(metrics["precision@3"], 2 / 3)
+    assert math.isclose(metrics["coverage@3"], 3 / 6)
+
+
+def test_novelty_is_mean_self_information():
+    relevant = sp.csr_matrix(np.array([[1, 0], [0, 1]]))
+    counts = np.array([2, 1])  # item 0 seen by both users, item 1 by one of two
+    metrics, _ = ranking_metrics(np.array([[1], [1]]), relevant, np.array([0, 1]), 1, counts, 2)
+    assert math.isclose(metrics["novelty@1"], 1.0)  # -log2(1/2)

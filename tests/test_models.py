@@ -1,0 +1,176 @@
+"""Contract tests for every registered model, gradient checks, and quality floors."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import USERS_PER_BLOCK
+
+from recsys.config import SplitConfig, TrainConfig
+from recsys.evaluation import evaluate_model
+from recsys.models import MODELS, create_model
+from recsys.runs import prepare_split
+from recsys.trainer import TrainingDivergedError
+
+FAST = {"epochs": 30, "dim": 8, "lr": 0.02, "batch_size": 64, "patience": 0, "threads": 1,
+        "ncf_layers": "16,8", "knn_neighbours": 20, "ease_lambda": 1.0, "refit": False}
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_model_recommends_its_own_block(name, block_split):
+    model = create_model(TrainConfig(model=name, **FAST)).fit(block_split)
+    split = block_split
+    scores = model.score(np.arange(split.train.n_users))
+    assert scores.shape == (split.train.n_users, split.train.n_items)
+    assert np.isfinite(scores).all()
+    if name not in ("popularity", "mf-mse"):  # mf-mse predicts stars, not preferences
+        # A user's top unseen item should lie in their own block (items 1-10 vs 11-20).
+        right = [split.train.item_ids[model.recommend(user, k=1)[0][0]] // 11
+                 == user // USERS_PER_BLOCK for user in range(split.train.n_users)]
+        assert np.mean(right) >= 0.95, (name, np.mean(right))
+    items, _ = model.recommend(0, k=5)
+    seen = set(model.seen[0].indices)
+    assert not seen & set(items.tolist())
+    _, with_seen = model.recommend(0, k=split.train.n_items, exclude_seen=False)
+    assert len(with_seen) == split.train.n_items
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_save_load_roundtrip_gives_identical_scores(name, block_split):
+    model = create_model(TrainConfig(model=name, **FAST)).fit(block_split)
+    state = model.state()
+    assert all(isinstance(v, np.ndarray) and v.dtype != object for v in state.values())
+    clone = create_model(TrainConfig(model=name, **FAST)).load_state(state)
+    users = np.arange(5)
+    np.testing.assert_allclose(clone.score(users), model.score(users), rtol=1e-6)
+    if model.item_factors() is not None:
+        np.testing.assert_array_equal(clone.similar_items(0, 3)[0], model.similar_items(0, 3)[0])
+
+
+@pytest.mark.parametrize("name", ["mf-bpr", "mf-bce", "svd", "itemknn"])
+def test_similar_items_come_from_the_same_block(name, block_split):
+    model = create_model(TrainConfig(model=name, **FAST)).fit(block_split)
+    ids = block_split.train.item_ids
+    items, sims = model.similar_items(0, k=3)
+    assert 0 not in items.tolist()
+    assert all((ids[i] - 1) // 10 == (ids[0] - 1) // 10 for i in items)
+    assert np.all(np.diff(sims) <= 1e-6)
+
+
+@pytest.mark.parametrize("name", ["mf-bpr", "mf-bce"])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_hand_written_gradients_match_autograd(name, weight_decay, block_split):
+    model = create_model(TrainConfig(model=name, **{**FAST, "epochs": 1,
+                                                    "weight_decay": weight_decay}))
+    model.fit(block_split)
+    users = torch.tensor([0, 1, 2, 3])
+    pos = torch.tensor([0, 1, 2, 3])
+    neg = torch.tensor([[4, 5], [6, 7], [8, 9], [10, 11]])
+    params = list(model.module.parameters())
+    loss = model.batch_loss(users, pos, neg)
+    expected = torch.autograd.grad(loss, params)
+
+    class Capture:
+        def step(self):
+            pass
+
+    manual_loss = model.train_step((users, pos, neg), Capture())
+    assert manual_loss == pytest.approx(loss.item(), rel=1e-5)
+    for p, g in zip(params, expected, strict=True):
+        torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-6)
+
+
+def test_training_is_deterministic_under_a_seed(block_split):
+    cfg = TrainConfig(model="mf-bpr", **FAST)
+    a = create_model(cfg).fit(block_split).score(np.arange(3))
+    b = create_model(cfg).fit(block_split).score(np.arange(3))
+    np.testing.assert_array_equal(a, b)
+
+
+def test_callbacks_see_epochs_and_can_stop_training(block_split):
+    seen = []
+
+    def callback(epoch, stats):
+        seen.append((epoch, sorted(stats)))
+        return epoch == 3
+
+    model = create_model(TrainConfig(model="mf-bpr", **FAST))
+    model.fit(block_split, [callback])
+    assert [e for e, _ in seen] == [1, 2, 3]
+    assert {"loss", "valid_recall@10", "valid_ndcg@10", "elapsed", "best_epoch"} <= set(seen[0][1])
+
+
+def test_early_stopping_restores_best_epoch(block_split):
+    cfg = TrainConfig(model="mf-bpr", **{**FAST, "epochs": 60, "patience": 2})
+    model = create_model(cfg).fit(block_split)
+    history = model.history
+    best = history[-1]["best_epoch"]
+    assert len(history) < 60 and len(history) - best == 2
+    valid = evaluate_model(model, block_split, part="valid").metrics["recall@10"]
+    assert valid == pytest.approx(max(h["valid_recall@10"] for h in history))
+
+
+def test_refit_trains_on_validation_too(block_split):
+    cfg = TrainConfig(model="popularity", **{**FAST, "refit": True})
+    model = create_model(cfg).fit(block_split)
+    assert model.counts.sum() == len(block_split.train_pos) + len(block_split.valid_pos)
+    cfg = TrainConfig(model="mf-bpr", **{**FAST, "refit": True, "epochs": 6})
+    model = create_model(cfg).fit(block_split)
+    assert len(model.history) == 6  # the validated pass is what the history shows
+    assert model.refit_epochs == model.history[-1]["best_epoch"]
+
+
+def test_divergence_raises_a_clear_error(block_split, monkeypatch):
+    model = create_model(TrainConfig(model="mf-bpr", **FAST))
+    monkeypatch.setattr(model, "train_step", lambda batch, optimizer: float("nan"))
+    with pytest.raises(TrainingDivergedError, match="lower the learning rate"):
+        model.fit(block_split)
+
+
+def test_unknown_model_and_bad_config_raise():
+    with pytest.raises(ValueError, match="unknown model"):
+        TrainConfig(model="nope")
+    with pytest.raises(ValueError, match="dim must be"):
+        TrainConfig(dim=0)
+    with pytest.raises(ValueError, match="negatives"):
+        TrainConfig(negatives=21)
+    with pytest.raises(ValueError, match="ncf_layers"):
+        TrainConfig(ncf_layers="64,x")
+
+
+# Quality floors on the real ML-100K (temporal split), one per family, seeded and fast.
+FLOORS = {
+    "popularity": ({}, 0.05),
+    "ease": ({}, 0.12),
+    "mf-bpr": ({}, 0.09),
+    "mf-bce": ({}, 0.09),
+    "ncf": ({"epochs": 5, "refit": False}, 0.07),
+}
+
+
+@pytest.mark.movielens
+@pytest.mark.parametrize("name", sorted(FLOORS))
+def test_quality_floor_on_movielens(name, movielens):
+    overrides, floor = FLOORS[name]
+    split = _real_split(movielens)
+    model = create_model(TrainConfig(model=name, **overrides)).fit(split)
+    recall = evaluate_model(model, split).metrics["recall@10"]
+    assert recall >= floor, f"{name} Recall@10 {recall:.4f} below floor {floor}"
+
+
+@pytest.mark.movielens
+def test_mf_mse_predicts_ratings_better_than_the_mean(movielens):
+    split = _real_split(movielens)
+    cfg = TrainConfig(model="mf-mse", weight_decay=0.05, epochs=10, refit=False)
+    model = create_model(cfg).fit(split)
+    rmse = evaluate_model(model, split).metrics["rmse"]
+    baseline = float(np.sqrt(np.mean((split.test.ratings - split.train.ratings.mean()) ** 2)))
+    assert rmse < baseline
+
+
+_SPLITS = {}
+
+
+def _real_split(ml):
+    if "temporal" not in _SPLITS:
+        _SPLITS["temporal"] = prepare_split(ml, SplitConfig())
+    return _SPLITS["temporal"]

@@ -1,0 +1,39 @@
+import numpy as np
+
+from recsys.sampling import PositiveSet, popularity_cdf, sample_negatives
+
+
+def test_negatives_avoid_positives_dense_and_sparse():
+    rng = np.random.default_rng(0)
+    n_users, n_items = 5, 8
+    users = np.repeat(np.arange(n_users), 6)
+    items = np.tile(np.arange(6), n_users)  # everyone likes items 0-5; only 6, 7 are negatives
+    for limit in (10**9, 1):
+        PositiveSet.DENSE_LIMIT, old = limit, PositiveSet.DENSE_LIMIT
+        try:
+            positives = PositiveSet(users, items, n_users, n_items)
+            neg = sample_negatives(users, 4, n_items, positives, rng)
+        finally:
+            PositiveSet.DENSE_LIMIT = old
+        assert neg.shape == (len(users), 4)
+        assert set(np.unique(neg)) <= {6, 7}
+
+
+def test_popularity_sampling_follows_count_power():
+    counts = np.array([1, 0, 100, 1000])
+    cdf = popularity_cdf(counts, alpha=1.0)
+    rng = np.random.default_rng(1)
+    positives = PositiveSet(np.array([0]), np.array([0]), 100_000, 4)
+    draws = sample_negatives(np.arange(1, 20_001), 5, 4, positives, rng, cdf).ravel()
+    freq = np.bincount(draws, minlength=4) / len(draws)
+    assert freq[1] == 0
+    assert abs(freq[3] - 1000 / 1101) < 0.01
+    uniform = popularity_cdf(counts, alpha=0.0)
+    assert np.allclose(np.diff(np.r_[0, uniform]), 0.25)
+
+
+def test_sampling_is_deterministic_under_a_seed():
+    positives = PositiveSet(np.array([0, 1]), np.array([1, 2]), 2, 50)
+    a = sample_negatives(np.array([0, 1]), 3, 50, positives, np.random.default_rng(7))
+    b = sample_negatives(np.array([0, 1]), 3, 50, positives, np.random.default_rng(7))
+    assert np.array_equal(a, b)
