@@ -487,6 +487,15 @@ def load_movielens(
     else:
         attempts.append(f"cache: no {cached / 'u.data'}")
 
+    wheel = cache_dir / "wheels" / RECBOLE_WHEEL
+    if wheel.is_file():  # fetched by an earlier run: part of the cache, no network needed
+        try:
+            ml = read_recbole_wheel(wheel)
+            validate_100k_counts(ml)
+            return replace(ml, source=f"{RECBOLE_SPEC} wheel (cached at {wheel})")
+        except _SOURCE_ERRORS as exc:
+            attempts.append(f"cached {RECBOLE_SPEC} wheel {wheel}: {_one_line(exc)}")
+
     if download:
         try:
             return _download_grouplens(cache_dir, timeout, progress)
@@ -495,9 +504,8 @@ def load_movielens(
     else:
         attempts.append("GroupLens download: skipped (download=False)")
 
-    wheel = cache_dir / "wheels" / RECBOLE_WHEEL
-    origin = f"{RECBOLE_SPEC} wheel (cached at {wheel})"
-    if not wheel.is_file() and not download:
+    origin = f"{RECBOLE_SPEC} wheel from PyPI (cached at {wheel})"
+    if not download:
         attempts.append(f"{RECBOLE_SPEC} wheel: no {wheel} and download=False")
     elif not wheel.is_file():
         try:
@@ -505,10 +513,9 @@ def load_movielens(
         except _SOURCE_ERRORS as exc:
             attempts.append(f"{RECBOLE_SPEC} wheel via pip: {_one_line(exc)}")
         else:
-            origin = f"{RECBOLE_SPEC} wheel from PyPI (cached at {wheel})"
             if not wheel.is_file():
                 attempts.append(f"{RECBOLE_SPEC} wheel: pip succeeded but {wheel} is missing")
-    if wheel.is_file():
+    if download and wheel.is_file():
         try:
             ml = read_recbole_wheel(wheel)
             validate_100k_counts(ml)

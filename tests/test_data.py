@@ -305,3 +305,17 @@ def test_load_grouplens_download_extracts_to_cache(tmp_path, no_network, monkeyp
     # Next call reads the cache without downloading.
     monkeypatch.setattr(data, "_fetch_grouplens_zip", None)
     assert "directory" in load_movielens(cache_dir=cache).source
+
+
+def test_cached_wheel_is_read_before_any_network_attempt(tmp_path, no_network, monkeypatch):
+    cache = tmp_path / "cache"
+    (cache / "wheels").mkdir(parents=True)
+    write_wheel(cache / "wheels" / data.RECBOLE_WHEEL)
+
+    def must_not_fetch(*args, **kwargs):
+        raise AssertionError("a cached wheel must not trigger a download")
+
+    monkeypatch.setattr(data, "_fetch_grouplens_zip", must_not_fetch)
+    monkeypatch.setattr(data, "validate_100k_counts", lambda ml: None)
+    ml = load_movielens(cache_dir=cache, progress=False)
+    assert ml.source.startswith("recbole==1.2.1 wheel (cached at")
