@@ -4,9 +4,9 @@ import json
 
 import numpy as np
 import pytest
-from conftest import tiny_movielens
 
 import recsys.cli as cli
+from tests.synthetic import tiny_movielens
 
 
 @pytest.fixture(autouse=True)

@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 import torch
-from conftest import USERS_PER_BLOCK
 
 from recsys.config import SplitConfig, TrainConfig
 from recsys.evaluation import evaluate_model
 from recsys.models import MODELS, create_model
 from recsys.runs import prepare_split
 from recsys.trainer import TrainingDivergedError
+from tests.synthetic import USERS_PER_BLOCK
 
 FAST = {"epochs": 30, "dim": 8, "lr": 0.02, "batch_size": 64, "patience": 0, "threads": 1,
         "ncf_layers": "16,8", "knn_neighbours": 20, "ease_lambda": 1.0, "refit": False}

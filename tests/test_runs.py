@@ -2,10 +2,10 @@ import json
 
 import numpy as np
 import pytest
-from conftest import tiny_movielens
 
 from recsys.config import SplitConfig, TrainConfig
 from recsys.runs import RunError, list_runs, load_run, save_run, train_run
+from tests.synthetic import tiny_movielens
 
 CFG = TrainConfig(model="mf-bpr", dim=8, epochs=3, batch_size=64, threads=1)
 

@@ -74,6 +74,11 @@ class Recommender:
         """Item embeddings (n_items, dim) used for maps and similarity, or None."""
         return None
 
+    def item_item_weights(self) -> np.ndarray | sp.csr_matrix | None:
+        """(n_items, n_items) W with scores = history_row @ W for item-to-item models (kNN,
+        EASE), else None: lets callers score a new user from a list of liked items."""
+        return None
+
     def recommend(
         self, user: int, k: int = 10, exclude_seen: bool = True
     ) -> tuple[np.ndarray, np.ndarray]:

@@ -41,11 +41,14 @@ class ItemKNN(Recommender):
 
     def _fit(self, split, callbacks: Sequence[EpochCallback]) -> None:
         self.train = split.train_pos.to_csr()
-        self.similarity = _top_k_per_row(_cosine_item_similarity(self.train),
+        self.similarity = _top_k_per_row(cosine_item_similarity(self.train),
                                          self.config.knn_neighbours)
 
     def score(self, users: np.ndarray) -> np.ndarray:
         return np.asarray((self.train[users] @ self.similarity).todense(), np.float32)
+
+    def item_item_weights(self) -> sp.csr_matrix:
+        return self.similarity
 
     def similar_items(self, item: int, k: int = 10):
         self._check_item(item)
@@ -82,6 +85,9 @@ class EASE(Recommender):
 
     def score(self, users: np.ndarray) -> np.ndarray:
         return np.asarray(self.train[users] @ self.weights, np.float32)
+
+    def item_item_weights(self) -> np.ndarray:
+        return self.weights
 
     def item_factors(self) -> np.ndarray:
         """Columns of B: items alike when the same items predict them."""
@@ -126,7 +132,7 @@ class SVD(Recommender):
         self.users, self.items = params["users"], params["items"]
 
 
-def _cosine_item_similarity(train: sp.csr_matrix) -> sp.csr_matrix:
+def cosine_item_similarity(train: sp.csr_matrix) -> sp.csr_matrix:
     norms = np.sqrt(np.asarray(train.multiply(train).sum(axis=0)).ravel())
     inv = sp.diags(1.0 / np.maximum(norms, 1e-12))
     sim = (inv @ (train.T @ train) @ inv).tocsr().astype(np.float32)

@@ -1,0 +1,413 @@
+"""Serving one run: recommendations with explanations, similar movies and users, title search.
+
+Everything takes a :class:`Catalog`, built once per (run, data) and then only read, so the app
+can share one per run between visitors. Ids in and out are raw MovieLens ids; indices are
+positions in ``run.item_ids`` / ``run.user_ids``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsys.data import MovieLens, movies_for
+from recsys.index import VectorIndex
+from recsys.models.baselines import cosine_item_similarity
+from recsys.runs import Run, prepare_split
+from recsys.splits import Split
+
+SCORINGS = ("dot", "cosine")
+MOVIE_COLUMNS = ["item_id", "title", "year", "genres"]
+_ARTICLE = re.compile(r"^(?P<name>.*), (?P<article>the|a|an|les|la|le|il|das|der|die)$")
+_YEAR = re.compile(r"^(?P<text>.*?)[\s,]*\(?(?P<year>(?:18|19|20)\d\d)\)?$")
+
+
+class AmbiguousMovieError(ValueError):
+    """A title query matches several movies; ``candidates`` lists them (item_id, title)."""
+
+    def __init__(self, query: str, candidates: pd.DataFrame) -> None:
+        self.candidates = candidates
+        shown = "; ".join(f"{t} [id {i}]" for i, t in
+                          zip(candidates["item_id"][:10], candidates["title"][:10], strict=True))
+        more = f" and {len(candidates) - 10} more" if len(candidates) > 10 else ""
+        super().__init__(f"{query!r} matches {len(candidates)} movies: {shown}{more}; "
+                         "add the year or pass the movie id")
+
+
+@dataclass(eq=False)
+class Catalog:
+    """What serving needs from one run, computed once: the run, its split, the movies table
+    aligned with item indices, the users' known positives and lazily built indexes.
+
+    Treat it as read-only; the lazy caches only ever fill in values that never change.
+    """
+
+    run: Run
+    split: Split
+    movies: pd.DataFrame
+    _indexes: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def build(cls, run: Run, ml: MovieLens) -> Catalog:
+        """Checks that ``ml`` is the run's data and rebuilds the run's split."""
+        run.check_dataset(ml)
+        split = prepare_split(ml, run.split_config)
+        if not np.array_equal(split.train.item_ids, run.item_ids):
+            raise ValueError("the run's item mapping differs from the data's: retrain the run")
+        return cls(run, split, movies_for(ml, run.item_ids))
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def model(self):
+        return self.run.model
+
+    @property
+    def seen(self) -> sp.csr_matrix:
+        """Users x items known positives (train + validation): the user's history."""
+        return self.run.model.seen
+
+    @cached_property
+    def history(self):
+        """The known positives as Interactions, with timestamps (for "most recent")."""
+        return self.split.seen_at_test
+
+    @cached_property
+    def item_counts(self) -> np.ndarray:
+        """Known positives per item: popularity without peeking at the test period."""
+        return np.asarray(self.seen.sum(axis=0)).ravel().astype(np.int64)
+
+    @cached_property
+    def cooccurrence(self) -> sp.csr_matrix:
+        """Item x item cosine of the known-positive columns (item-kNN similarity, untruncated)."""
+        return cosine_item_similarity(self.seen.astype(np.float32))
+
+    @cached_property
+    def search_keys(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Lower-cased titles without year, the same with a trailing article moved to the
+        front ("godfather, the" -> "the godfather"), and years (-1 when unknown)."""
+        titles = self.movies["title"].astype(str).str.lower()
+        bare = titles.str.replace(r"\s*\(\d{4}\)\s*$", "", regex=True).str.strip()
+        fronted = bare.map(_article_first)
+        years = self.movies["year"].astype("Float64").fillna(-1).to_numpy(np.int64)
+        return bare.to_numpy(str), fronted.to_numpy(str), years
+
+    def user_index(self, user_id: int) -> int:
+        """Index of raw user id ``user_id``; ValueError if the run does not know it."""
+        return _index_of(self.run.user_ids, user_id, "user")
+
+    def item_index(self, item_id: int) -> int:
+        """Index of raw movie id ``item_id``; ValueError if the run does not know it."""
+        return _index_of(self.run.item_ids, item_id, "movie")
+
+    def item_factors(self, purpose: str) -> np.ndarray:
+        factors = self.model.item_factors()
+        if factors is None:
+            raise ValueError(f"{self.run.train_config.model} has no item embeddings, which "
+                             f"{purpose} needs: pick an mf-*, ncf, svd or ease run")
+        return factors
+
+    def user_factors(self, purpose: str) -> np.ndarray:
+        factors = self.model.user_factors()
+        if factors is None:
+            raise ValueError(f"{self.run.train_config.model} has no user embeddings, which "
+                             f"{purpose} needs: pick an mf-*, ncf or svd run")
+        return factors
+
+    def index(self, metric: str = "cosine", kind: str = "flat", of: str = "items",
+              **params) -> VectorIndex:
+        """The FAISS index of item (or user) factors, cached in memory and in the run dir."""
+        key = (of, metric, kind, tuple(sorted(params.items())))
+        if key not in self._indexes:
+            vectors = (self.item_factors("a similarity index") if of == "items"
+                       else self.user_factors("a user similarity index"))
+            cache_dir = Path(self.run.path) / "index" if self.run.path else None
+            self._indexes[key] = VectorIndex.cached(vectors, cache_dir, of, metric, kind,
+                                                    **params)
+        return self._indexes[key]
+
+    def rows(self, items: np.ndarray) -> pd.DataFrame:
+        """Movie columns for item indices, in that order."""
+        return self.movies.iloc[np.asarray(items, np.int64)][MOVIE_COLUMNS].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------- recommendations
+def recommend(
+    ctx: Catalog,
+    user_id: int,
+    k: int = 10,
+    exclude_seen: bool = True,
+    scoring: str = "dot",
+    explain: bool = False,
+) -> pd.DataFrame:
+    """Top-``k`` movies for raw user ``user_id``, best first.
+
+    ``scoring="dot"`` is the model's own score (any model); ``"cosine"`` ranks by the cosine of
+    user and item vectors (factor models only), which ignores vector length and biases.
+
+    Returns
+    -------
+    DataFrame with rank, item_id, title, year, genres, score; with ``explain`` also
+    ``because`` (the 1-3 history movies most similar to each one, "title (similarity)"),
+    ``because_items`` (list of (item_id, title, similarity)) and, for MF models, the score
+    parts ``dot``, ``item_bias``, ``user_bias`` (and ``global_mean`` for mf-mse).
+    """
+    _check_k(k)
+    _check_choice("scoring", scoring, SCORINGS)
+    user = ctx.user_index(user_id)
+    if scoring == "dot":
+        items, scores = ctx.model.recommend(user, k, exclude_seen)
+    else:
+        query = ctx.user_factors("cosine scoring")[user]
+        exclude = ctx.seen[user].indices if exclude_seen else None
+        items, scores = ctx.index("cosine").search(query, k, exclude)
+        keep = items[0] >= 0
+        items, scores = items[0][keep], scores[0][keep]
+    frame = ctx.rows(items)
+    frame.insert(0, "rank", np.arange(1, len(items) + 1))
+    frame["score"] = scores.astype(np.float64)
+    if explain:
+        frame = pd.concat([frame, explain_items(ctx, user_id, items)], axis=1)
+    return frame
+
+
+def explain_items(ctx: Catalog, user_id: int, items: np.ndarray, n_reasons: int = 3):
+    """Why each of ``items`` (indices) suits the user: the history movies most like it.
+
+    Similarity is the cosine of item factors, or for models without them the co-occurrence
+    cosine of the known-positive matrix. MF models also get their score decomposition.
+    """
+    user = ctx.user_index(user_id)
+    items = np.asarray(items, np.int64)
+    history = ctx.seen[user].indices
+    sims = _item_similarity(ctx, items, history)  # (len(items), len(history))
+    top = np.argsort(-sims, axis=1, kind="stable")[:, :n_reasons]
+    titles = ctx.movies["title"].to_numpy()
+    because_items = [
+        [(int(ctx.run.item_ids[history[j]]), titles[history[j]], float(sims[r, j]))
+         for j in row]
+        for r, row in enumerate(top)
+    ]
+    out = pd.DataFrame({
+        "because": ["; ".join(f"{t} ({s:.2f})" for _, t, s in reasons)
+                    for reasons in because_items],
+        "because_items": because_items,
+    })
+    return pd.concat([out, score_parts(ctx, user, items)], axis=1)
+
+
+def score_parts(ctx: Catalog, user: int, items: np.ndarray) -> pd.DataFrame:
+    """MF score = user . item + item bias + user bias (+ global mean); empty for other models."""
+    model = ctx.model
+    if not hasattr(model, "user_biases"):
+        return pd.DataFrame(index=range(len(items)))
+    parts = {
+        "dot": model.item_factors()[items] @ model.user_factors()[user],
+        "item_bias": model.item_biases()[items],
+        "user_bias": np.full(len(items), model.user_biases()[user]),
+    }
+    mean = float(getattr(model.module, "global_mean", 0.0))
+    if mean:
+        parts["global_mean"] = np.full(len(items), mean)
+    return pd.DataFrame({k: np.asarray(v, np.float64) for k, v in parts.items()})
+
+
+def _item_similarity(ctx: Catalog, items: np.ndarray, others: np.ndarray) -> np.ndarray:
+    factors = ctx.model.item_factors()
+    if factors is None:
+        return ctx.cooccurrence[items][:, others].toarray()
+    unit = factors / np.maximum(np.linalg.norm(factors, axis=1, keepdims=True), 1e-12)
+    return unit[items] @ unit[others].T
+
+
+# ---------------------------------------------------------------------------- similar movies
+@dataclass(frozen=True, eq=False)
+class SimilarMovies:
+    """Neighbours of one movie in embedding space and by co-occurrence, and their overlap."""
+
+    movie: pd.Series  # the query movie's row
+    embedding: pd.DataFrame | None  # None when the model has no item embeddings
+    cooccurrence: pd.DataFrame
+    overlap: list[int]  # raw ids in both lists
+    note: str = ""
+
+    @property
+    def overlap_share(self) -> float:
+        n = len(self.cooccurrence)
+        return len(self.overlap) / n if n else 0.0
+
+
+def similar_movies(
+    ctx: Catalog, movie: int | str, k: int = 10, scoring: str = "cosine"
+) -> SimilarMovies:
+    """The ``k`` movies nearest to ``movie`` (raw id or title query) in item-factor space
+    (FAISS; ``scoring`` cosine or dot), the ``k`` nearest by co-occurrence (item-kNN cosine on
+    the known positives), and which movies both lists share."""
+    _check_k(k)
+    _check_choice("scoring", scoring, SCORINGS)
+    item = resolve_movie(ctx, movie)
+    cooc = _neighbour_frame(ctx, *_cooccurrence_neighbours(ctx, item, k))
+    embedding, note = None, ""
+    if ctx.model.item_factors() is None:
+        note = f"{ctx.run.train_config.model} has no item embeddings: co-occurrence only"
+    else:
+        vectors = ctx.item_factors("similar movies")
+        ids, scores = ctx.index(scoring).search(vectors[item], k, exclude=np.array([item]))
+        keep = ids[0] >= 0
+        embedding = _neighbour_frame(ctx, ids[0][keep], scores[0][keep])
+        shared = set(embedding["item_id"]) & set(cooc["item_id"])
+        embedding["also_cooccurrence"] = embedding["item_id"].isin(shared)
+        cooc["also_embedding"] = cooc["item_id"].isin(shared)
+    overlap = [] if embedding is None else [
+        int(i) for i in embedding["item_id"] if i in set(cooc["item_id"])]
+    return SimilarMovies(ctx.movies.iloc[item], embedding, cooc, overlap, note)
+
+
+def _cooccurrence_neighbours(ctx: Catalog, item: int, k: int):
+    row = ctx.cooccurrence[item]
+    order = np.argsort(-row.data, kind="stable")
+    candidates = row.indices[order]
+    keep = candidates != item
+    return candidates[keep][:k], row.data[order][keep][:k]
+
+
+def _neighbour_frame(ctx: Catalog, items: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
+    frame = ctx.rows(items)
+    frame.insert(0, "rank", np.arange(1, len(items) + 1))
+    frame["score"] = np.asarray(scores, np.float64)
+    frame["popularity"] = ctx.movies["popularity"].to_numpy()[np.asarray(items, np.int64)]
+    return frame
+
+
+# ---------------------------------------------------------------------------- similar users
+def similar_users(ctx: Catalog, user_id: int, k: int = 10, n_shared: int = 5) -> pd.DataFrame:
+    """The ``k`` users nearest to ``user_id`` and the movies both liked.
+
+    Nearest by cosine of user factors; for models without them, by cosine of the users' known
+    positives (rows of the history matrix). ``df.attrs["space"]`` says which.
+
+    Returns
+    -------
+    DataFrame with rank, user_id, similarity, n_shared, shared (up to ``n_shared`` titles of
+    shared movies, most popular first)
+    """
+    _check_k(k)
+    user = ctx.user_index(user_id)
+    if ctx.model.user_factors() is not None:
+        space = "user embeddings (cosine)"
+        vectors = ctx.user_factors("similar users")
+        ids, scores = ctx.index("cosine", of="users").search(vectors[user], k, np.array([user]))
+        ids, scores = ids[0][ids[0] >= 0], scores[0][ids[0] >= 0]
+    else:
+        space = "known positives (cosine)"
+        ids, scores = _history_neighbours(ctx.seen, user, k)
+    shared_counts = np.asarray(ctx.seen[ids].multiply(ctx.seen[user]).sum(axis=1)).ravel()
+    titles = ctx.movies["title"].to_numpy()
+    shared = []
+    for other in ids:
+        both = np.intersect1d(ctx.seen[user].indices, ctx.seen[other].indices)
+        both = both[np.argsort(-ctx.item_counts[both], kind="stable")][:n_shared]
+        shared.append(list(titles[both]))
+    frame = pd.DataFrame({
+        "rank": np.arange(1, len(ids) + 1),
+        "user_id": ctx.run.user_ids[ids],
+        "similarity": scores.astype(np.float64),
+        "n_shared": shared_counts.astype(np.int64),
+        "shared": shared,
+    })
+    frame.attrs["space"] = space
+    return frame
+
+
+def _history_neighbours(seen: sp.csr_matrix, user: int, k: int):
+    norms = np.sqrt(np.asarray(seen.sum(axis=1)).ravel())
+    overlap = np.asarray((seen @ seen[user].T).todense()).ravel()
+    sims = overlap / np.maximum(norms * norms[user], 1e-12)
+    sims[user] = -np.inf
+    top = np.argsort(-sims, kind="stable")[:k]
+    return top, sims[top]
+
+
+# ---------------------------------------------------------------------------- title search
+def find_movies(ctx: Catalog, query: str, limit: int | None = 20) -> pd.DataFrame:
+    """Movies whose title contains ``query`` (case-insensitive; a trailing year such as
+    "star wars 1977" or "(1977)" must match; "the godfather" finds "Godfather, The").
+
+    Exact title matches come first, then the most popular. Returns item_id, title, year,
+    genres, popularity (empty when nothing matches).
+    """
+    text, year = _parse_query(query)
+    bare, fronted, years = ctx.search_keys
+    hit = np.char.find(bare, text) >= 0
+    hit |= np.char.find(fronted, text) >= 0
+    if year is not None:
+        hit &= years == year
+    exact = (bare == text) | (fronted == text)
+    found = np.flatnonzero(hit)
+    order = np.lexsort((-ctx.movies["popularity"].to_numpy()[found], ~exact[found]))
+    found = found[order][:limit]
+    frame = ctx.movies.iloc[found][[*MOVIE_COLUMNS, "popularity"]].reset_index(drop=True)
+    frame.attrs["exact"] = exact[found]
+    return frame
+
+
+def resolve_movie(ctx: Catalog, movie: int | str) -> int:
+    """Item index of ``movie``: a raw id (int or digits) or a title query.
+
+    A query matching several titles resolves only if exactly one title matches exactly;
+    otherwise :class:`AmbiguousMovieError` lists the candidates. No match raises ValueError.
+    """
+    if isinstance(movie, (int, np.integer)) or str(movie).strip().isdigit():
+        return ctx.item_index(int(movie))
+    if not str(movie).strip():
+        raise ValueError("empty movie query: give a title or a movie id")
+    found = find_movies(ctx, str(movie), limit=None)
+    if found.empty:
+        raise ValueError(f"no movie title contains {movie!r}: try fewer words or another "
+                         "spelling (find_movies lists matches)")
+    exact = found.attrs["exact"]
+    if len(found) == 1 or exact.sum() == 1:
+        chosen = found["item_id"].iloc[int(np.argmax(exact)) if exact.sum() == 1 else 0]
+        return ctx.item_index(int(chosen))
+    raise AmbiguousMovieError(str(movie), found)
+
+
+def _parse_query(query: str) -> tuple[str, int | None]:
+    text = " ".join(str(query).lower().split())
+    match = _YEAR.match(text)
+    if match and match["text"]:
+        return match["text"].strip(), int(match["year"])
+    return text, None
+
+
+def _article_first(title: str) -> str:
+    match = _ARTICLE.match(title)
+    return f"{match['article']} {match['name']}" if match else title
+
+
+# ---------------------------------------------------------------------------- helpers
+def _index_of(ids: np.ndarray, raw: int, kind: str) -> int:
+    try:
+        raw = int(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"{kind} id must be an integer, got {raw!r}") from None
+    pos = int(np.searchsorted(ids, raw))
+    if pos >= len(ids) or ids[pos] != raw:
+        raise ValueError(f"unknown {kind} id {raw}: this run knows {len(ids)} {kind}s with ids "
+                         f"{ids.min()}..{ids.max()}")
+    return pos
+
+
+def _check_k(k: int) -> None:
+    if int(k) < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}: choose one of {', '.join(choices)}")

@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+
+from recsys import projection
+from recsys.coldstart import fold_in
+from recsys.projection import place_point, project, project_run
+from tests.synthetic import block_of_item, fit, make_world
+
+
+@pytest.fixture(scope="module")
+def svd(tmp_path_factory):
+    return fit(make_world(), tmp_path_factory.mktemp("runs"), "svd")
+
+
+@pytest.fixture
+def blobs():
+    rng = np.random.default_rng(0)
+    centres = np.zeros((2, 8))
+    centres[0, 0] = centres[1, 1] = 5.0
+    return np.concatenate([c + rng.normal(size=(20, 8)) for c in centres]).astype(np.float32)
+
+
+def test_pca_matches_numpy_and_places_points_exactly(blobs):
+    result = project(blobs, "pca")
+    centred = blobs - blobs.mean(axis=0)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    np.testing.assert_allclose(np.abs(result.coords), np.abs(centred @ vt[:2].T), atol=1e-4)
+    np.testing.assert_allclose(result.explained_variance, (s**2 / (s**2).sum())[:2], rtol=1e-4)
+    assert list(result.frame.columns) == ["x", "y", "norm"]
+    np.testing.assert_allclose(place_point(result, blobs[7]), result.coords[7], atol=1e-4)
+
+
+def test_tsne_is_seeded_and_keeps_the_clusters_apart(blobs):
+    a = project(blobs, "tsne", seed=3, perplexity=5, max_iter=250)
+    b = project(blobs, "tsne", seed=3, perplexity=5, max_iter=250)
+    np.testing.assert_allclose(a.coords, b.coords)
+    first, second = a.coords[:20].mean(axis=0), a.coords[20:].mean(axis=0)
+    spread = a.coords[:20].std(axis=0).max()
+    assert np.linalg.norm(first - second) > 2 * spread
+
+
+def test_second_call_loads_the_cache_and_does_no_work(tmp_path, blobs, monkeypatch):
+    messages = []
+    first = project(blobs, "tsne", cache_dir=tmp_path, perplexity=5, max_iter=250,
+                    progress=lambda f, m: messages.append((f, m)))
+    assert not first.from_cache and messages[0][0] == 0.0 and messages[-1][0] == 1.0
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("recomputed a cached map")
+
+    monkeypatch.setattr(projection, "_compute", no_work)
+    second = project(blobs, "tsne", cache_dir=tmp_path, perplexity=5, max_iter=250)
+    assert second.from_cache
+    np.testing.assert_array_equal(first.coords, second.coords)
+    with pytest.raises(AssertionError, match="recomputed"):  # other parameters, other key
+        project(blobs, "tsne", cache_dir=tmp_path, perplexity=6, max_iter=250)
+
+
+def test_neighbour_placement_lands_in_the_right_cluster(blobs):
+    fake_tsne = projection.Projection(
+        "tsne", {}, 0, blobs, np.r_[np.zeros((20, 2)), np.full((20, 2), 10.0)],
+        None, None, None, False, None)
+    x, y = place_point(fake_tsne, blobs[25] * 1.1)
+    assert x == pytest.approx(10.0) and y == pytest.approx(10.0)
+
+
+def test_run_map_with_metadata_and_a_folded_in_user(svd):
+    result = project_run(svd.run, "pca", movies=svd.movies)
+    frame = result.frame
+    assert {"item_id", "x", "y", "norm", "popularity", "title", "year", "genres"} <= set(frame)
+    assert frame["item_id"].tolist() == svd.run.item_ids.tolist()
+    assert str(frame["year"].dtype) == "Int64"
+    again = project_run(svd.run, "pca", movies=svd.movies)
+    assert again.from_cache and (svd.run.path / "projections").is_dir()
+    # a new sci-fi fan lands nearer the sci-fi movies than the romance ones
+    point = np.array(place_point(result, fold_in(svd, [1, 2, 3, 4, 5])))
+    coords = frame[["x", "y"]].to_numpy()
+    blocks = np.array([block_of_item(i) for i in frame["item_id"]])
+    assert (np.linalg.norm(coords[blocks == 0].mean(0) - point)
+            < np.linalg.norm(coords[blocks == 1].mean(0) - point))
+    users = project_run(svd.run, "pca", what="users")
+    assert {"user_id", "activity"} <= set(users.frame)
+
+
+def test_bad_requests_raise(blobs, tmp_path):
+    with pytest.raises(ValueError, match="unknown projection"):
+        project(blobs, "mds")
+    with pytest.raises(ValueError, match="parameters"):
+        project(blobs, "pca", perplexity=3)
+    with pytest.raises(ValueError, match="dimensions"):
+        place_point(project(blobs, "pca"), np.ones(3))
+    knn = fit(make_world(), tmp_path, "itemknn")
+    with pytest.raises(ValueError, match="no item embeddings"):
+        project_run(knn.run, "pca")
