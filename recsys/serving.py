@@ -97,6 +97,12 @@ class Catalog:
         years = self.movies["year"].astype("Float64").fillna(-1).to_numpy(np.int64)
         return bare.to_numpy(str), fronted.to_numpy(str), years
 
+    @cached_property
+    def titles_without_article(self) -> np.ndarray:
+        """"godfather, the" -> "godfather": so "godfather" is an exact match for it."""
+        bare = self.search_keys[0]
+        return np.array([_ARTICLE.sub(r"\g<name>", t) for t in bare], dtype=str)
+
     def user_index(self, user_id: int) -> int:
         """Index of raw user id ``user_id``; ValueError if the run does not know it."""
         return _index_of(self.run.user_ids, user_id, "user")
@@ -347,7 +353,7 @@ def find_movies(ctx: Catalog, query: str, limit: int | None = 20) -> pd.DataFram
     hit |= np.char.find(fronted, text) >= 0
     if year is not None:
         hit &= years == year
-    exact = (bare == text) | (fronted == text)
+    exact = (bare == text) | (fronted == text) | (ctx.titles_without_article == text)
     found = np.flatnonzero(hit)
     order = np.lexsort((-ctx.movies["popularity"].to_numpy()[found], ~exact[found]))
     found = found[order][:limit]

@@ -1,6 +1,7 @@
 """Serving on a synthetic two-taste world where every right answer is known."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from recsys import serving
@@ -125,3 +126,16 @@ def test_catalog_refuses_other_data(svd):
     other = make_world(seed=1)
     with pytest.raises(ValueError, match="fingerprint"):
         serving.Catalog.build(svd.run, other)
+
+
+def test_title_without_its_article_is_an_exact_match():
+    movies = pd.DataFrame({
+        "item_id": [127, 187], "title": ["Godfather, The (1972)", "Godfather: Part II, The (1974)"],
+        "year": pd.array([1972, 1974], dtype="Int64"), "genres": ["Drama", "Drama"],
+        "popularity": [413, 209],
+    })
+    catalog = serving.Catalog(run=None, split=None, movies=movies)
+    found = serving.find_movies(catalog, "godfather")
+    assert found["title"].tolist()[0] == "Godfather, The (1972)"
+    assert found.attrs["exact"].tolist() == [True, False]
+    assert serving.find_movies(catalog, "the godfather").attrs["exact"][0]
