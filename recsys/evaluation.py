@@ -77,7 +77,7 @@ def ranking_metrics(
     top = top_items[:, :k]
     rel_rows = relevant[users]
     n_rel = np.diff(rel_rows.indptr).astype(np.int64)
-    hits = np.take_along_axis(rel_rows.toarray() > 0, top, axis=1)
+    hits = _is_relevant(rel_rows, top)
     n_hits = hits.sum(axis=1)
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     dcg = (hits * discounts).sum(axis=1)
@@ -97,6 +97,19 @@ def ranking_metrics(
                for name, values in per_user.items()}
     metrics[f"coverage@{k}"] = float(len(np.unique(top)) / relevant.shape[1])
     return metrics, per_user
+
+
+def _is_relevant(rel_rows: sp.csr_matrix, top: np.ndarray) -> np.ndarray:
+    """hits[j, r] = whether item ``top[j, r]`` is in row j of ``rel_rows``, without densifying
+    the rows (a sorted-key lookup: memory O(users x k), fine for 62k-item catalogues)."""
+    n_items = rel_rows.shape[1]
+    rows = np.repeat(np.arange(rel_rows.shape[0], dtype=np.int64), np.diff(rel_rows.indptr))
+    keys = np.sort(rows * n_items + rel_rows.indices.astype(np.int64))
+    if len(keys) == 0:
+        return np.zeros(top.shape, bool)
+    wanted = np.arange(len(top), dtype=np.int64)[:, None] * n_items + top
+    at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    return keys[at] == wanted
 
 
 def evaluate_scores(
