@@ -75,7 +75,8 @@ class TrainConfig:
         "model knows everything before the test period (standard protocol; doubles fit time)",
     )
     device: str = _opt("cpu", "torch device: cpu or cuda")
-    threads: int = _opt(2, "torch CPU threads used while fitting and scoring")
+    threads: int = _opt(1, "torch CPU threads while fitting and scoring (1 is steadiest for "
+                        "small models, and fastest when other work shares the CPU)")
     ncf_layers: str = _opt("64,32,16", "NCF MLP layer sizes, comma-separated")
     knn_neighbours: int = _opt(100, "item-kNN: neighbours kept per item")
     ease_lambda: float = _opt(250.0, "EASE: L2 regularisation of the item-item matrix")

@@ -178,7 +178,8 @@ def list_runs(root: str | Path) -> list[Path]:
         return []
     runs = [p for p in root.iterdir()
             if p.is_dir() and not p.name.startswith(".") and (p / "weights.npz").exists()]
-    return sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)
+    # weights.npz is written once; the folder's own time moves when caches are added to it.
+    return sorted(runs, key=lambda p: (p / "weights.npz").stat().st_mtime, reverse=True)
 
 
 def default_runs_dir() -> Path:

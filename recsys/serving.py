@@ -192,7 +192,9 @@ def explain_items(ctx: Catalog, user_id: int, items: np.ndarray, n_reasons: int 
     items = np.asarray(items, np.int64)
     history = ctx.seen[user].indices
     sims = _item_similarity(ctx, items, history)  # (len(items), len(history))
+    sims[items[:, None] == history[None, :]] = -np.inf  # a movie never explains itself
     top = np.argsort(-sims, axis=1, kind="stable")[:, :n_reasons]
+    top = [row[np.isfinite(sims[r, row])] for r, row in enumerate(top)]
     titles = ctx.movies["title"].to_numpy()
     because_items = [
         [(int(ctx.run.item_ids[history[j]]), titles[history[j]], float(sims[r, j]))

@@ -139,3 +139,11 @@ def test_title_without_its_article_is_an_exact_match():
     assert found["title"].tolist()[0] == "Godfather, The (1972)"
     assert found.attrs["exact"].tolist() == [True, False]
     assert serving.find_movies(catalog, "the godfather").attrs["exact"][0]
+
+
+def test_a_seen_movie_is_not_explained_by_itself(bpr):
+    user_id = int(bpr.run.user_ids[0])
+    seen_item = int(bpr.seen[0].indices[0])
+    explained = serving.explain_items(bpr, user_id, np.array([seen_item]))
+    reasons = explained["because_items"][0]
+    assert reasons and all(item != bpr.run.item_ids[seen_item] for item, _, _ in reasons)

@@ -1,0 +1,71 @@
+"""Home: what an embedding recommender is, one live picture, the dataset, links to each page."""
+
+import plotly.express as px
+import streamlit as st
+
+from pages import _shared as shared
+
+ml = shared.dataset()
+run = shared.active_run()
+
+st.title(":material/movie: MovieLens embeddings")
+st.markdown(
+    "An **embedding** is a short list of numbers learned for every user and every movie. "
+    "Training pushes a user's vector towards the movies they liked and away from the rest, so "
+    "a movie's score for a user is simply how well the two vectors line up. Movies that the "
+    "same people enjoy end up close together, which is what the pages below let you see."
+)
+
+left, right = st.columns([3, 2], gap="large")
+with left:
+    projection = shared.core("projection")
+    st.subheader("The movies of the active model, in 2-D")
+    if run.model.item_factors() is None:
+        st.info(f"The active run ({run.train_config.model}) has no movie embeddings to draw. "
+                "Pick an embedding model (mf-bpr, mf-bce, mf-mse, ncf, svd) in the sidebar.")
+    elif projection is None:
+        shared.not_available("The embedding picture", "projection")
+    else:
+        frame = shared.projection_frame(run.path, "pca")
+        fig = px.scatter(frame, x="x", y="y", color="popularity", hover_name="title",
+                         color_continuous_scale="Viridis", render_mode="webgl", height=380)
+        fig.update_traces(marker=dict(size=4))
+        fig.update_layout(margin=dict(l=0, r=0, t=10, b=0), xaxis_title="PC 1",
+                          yaxis_title="PC 2")
+        st.plotly_chart(fig, key="home_map")
+        st.caption("PCA of the movie vectors, coloured by number of ratings. Explore it on the "
+                   "Embedding map page.")
+with right:
+    st.subheader("The data")
+    c1, c2 = st.columns(2)
+    c1.metric("Ratings", f"{len(ml.ratings):,}")
+    c2.metric("Users", f"{ml.n_users:,}")
+    c1.metric("Movies", f"{ml.n_items:,}")
+    density = len(ml.ratings) / (ml.n_users * ml.n_items)
+    c2.metric("Matrix filled", f"{density:.1%}")
+    st.caption(f"{ml.name} from {ml.source}")
+    st.subheader("Active model")
+    st.markdown(f"**{run.train_config.model}** · `{run.name}`  \n"
+                f"Test Recall@10 **{run.metrics.get('recall@10', float('nan')):.3f}** · "
+                f"NDCG@10 **{run.metrics.get('ndcg@10', float('nan')):.3f}**  \n"
+                f"{run.split_config.describe()}")
+
+st.divider()
+st.subheader("Where to go")
+links = [
+    ("pages/recommendations.py", "Recommendations", ":material/recommend:",
+     "a user's history beside their top 10, with the reason for each pick"),
+    ("pages/similar_movies.py", "Similar movies", ":material/hub:",
+     "nearest neighbours in embedding space vs. co-occurrence"),
+    ("pages/embedding_map.py", "Embedding map", ":material/scatter_plot:",
+     "every movie as a point you can search and select"),
+    ("pages/profile.py", "Build your profile", ":material/person_add:",
+     "pick movies you like, get recommendations at once"),
+    ("pages/train.py", "Train & evaluate", ":material/model_training:",
+     "train a model live and compare it with the baselines"),
+]
+cols = st.columns(len(links))
+for col, (path, label, icon, text) in zip(cols, links, strict=True):
+    with col, st.container(border=True, height="stretch"):
+        st.page_link(path, label=label, icon=icon)
+        st.caption(text)

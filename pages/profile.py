@@ -1,0 +1,90 @@
+"""Build your profile: a new user from a few liked / disliked movies, without retraining."""
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from pages import _shared as shared
+from recsys import app_support as sup
+
+K = "prof_"
+BADGES = {"collaborative": "collaborative (fold-in)", "content": "content (title & genres)",
+          "popularity": "popularity"}
+
+ml = shared.dataset()
+run = shared.active_run()
+ctx = shared.catalog(run)
+coldstart = shared.core("coldstart")
+
+st.title("Build your profile")
+st.caption("Tell the model a few movies you liked (and some you did not). Your vector is "
+           "*folded in* against the frozen movie vectors in under a millisecond — no "
+           "retraining. With fewer than 5 likes, title-and-genre similarity (content) is "
+           "blended in, and every row says which source placed it.")
+if ctx is None or coldstart is None:
+    shared.not_available("Cold-start recommendations", "coldstart")
+    st.stop()
+
+movies = shared.catalogue(str(run.path)).sort_values("popularity", ascending=False)
+titles = dict(zip(movies["item_id"], movies["title"], strict=True))
+c1, c2, c3 = st.columns([3, 3, 1])
+liked = c1.multiselect("Movies you liked", list(titles), format_func=titles.get,
+                       key=K + "liked", placeholder="Type a title…")
+disliked = c2.multiselect("Movies you did not like", [i for i in titles if i not in liked],
+                          format_func=titles.get, key=K + "disliked",
+                          placeholder="Optional")
+k = c3.slider("How many", 5, 30, 10, key=K + "k")
+
+config = coldstart.ColdStartConfig()
+if not liked:
+    st.info("Pick at least one movie you liked. Until then you see the most popular movies — "
+            "what any new visitor gets.", icon=":material/touch_app:")
+elif len(liked) < config.min_likes:
+    st.info(f"{len(liked)} like{'s' if len(liked) > 1 else ''} so far: below "
+            f"{config.min_likes}, content similarity is blended in "
+            f"({len(liked) / config.min_likes:.0%} collaborative).", icon=":material/description:")
+
+try:
+    recs = coldstart.cold_start(ctx, liked, disliked, k=k, config=config)
+except ValueError as err:
+    st.error(f"{err}")
+    st.stop()
+
+left, right = st.columns([3, 2], gap="large")
+with left:
+    st.subheader("Recommended for you")
+    table = sup.readable(recs)  # also drops attrs: the vector there is not serialisable
+    table["source"] = table["source"].map(BADGES).fillna(table["source"])
+    st.dataframe(table[["rank", "title", "year", "genres", "source", "score"]],
+                 hide_index=True, key=K + "recs",
+                 column_config={"score": st.column_config.NumberColumn(format="%.2f"),
+                                "year": st.column_config.NumberColumn(format="%d")})
+with right:
+    st.subheader("You on the map")
+    vector = recs.attrs.get("vector")
+    if vector is None:
+        st.info("Your point appears once you like a movie, for dot-product models "
+                "(mf-*, svd).")
+    elif shared.core("projection") is None:
+        shared.not_available("The map", "projection")
+    else:
+        proj = shared.projection(run, "pca")
+        frame = shared.projection_frame(run.path, "pca")
+        x, y = shared.core("projection").place_point(proj, vector)
+        mine = frame[frame["item_id"].isin(liked)]
+        fig = go.Figure([
+            go.Scattergl(x=frame["x"], y=frame["y"], mode="markers", text=frame["title"],
+                         marker=dict(size=4, color="#B8C2CC"), name="movies",
+                         hovertemplate="%{text}<extra></extra>"),
+            go.Scattergl(x=mine["x"], y=mine["y"], mode="markers", text=mine["title"],
+                         marker=dict(size=9, color="#2E86AB"), name="liked",
+                         hovertemplate="%{text}<extra>liked</extra>"),
+            go.Scatter(x=[x], y=[y], mode="markers+text", text=["you"],
+                       textposition="top center", name="you",
+                       marker=dict(size=18, symbol="star", color="#E4572E",
+                                   line=dict(width=1, color="black"))),
+        ])
+        fig.update_layout(height=420, margin=dict(l=0, r=0, t=10, b=0),
+                          legend=dict(orientation="h"))
+        st.plotly_chart(fig, key=K + "map")
+        st.caption("PCA of the movie vectors; your folded-in vector is placed by the same "
+                   "linear map.")

@@ -1,0 +1,153 @@
+"""Recommendations: a user's history beside their top-K, with explanations and knobs."""
+
+import pandas as pd
+import streamlit as st
+
+from pages import _shared as shared
+from recsys import app_support as sup
+
+K = "rec_"
+
+ml = shared.dataset()
+run = shared.active_run()
+ctx = shared.catalog(run)
+serving = shared.core("serving")
+
+st.title("Recommendations")
+st.caption(f"Model: **{run.train_config.model}** (`{run.name}`). Movies ticked in the *hit* "
+           "column are ones the user really liked *after* the training period: the held-out "
+           "test answers.")
+
+users = shared.users(str(run.path))
+labels = shared.user_labels(str(run.path))
+shared.query_default(K + "user", "user")
+if st.session_state.get(K + "user") not in labels:
+    st.session_state[K + "user"] = next(iter(labels))
+
+c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
+user_id = c1.selectbox("User (type to search by id, age, occupation)", list(labels),
+                       format_func=labels.get, key=K + "user")
+k = c2.slider("How many", 5, 30, 10, key=K + "k")
+exclude_seen = c3.toggle("Exclude seen", value=True, key=K + "exclude",
+                         help="Hide movies the user already rated positively before the test "
+                              "period.")
+has_factors = run.model.user_factors() is not None
+scoring = c4.radio("Scoring", ["dot", "cosine"], key=K + "scoring", horizontal=True,
+                   disabled=not has_factors,
+                   help="dot: the model's own score (vector length counts, so popular movies "
+                        "with long vectors rise). cosine: only the direction counts.")
+if not has_factors:
+    scoring = "dot"
+st.query_params["user"] = str(user_id)
+
+row = users[users["user_id"] == user_id].iloc[0]
+user_index = int(row["user_index"])
+split = shared.split_for(run.split_config)
+held_out = sup.held_out_items(run, split, user_index)
+shared.metric_row({
+    "Age": str(row["age"]) if pd.notna(row["age"]) else "–",
+    "Gender": row["gender"] if isinstance(row["gender"], str) else "–",
+    "Occupation": row["occupation"] if isinstance(row["occupation"], str) else "–",
+    "Ratings": f"{row['ratings']:,}",
+    "Held-out test likes": f"{len(held_out):,}",
+})
+
+if ctx is None:
+    shared.not_available("Recommendations with explanations", "serving")
+    st.stop()
+
+try:
+    recs = serving.recommend(ctx, user_id, k=k, exclude_seen=exclude_seen, scoring=scoring,
+                             explain=True)
+except ValueError as err:
+    st.error(f"Cannot recommend for user {user_id}: {err}")
+    st.stop()
+recs = sup.readable(sup.mark_hits(recs, held_out))
+
+left, right = st.columns([2, 3], gap="medium")
+with left:
+    st.subheader("History")
+    history = sup.user_history(ml, run, split, user_index)
+    st.dataframe(history[["title", "rating", "part", "date", "genres"]], hide_index=True,
+                 height=420, key=K + "history",
+                 column_config={"rating": st.column_config.NumberColumn(format="%d / 5",
+                                                                        width="small"),
+                                "title": st.column_config.TextColumn(width="medium")})
+with right:
+    hits = int(recs["test hit"].sum())
+    st.subheader(f"Top {k} · {hits} test hit{'s' if hits != 1 else ''}")
+    cols = ["rank", "test hit", "title", "because", "score", "year", "genres"]
+    st.dataframe(recs[cols], hide_index=True, height=420, key=K + "recs",
+                 column_config={
+                     "rank": st.column_config.NumberColumn(width="small"),
+                     "test hit": st.column_config.CheckboxColumn("hit", width="small"),
+                     "title": st.column_config.TextColumn(width="medium"),
+                     "score": st.column_config.NumberColumn(format="%.3f"),
+                     "because": st.column_config.TextColumn("because you liked…",
+                                                            width="large"),
+                     "year": st.column_config.NumberColumn(format="%d"),
+                 })
+    if not exclude_seen:
+        st.caption("Seen movies are included: the model mostly re-finds what the user rated.")
+
+st.divider()
+st.subheader("Re-ranking: trade a little accuracy for variety")
+funnel = shared.core("funnel")
+if funnel is None:
+    shared.not_available("Re-ranking (MMR, freshness, popularity penalty)", "funnel")
+elif run.model.user_factors() is None:
+    st.info(f"{run.train_config.model} has no user vectors, which the retrieval funnel needs. "
+            "Pick an mf-* or svd run in the sidebar.")
+else:
+    r1, r2, r3 = st.columns(3)
+    mmr = r1.slider("MMR λ (1 = pure relevance)", 0.0, 1.0, 0.7, 0.05, key=K + "mmr",
+                    help="Lower values penalise movies similar to ones already picked.")
+    fresh = r2.slider("Freshness boost", 0.0, 1.0, 0.0, 0.05, key=K + "fresh",
+                      help="Adds weight × (release year scaled to 0..1).")
+    pop = r3.slider("Popularity penalty", 0.0, 1.0, 0.2, 0.05, key=K + "pop",
+                    help="Subtracts weight × (log popularity scaled to 0..1).")
+    config = funnel.FunnelConfig(exclude_seen=exclude_seen, mmr_lambda=mmr,
+                                 freshness_weight=fresh, popularity_penalty=pop)
+    try:
+        before = funnel.run_funnel(ctx, user_id, config.ranking_only(), k=k)
+        after = funnel.run_funnel(ctx, user_id, config, k=k)
+    except ValueError as err:
+        st.error(f"Re-ranking failed: {err}")
+    else:
+        factors = run.model.item_factors()
+        b_col, a_col = st.columns(2)
+        for col, title, frame in ((b_col, "Ranking only", before), (a_col, "Re-ranked", after)):
+            items = sup.item_indices(run, frame["item_id"])
+            diversity = funnel.intra_list_diversity(factors, items[None, :])
+            marked = sup.mark_hits(frame, held_out)
+            with col:
+                st.markdown(f"**{title}** · list diversity {diversity:.3f} · "
+                            f"{int(marked['test hit'].sum())} test hits")
+                st.dataframe(marked[["rank", "test hit", "title", "model_rank", "reason"]],
+                             hide_index=True, key=K + title,
+                             column_config={"rank": st.column_config.NumberColumn(width="small"),
+                                            "test hit": st.column_config.CheckboxColumn(
+                                                "hit", width="small"),
+                                            "title": st.column_config.TextColumn(
+                                                width="medium"),
+                                            "model_rank": st.column_config.NumberColumn(
+                                                "rank before", width="small",
+                                                help="rank by model score")})
+        if st.button("Measure these knobs on all test users", key=K + "measure"):
+            with st.spinner("Running the funnel for every test user (a few seconds)…"):
+                table = shared.compare_reranking(str(run.path), config)
+            st.dataframe(table, key=K + "compare")
+
+st.divider()
+st.subheader("Users with similar taste")
+try:
+    neighbours = serving.similar_users(ctx, user_id, k=8)
+except ValueError as err:
+    st.error(str(err))
+else:
+    neighbours = neighbours.assign(shared=neighbours["shared"].map(", ".join))
+    st.caption(f"Nearest by {neighbours.attrs.get('space', 'similarity')}.")
+    st.dataframe(neighbours, hide_index=True, key=K + "neighbours",
+                 column_config={"similarity": st.column_config.ProgressColumn(
+                     min_value=0.0, max_value=1.0, format="%.2f"),
+                     "shared": st.column_config.TextColumn("movies both liked", width="large")})
