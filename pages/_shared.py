@@ -8,18 +8,17 @@ chosen run, their training jobs) lives in ``st.session_state``.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import threading
 import uuid
 from dataclasses import replace
 from pathlib import Path
-from types import ModuleType
 
 import pandas as pd
 import streamlit as st
 
 from recsys import app_support as sup
+from recsys import funnel, index
+from recsys import projection as proj
 from recsys.config import SplitConfig, TrainConfig
 from recsys.data import DataUnavailableError, MovieLens, load_movielens
 from recsys.jobs import JobManager, new_run_dir
@@ -32,6 +31,7 @@ from recsys.runs import (
     prepare_split,
     train_run,
 )
+from recsys.serving import Catalog
 from recsys.splits import Split
 
 RUN_KEY = "sb_run"  # the sidebar picker's key: the visitor's active run name
@@ -111,26 +111,18 @@ def _first_run_lock() -> threading.Lock:
     return threading.Lock()
 
 
-def core(name: str) -> ModuleType | None:
-    """``recsys.<name>`` if that serving module exists yet, else None (pages then say so)."""
-    if importlib.util.find_spec(f"recsys.{name}") is None:
-        return None
-    return importlib.import_module(f"recsys.{name}")
-
-
-def not_available(feature: str, module: str) -> None:
-    st.info(f"{feature} is not available yet: it needs `recsys/{module}.py`, which is still "
-            "being written. Everything else on this page works.", icon=":material/construction:")
-
-
 # ---------------------------------------------------------------------- runs
 def runs_dir() -> Path:
     return default_runs_dir()
 
 
+def _mtime(path: str | Path) -> float:
+    """When the run's weights were last written: part of every cache key of a run."""
+    return (Path(path) / "weights.npz").stat().st_mtime
+
+
 def run_by_path(path: str | Path) -> Run:
-    path = Path(path)
-    return _load_run(str(path), (path / "weights.npz").stat().st_mtime)
+    return _load_run(str(path), _mtime(path))
 
 
 def all_runs() -> list[Run]:
@@ -217,17 +209,30 @@ def sidebar() -> Run:
             help="Your choice only: other visitors keep their own active run.")
         run = labels[name]
         st.query_params["run"] = name
-        m = run.metrics
         st.caption(f"Protocol: {run.split_config.describe()}")
         c1, c2 = st.columns(2)
-        c1.metric("Recall@10", f"{m.get('recall@10', float('nan')):.3f}")
-        c2.metric("NDCG@10", f"{m.get('ndcg@10', float('nan')):.3f}")
+        c1.metric("Recall@10", metric_text(run, "recall@10"))
+        c2.metric("NDCG@10", metric_text(run, "ndcg@10"))
         st.divider()
         st.subheader("Dataset")
         st.caption(f"{ml.name}: {len(ml.ratings):,} ratings · {ml.n_users:,} users · "
                    f"{ml.n_items:,} movies")
         st.caption(f"Source: {ml.source}")
     return run
+
+
+def metric_text(run: Run, name: str) -> str:
+    """A test metric of ``run`` for display ("nan" when the run did not record it)."""
+    return f"{run.metrics.get(name, float('nan')):.3f}"
+
+
+def has_item_embeddings(run: Run, purpose: str) -> bool:
+    """Whether ``run`` has movie vectors; if not, an info box saying which runs do."""
+    if run.model.item_factors() is not None:
+        return True
+    st.info(f"The active run ({run.train_config.model}) has no movie embeddings {purpose}. "
+            "Pick an mf-*, ncf, svd or ease run in the sidebar.")
+    return False
 
 
 def metric_row(items: dict[str, str]) -> None:
@@ -237,16 +242,18 @@ def metric_row(items: dict[str, str]) -> None:
 
 # ---------------------------------------------------------------------- serving
 @st.cache_resource(show_spinner="Preparing the model for serving…")
-def _catalog(path: str, mtime: float):
-    serving = core("serving")
-    return serving.Catalog.build(_load_run(path, mtime), dataset())
+def _catalog(path: str, mtime: float) -> Catalog:
+    return Catalog.build(_load_run(path, mtime), dataset())
 
 
-def catalog(run: Run):
-    """The serving catalog of ``run`` (shared, read-only), or None if serving is missing."""
-    if core("serving") is None:
-        return None
-    return _catalog(str(run.path), (Path(run.path) / "weights.npz").stat().st_mtime)
+def catalog(run: Run) -> Catalog:
+    """The serving catalog of ``run`` (shared, read-only), or an error box and a stopped page
+    when the run does not fit the loaded data."""
+    try:
+        return _catalog(str(run.path), _mtime(run.path))
+    except ValueError as err:  # RunError included: other data, or a changed item mapping
+        st.error(f"Cannot serve run `{run.name}`: {err}. Pick another run in the sidebar.")
+        st.stop()
 
 
 def query_default(key: str, param: str, cast=int) -> None:
@@ -261,7 +268,6 @@ def query_default(key: str, param: str, cast=int) -> None:
 @st.cache_data(show_spinner=False)
 def compare_reranking(run_path: str, config) -> pd.DataFrame:
     """Funnel test metrics without and with ``config``'s re-ranking (cached per knobs)."""
-    funnel = core("funnel")
     ctx = catalog(run_by_path(run_path))
     table = funnel.compare_reranking(ctx, config)
     keep = ["recall@10", "ndcg@10", "coverage@10", "novelty@10", "intra_list_diversity@10",
@@ -272,22 +278,21 @@ def compare_reranking(run_path: str, config) -> pd.DataFrame:
 @st.cache_data(show_spinner=False)
 def ann_report(run_path: str, nlist: int, nprobe: int) -> dict:
     """IVF recall and latency against exact search on the run's item factors."""
-    index = core("index")
     factors = run_by_path(run_path).model.item_factors()
     return index.ann_recall_report(factors, nlist=nlist, nprobe=nprobe)
 
 
 # ---------------------------------------------------------------------- projections
 @st.cache_resource(show_spinner=False)
-def _projection(path: str, mtime: float, method: str):
-    projection = core("projection")
-    run = _load_run(path, mtime)
-    return projection.project_run(run, method, movies=catalogue(path))
+def _projection(path: str, mtime: float, method: str) -> proj.Projection:
+    return proj.project_run(_load_run(path, mtime), method, movies=catalogue(path))
 
 
-def projection(run: Run, method: str = "pca"):
-    """The run's 2-D item map (cached in memory and in the run dir); never mutate it."""
-    return _projection(str(run.path), (Path(run.path) / "weights.npz").stat().st_mtime, method)
+def projection(run: Run, method: str = "pca") -> proj.Projection:
+    """The run's 2-D item map (cached in memory and in the run dir); never mutate it.
+
+    ValueError when the run has no item embeddings (check ``run.model.item_factors()``)."""
+    return _projection(str(run.path), _mtime(run.path), method)
 
 
 def projection_frame(run_path, method: str = "pca") -> pd.DataFrame:

@@ -7,6 +7,7 @@ import streamlit as st
 
 from pages import _shared as shared
 from recsys import app_support as sup
+from recsys import serving
 
 K = "map_"
 METHODS = {"PCA": "pca", "t-SNE": "tsne", "UMAP": "umap"}
@@ -15,18 +16,12 @@ SLOW = {"tsne": "about 10 seconds", "umap": "20–40 seconds the first time"}
 ml = shared.dataset()
 run = shared.active_run()
 ctx = shared.catalog(run)
-serving = shared.core("serving")
 
 st.title("Embedding map")
 st.caption("Each dot is a movie, placed so that movies with similar vectors sit close together. "
            "Box- or lasso-select points to list them and their nearest neighbours.")
 
-if shared.core("projection") is None:
-    shared.not_available("The embedding map", "projection")
-    st.stop()
-if run.model.item_factors() is None:
-    st.info(f"The active run ({run.train_config.model}) has no movie embeddings. Pick an "
-            "mf-*, ncf, svd or ease run in the sidebar.")
+if not shared.has_item_embeddings(run, "to map"):
     st.stop()
 
 c1, c2, c3 = st.columns([2, 1, 2])
@@ -48,7 +43,7 @@ except ValueError as err:
     st.stop()
 
 highlight = np.zeros(len(frame), bool)
-if query.strip() and serving is not None and ctx is not None:
+if query.strip():
     found = serving.find_movies(ctx, query, limit=None)
     highlight = frame["item_id"].isin(set(found["item_id"])).to_numpy()
     if not highlight.any():
@@ -92,15 +87,11 @@ else:
         titles = dict(zip(picked["item_id"], picked["title"], strict=True))
         anchor = st.selectbox("Neighbours of", list(titles), format_func=titles.get,
                               key=K + "anchor")
-        if ctx is None:
-            shared.not_available("Neighbours", "serving")
-        else:
-            near = serving.similar_movies(ctx, int(anchor), k=10).embedding
-            if near is not None:
-                st.dataframe(near[["rank", "title", "score", "popularity"]], hide_index=True,
-                             key=K + "near",
-                             column_config={"score": st.column_config.NumberColumn(
-                                 "cosine", format="%.3f")})
+        near = serving.similar_movies(ctx, int(anchor), k=10).embedding
+        st.dataframe(near[["rank", "title", "score", "popularity"]], hide_index=True,
+                     key=K + "near",
+                     column_config={"score": st.column_config.NumberColumn(
+                         "cosine", format="%.3f")})
 
 st.divider()
 st.subheader("Why dot and cosine disagree: vector length vs popularity")

@@ -18,14 +18,8 @@ st.markdown(
 
 left, right = st.columns([3, 2], gap="large")
 with left:
-    projection = shared.core("projection")
     st.subheader("The movies of the active model, in 2-D")
-    if run.model.item_factors() is None:
-        st.info(f"The active run ({run.train_config.model}) has no movie embeddings to draw. "
-                "Pick an embedding model (mf-bpr, mf-bce, mf-mse, ncf, svd) in the sidebar.")
-    elif projection is None:
-        shared.not_available("The embedding picture", "projection")
-    else:
+    if shared.has_item_embeddings(run, "to draw"):
         frame = shared.projection_frame(run.path, "pca")
         fig = px.scatter(frame, x="x", y="y", color="popularity", hover_name="title",
                          color_continuous_scale="Viridis", render_mode="webgl", height=380)
@@ -46,8 +40,8 @@ with right:
     st.caption(f"{ml.name} from {ml.source}")
     st.subheader("Active model")
     st.markdown(f"**{run.train_config.model}** · `{run.name}`  \n"
-                f"Test Recall@10 **{run.metrics.get('recall@10', float('nan')):.3f}** · "
-                f"NDCG@10 **{run.metrics.get('ndcg@10', float('nan')):.3f}**  \n"
+                f"Test Recall@10 **{shared.metric_text(run, 'recall@10')}** · "
+                f"NDCG@10 **{shared.metric_text(run, 'ndcg@10')}**  \n"
                 f"{run.split_config.describe()}")
 
 st.divider()

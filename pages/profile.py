@@ -5,6 +5,8 @@ import streamlit as st
 
 from pages import _shared as shared
 from recsys import app_support as sup
+from recsys.coldstart import ColdStartConfig, cold_start
+from recsys.projection import place_point
 
 K = "prof_"
 BADGES = {"collaborative": "collaborative (fold-in)", "content": "content (title & genres)",
@@ -13,16 +15,12 @@ BADGES = {"collaborative": "collaborative (fold-in)", "content": "content (title
 ml = shared.dataset()
 run = shared.active_run()
 ctx = shared.catalog(run)
-coldstart = shared.core("coldstart")
 
 st.title("Build your profile")
 st.caption("Tell the model a few movies you liked (and some you did not). Your vector is "
            "*folded in* against the frozen movie vectors in under a millisecond — no "
            "retraining. With fewer than 5 likes, title-and-genre similarity (content) is "
            "blended in, and every row says which source placed it.")
-if ctx is None or coldstart is None:
-    shared.not_available("Cold-start recommendations", "coldstart")
-    st.stop()
 
 movies = shared.catalogue(str(run.path)).sort_values("popularity", ascending=False)
 titles = dict(zip(movies["item_id"], movies["title"], strict=True))
@@ -34,7 +32,7 @@ disliked = c2.multiselect("Movies you did not like", [i for i in titles if i not
                           placeholder="Optional")
 k = c3.slider("How many", 5, 30, 10, key=K + "k")
 
-config = coldstart.ColdStartConfig()
+config = ColdStartConfig()
 if not liked:
     st.info("Pick at least one movie you liked. Until then you see the most popular movies — "
             "what any new visitor gets.", icon=":material/touch_app:")
@@ -44,7 +42,7 @@ elif len(liked) < config.min_likes:
             f"({len(liked) / config.min_likes:.0%} collaborative).", icon=":material/description:")
 
 try:
-    recs = coldstart.cold_start(ctx, liked, disliked, k=k, config=config)
+    recs = cold_start(ctx, liked, disliked, k=k, config=config)
 except ValueError as err:
     st.error(f"{err}")
     st.stop()
@@ -64,12 +62,9 @@ with right:
     if vector is None:
         st.info("Your point appears once you like a movie, for dot-product models "
                 "(mf-*, svd).")
-    elif shared.core("projection") is None:
-        shared.not_available("The map", "projection")
     else:
-        proj = shared.projection(run, "pca")
         frame = shared.projection_frame(run.path, "pca")
-        x, y = shared.core("projection").place_point(proj, vector)
+        x, y = place_point(shared.projection(run, "pca"), vector)
         mine = frame[frame["item_id"].isin(liked)]
         fig = go.Figure([
             go.Scattergl(x=frame["x"], y=frame["y"], mode="markers", text=frame["title"],

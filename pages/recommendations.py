@@ -5,13 +5,19 @@ import streamlit as st
 
 from pages import _shared as shared
 from recsys import app_support as sup
+from recsys import serving
+from recsys.funnel import FunnelConfig, intra_list_diversity, run_funnel
 
 K = "rec_"
+LIST_COLUMNS = {  # shared by the top-K list and the two re-ranking lists
+    "rank": st.column_config.NumberColumn(width="small"),
+    "test hit": st.column_config.CheckboxColumn("hit", width="small"),
+    "title": st.column_config.TextColumn(width="medium"),
+}
 
 ml = shared.dataset()
 run = shared.active_run()
 ctx = shared.catalog(run)
-serving = shared.core("serving")
 
 st.title("Recommendations")
 st.caption(f"Model: **{run.train_config.model}** (`{run.name}`). Movies ticked in the *hit* "
@@ -52,10 +58,6 @@ shared.metric_row({
     "Held-out test likes": f"{len(held_out):,}",
 })
 
-if ctx is None:
-    shared.not_available("Recommendations with explanations", "serving")
-    st.stop()
-
 try:
     recs = serving.recommend(ctx, user_id, k=k, exclude_seen=exclude_seen, scoring=scoring,
                              explain=True)
@@ -79,9 +81,7 @@ with right:
     cols = ["rank", "test hit", "title", "because", "score", "year", "genres"]
     st.dataframe(recs[cols], hide_index=True, height=420, key=K + "recs",
                  column_config={
-                     "rank": st.column_config.NumberColumn(width="small"),
-                     "test hit": st.column_config.CheckboxColumn("hit", width="small"),
-                     "title": st.column_config.TextColumn(width="medium"),
+                     **LIST_COLUMNS,
                      "score": st.column_config.NumberColumn(format="%.3f"),
                      "because": st.column_config.TextColumn("because you liked…",
                                                             width="large"),
@@ -92,10 +92,7 @@ with right:
 
 st.divider()
 st.subheader("Re-ranking: trade a little accuracy for variety")
-funnel = shared.core("funnel")
-if funnel is None:
-    shared.not_available("Re-ranking (MMR, freshness, popularity penalty)", "funnel")
-elif run.model.user_factors() is None:
+if run.model.user_factors() is None:
     st.info(f"{run.train_config.model} has no user vectors, which the retrieval funnel needs. "
             "Pick an mf-* or svd run in the sidebar.")
 else:
@@ -106,11 +103,11 @@ else:
                       help="Adds weight × (release year scaled to 0..1).")
     pop = r3.slider("Popularity penalty", 0.0, 1.0, 0.2, 0.05, key=K + "pop",
                     help="Subtracts weight × (log popularity scaled to 0..1).")
-    config = funnel.FunnelConfig(exclude_seen=exclude_seen, mmr_lambda=mmr,
-                                 freshness_weight=fresh, popularity_penalty=pop)
+    config = FunnelConfig(exclude_seen=exclude_seen, mmr_lambda=mmr,
+                          freshness_weight=fresh, popularity_penalty=pop)
     try:
-        before = funnel.run_funnel(ctx, user_id, config.ranking_only(), k=k)
-        after = funnel.run_funnel(ctx, user_id, config, k=k)
+        before = run_funnel(ctx, user_id, config.ranking_only(), k=k)
+        after = run_funnel(ctx, user_id, config, k=k)
     except ValueError as err:
         st.error(f"Re-ranking failed: {err}")
     else:
@@ -118,18 +115,14 @@ else:
         b_col, a_col = st.columns(2)
         for col, title, frame in ((b_col, "Ranking only", before), (a_col, "Re-ranked", after)):
             items = sup.item_indices(run, frame["item_id"])
-            diversity = funnel.intra_list_diversity(factors, items[None, :])
+            diversity = intra_list_diversity(factors, items[None, :])
             marked = sup.mark_hits(frame, held_out)
             with col:
                 st.markdown(f"**{title}** · list diversity {diversity:.3f} · "
                             f"{int(marked['test hit'].sum())} test hits")
                 st.dataframe(marked[["rank", "test hit", "title", "model_rank", "reason"]],
                              hide_index=True, key=K + title,
-                             column_config={"rank": st.column_config.NumberColumn(width="small"),
-                                            "test hit": st.column_config.CheckboxColumn(
-                                                "hit", width="small"),
-                                            "title": st.column_config.TextColumn(
-                                                width="medium"),
+                             column_config={**LIST_COLUMNS,
                                             "model_rank": st.column_config.NumberColumn(
                                                 "rank before", width="small",
                                                 help="rank by model score")})

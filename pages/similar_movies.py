@@ -4,21 +4,18 @@ import streamlit as st
 
 from pages import _shared as shared
 from recsys import app_support as sup
+from recsys import serving
 
 K = "sim_"
 
 ml = shared.dataset()
 run = shared.active_run()
 ctx = shared.catalog(run)
-serving = shared.core("serving")
 
 st.title("Similar movies")
 st.caption("Two ideas of *similar*: close in the model's embedding space, or liked by the same "
            "people (co-occurrence, no model at all). Where they agree, the embedding has "
            "learned taste; where they differ, it generalises — or errs.")
-if ctx is None:
-    shared.not_available("Similar movies", "serving")
-    st.stop()
 
 movies = shared.catalogue(str(run.path))
 by_popularity = movies.sort_values("popularity", ascending=False)
@@ -88,12 +85,8 @@ with cols[1]:
 
 st.divider()
 st.subheader("Exact vs approximate search (FAISS IVF)")
-index_mod = shared.core("index")
-factors = run.model.item_factors()
-if factors is None or index_mod is None:
-    st.info("Needs item embeddings and `recsys/index.py`.")
-else:
-    n = len(factors)
+if shared.has_item_embeddings(run, "to index"):
+    n = len(run.model.item_factors())
     c1, c2, c3 = st.columns([1, 1, 2])
     nlist = c1.slider("nlist (k-means cells)", 4, 128, 41, key=K + "nlist")
     nprobe = c2.slider("nprobe (cells searched)", 1, nlist, min(4, nlist), key=K + "nprobe")

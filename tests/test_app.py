@@ -7,12 +7,15 @@ touched; the first app run trains the default model there, as on a fresh machine
 from __future__ import annotations
 
 import json
+import shutil
 import time
 
 import pytest
 
+from recsys.config import SplitConfig, TrainConfig
 from recsys.data import DataUnavailableError, load_movielens
-from recsys.runs import list_runs
+from recsys.jobs import new_run_dir
+from recsys.runs import list_runs, train_run
 
 try:
     load_movielens(download=False, progress=False)
@@ -172,3 +175,37 @@ def test_training_a_tiny_run_adds_a_leaderboard_row(app, runs_dir):
     board = frame_with(app, "Recall@10")
     assert {"popularity", "itemknn", "ease", "svd", "mf-bpr"} <= set(board["model"])
     assert any("beats popularity" in s.value for s in [*app.success, *app.warning])
+
+
+def test_pages_explain_what_a_run_without_embeddings_cannot_do(runs_dir):
+    out = new_run_dir(runs_dir, "popularity")
+    train_run(load_movielens(progress=False), SplitConfig(), TrainConfig(model="popularity"), out)
+    expected = {"pages/home.py": "no movie embeddings to draw",
+                "pages/embedding_map.py": "no movie embeddings to map",
+                "pages/similar_movies.py": "no movie embeddings to index",
+                "pages/recommendations.py": "no user vectors"}
+    for path, text in expected.items():
+        at = AppTest.from_file(APP, default_timeout=120)
+        at.query_params["run"] = out.name
+        at.run()
+        page(at, path)
+        assert any(text in i.value for i in at.info), (path, [i.value for i in at.info])
+    page(at, "pages/profile.py")
+    at.multiselect(key="prof_liked").set_value([50]).run()
+    assert not at.exception and any("cannot score a new user" in e.value for e in at.error)
+
+
+def test_a_run_of_other_data_shows_an_error_not_a_traceback(runs_dir):
+    source = next(p for p in list_runs(runs_dir) if p.name.startswith("mf-bpr-"))
+    bad = runs_dir / f"other-data-{source.name}"
+    shutil.copytree(source, bad)
+    try:
+        info = json.loads((bad / "dataset.json").read_text())
+        (bad / "dataset.json").write_text(json.dumps({**info, "fingerprint": "other"}))
+        at = AppTest.from_file(APP, default_timeout=120)
+        at.query_params["run"] = bad.name
+        at.run()
+        page(at, "pages/recommendations.py")
+        assert any("Cannot serve run" in e.value for e in at.error)
+    finally:
+        shutil.rmtree(bad)
