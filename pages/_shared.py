@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -143,8 +142,7 @@ def ensure_default_run() -> None:
     with _first_run_lock():
         if list_runs(runs_dir()):  # another visitor finished it while we waited
             return
-        # One torch thread: on this 2-core machine two threads stall small models badly.
-        split_config, train_config = SplitConfig(), replace(TrainConfig(), threads=1)
+        split_config, train_config = SplitConfig(), TrainConfig()
         bar = st.progress(0.0, text=f"First launch: training {train_config.model} "
                                     "(about 5 seconds)…")
 
@@ -153,8 +151,13 @@ def ensure_default_run() -> None:
                          text=f"First launch: training {train_config.model}, epoch {epoch}, "
                               f"validation Recall@10 {stats.get('valid_recall@10', 0):.3f}")
 
-        train_run(dataset(), split_config, train_config,
-                  new_run_dir(runs_dir(), train_config.model), callbacks=[report])
+        try:
+            train_run(dataset(), split_config, train_config,
+                      new_run_dir(runs_dir(), train_config.model), callbacks=[report])
+        except (ValueError, RuntimeError, OSError) as err:
+            st.error(f"Training the default model failed: {err}. Try `recsys train` in a "
+                     "terminal to see the full report.")
+            st.stop()
         bar.empty()
 
 

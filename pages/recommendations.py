@@ -94,7 +94,7 @@ st.divider()
 st.subheader("Re-ranking: trade a little accuracy for variety")
 if run.model.user_factors() is None:
     st.info(f"{run.train_config.model} has no user vectors, which the retrieval funnel needs. "
-            "Pick an mf-* or svd run in the sidebar.")
+            "Pick an mf-*, ncf or svd run in the sidebar.")
 else:
     r1, r2, r3 = st.columns(3)
     mmr = r1.slider("MMR λ (1 = pure relevance)", 0.0, 1.0, 0.7, 0.05, key=K + "mmr",

@@ -145,10 +145,14 @@ if missing and st.button(f"Train baselines ({', '.join(missing)}) on this protoc
                          key=K + "baselines"):
     with st.spinner("Training baselines (a couple of seconds)…"):
         split = shared.split_for(split_of_protocol)
-        for model in missing:
-            config = TrainConfig(model=model)
-            train_run(ml, split_of_protocol, config, new_run_dir(shared.runs_dir(), model),
-                      split=split)
+        try:
+            for model in missing:
+                config = TrainConfig(model=model)
+                train_run(ml, split_of_protocol, config, new_run_dir(shared.runs_dir(), model),
+                          split=split)
+        except (ValueError, RuntimeError, OSError) as err:
+            st.error(f"Training the {model} baseline failed: {err}")
+            st.stop()
     st.rerun()
 
 labels = sup.METRIC_LABELS.values()
