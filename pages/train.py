@@ -9,6 +9,7 @@ from pages import _shared as shared
 from recsys import app_support as sup
 from recsys.config import SplitConfig, TrainConfig
 from recsys.jobs import DONE, FAILED, new_run_dir
+from recsys.models import MODELS
 from recsys.runs import train_run
 
 K = "train_"  # widget key prefix of this page
@@ -24,9 +25,10 @@ st.caption("Fit a model in the background (you can switch pages while it trains)
 
 
 # ---------------------------------------------------------------------- form
-def field_widget(spec: sup.FieldSpec):
-    """One widget for one config field, with the dataclass default and help text."""
-    key, label = K + spec.name, spec.label
+def field_widget(spec: sup.FieldSpec, scope: str = ""):
+    """One widget for one config field, with its default and help text. ``scope`` joins the
+    key, so each model's form keeps its own values and starts from that model's defaults."""
+    key, label = K + scope + spec.name, spec.label
     if spec.choices:
         options = list(spec.choices)
         return st.selectbox(label, options, index=options.index(spec.default), key=key,
@@ -44,14 +46,17 @@ def field_widget(spec: sup.FieldSpec):
 
 
 active_job = manager.active(owner)
+model_spec = next(s for s in sup.field_specs(TrainConfig) if s.name == "model")
+model = field_widget(model_spec)
+model_defaults = sup.field_specs(TrainConfig, TrainConfig.for_model(model))
 with st.form(K + "form", border=True):
-    st.markdown("**Model & hyperparameters**")
-    train_specs = {s.name: s for s in sup.field_specs(TrainConfig)}
-    values = {}
+    st.markdown(f"**{model}: hyperparameters** · {MODELS[model].description}")
+    train_specs = {s.name: s for s in model_defaults if s.name != "model"}
+    values = {"model": model}
     cols = st.columns(3)
-    for i, name in enumerate(sup.MAIN_TRAIN_FIELDS):
+    for i, name in enumerate(n for n in sup.MAIN_TRAIN_FIELDS if n != "model"):
         with cols[i % 3]:
-            values[name] = field_widget(train_specs[name])
+            values[name] = field_widget(train_specs[name], model)
     with st.expander("Evaluation protocol (split)"):
         cols = st.columns(3)
         for i, spec in enumerate(sup.field_specs(SplitConfig)):
@@ -62,7 +67,7 @@ with st.form(K + "form", border=True):
         rest = [s for n, s in train_specs.items() if n not in sup.MAIN_TRAIN_FIELDS]
         for i, spec in enumerate(rest):
             with cols[i % 3]:
-                values[spec.name] = field_widget(spec)
+                values[spec.name] = field_widget(spec, model)
     submitted = st.form_submit_button("Train", type="primary", key=K + "submit",
                                       disabled=active_job is not None)
 
@@ -147,7 +152,7 @@ if missing and st.button(f"Train baselines ({', '.join(missing)}) on this protoc
         split = shared.split_for(split_of_protocol)
         try:
             for model in missing:
-                config = TrainConfig(model=model)
+                config = TrainConfig.for_model(model)
                 train_run(ml, split_of_protocol, config, new_run_dir(shared.runs_dir(), model),
                           split=split)
         except (ValueError, RuntimeError, OSError) as err:

@@ -46,13 +46,16 @@ class FieldSpec:
         return self.name.replace("_", " ")
 
 
-def field_specs(cls: type) -> list[FieldSpec]:
-    """One :class:`FieldSpec` per dataclass field, with the default and help text it declares."""
+def field_specs(cls: type, defaults: Any = None) -> list[FieldSpec]:
+    """One :class:`FieldSpec` per dataclass field, with the default and help text it declares;
+    ``defaults`` (an instance, e.g. ``TrainConfig.for_model("mf-mse")``) overrides defaults."""
     kinds = {"int": int, "float": float, "bool": bool, "str": str}
     specs = []
     for f in fields(cls):
         kind = f.type if isinstance(f.type, type) else kinds.get(str(f.type), str)
         default = f.default if f.default is not MISSING else None
+        if defaults is not None:
+            default = getattr(defaults, f.name)
         specs.append(FieldSpec(f.name, kind, default, f.metadata.get("help", ""),
                                f.metadata.get("choices")))
     return specs

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from recsys.config import SplitConfig, TrainConfig
+from recsys.config import MODEL_DEFAULTS, SplitConfig, TrainConfig
 from recsys.data import DataUnavailableError, MovieLens, load_movielens, movies_for
 from recsys.evaluation import evaluate_model
 from recsys.runs import RunError, default_runs_dir, load_run, prepare_split, train_run
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="fit a model, evaluate it on test, save a run directory")
     _add_data_flags(p)
     _add_dataclass_flags(p, SplitConfig)
-    _add_dataclass_flags(p, TrainConfig)
+    _add_dataclass_flags(p, TrainConfig, model_defaults=True)
     p.add_argument("--out", type=Path, help="run directory (default: runs/<model>-<split>-<time>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_train)
@@ -95,7 +95,9 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     split_config = _dataclass_from_args(SplitConfig, args)
-    train_config = _dataclass_from_args(TrainConfig, args)
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
+             if getattr(args, f.name) is not None and f.name != "model"}
+    train_config = TrainConfig.for_model(args.model, **given)
     ml = _load_data(args)
     out = args.out or default_runs_dir() / (
         f"{train_config.model}-{split_config.split}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -184,17 +186,23 @@ def _load_data(args: argparse.Namespace) -> MovieLens:
     return ml
 
 
-def _add_dataclass_flags(p: argparse.ArgumentParser, cls: type) -> None:
+def _add_dataclass_flags(p: argparse.ArgumentParser, cls: type,
+                         model_defaults: bool = False) -> None:
+    """One flag per field. With ``model_defaults`` unset flags stay None (except --model), so
+    the chosen model's own defaults apply (``TrainConfig.for_model``)."""
     group = p.add_argument_group(cls.__name__)
     for f in fields(cls):
         flag = "--" + f.name.replace("_", "-")
         kind = type(f.default)
-        help_text = f"{f.metadata.get('help', '')} (default {f.default})"
+        default = None if model_defaults and f.name != "model" else f.default
+        own = [f"{m}: {d[f.name]}" for m, d in MODEL_DEFAULTS.items() if f.name in d]
+        note = f"; {', '.join(own)}" if model_defaults and own else ""
+        help_text = f"{f.metadata.get('help', '')} (default {f.default}{note})"
         if kind is bool:
-            group.add_argument(flag, dest=f.name, default=f.default, help=help_text,
+            group.add_argument(flag, dest=f.name, default=default, help=help_text,
                                action=argparse.BooleanOptionalAction)
         else:
-            group.add_argument(flag, dest=f.name, type=kind, default=f.default,
+            group.add_argument(flag, dest=f.name, type=kind, default=default,
                                choices=f.metadata.get("choices"), help=help_text)
 
 

@@ -7,6 +7,7 @@ averages run over users with at least one held-out item.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,10 +136,7 @@ def evaluate_model(model: Any, split: Any, k: int = 10, part: str = "test") -> E
     For ``part="test"`` the train and validation positives are excluded from rankings; for
     ``"valid"`` only the train positives. Models that predict ratings also get RMSE.
     """
-    if part not in ("test", "valid"):
-        raise ValueError(f"part must be 'test' or 'valid', got {part!r}")
-    held_out = split.test_pos if part == "test" else split.valid_pos
-    seen = split.seen_at_test if part == "test" else split.train_pos
+    relevant, exclude, counts = _split_matrices(split, part)
     protocol = {
         "part": part,
         "split": split.config.split,
@@ -146,11 +144,25 @@ def evaluate_model(model: Any, split: Any, k: int = 10, part: str = "test") -> E
         "description": split.config.describe(),
         "excluded": "train + validation positives" if part == "test" else "train positives",
     }
-    result = evaluate_scores(
-        model.score, held_out.to_csr(), seen.to_csr(), seen.item_counts(), k, protocol
-    )
+    result = evaluate_scores(model.score, relevant, exclude, counts, k, protocol)
     ratings = split.test if part == "test" else split.valid
     if hasattr(model, "predict_ratings") and len(ratings):
         predicted = model.predict_ratings(ratings.user_index, ratings.item_index)
         result.metrics["rmse"] = float(np.sqrt(np.mean((predicted - ratings.ratings) ** 2)))
     return result
+
+
+_MATRICES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _split_matrices(split: Any, part: str) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray]:
+    """Held-out and excluded matrices and item counts of a split's part, built once per split
+    (the trainer evaluates the same validation set after every epoch)."""
+    if part not in ("test", "valid"):
+        raise ValueError(f"part must be 'test' or 'valid', got {part!r}")
+    cache = _MATRICES.setdefault(split, {})
+    if part not in cache:
+        held_out = split.test_pos if part == "test" else split.valid_pos
+        seen = split.seen_at_test if part == "test" else split.train_pos
+        cache[part] = (held_out.to_csr(), seen.to_csr(), seen.item_counts())
+    return cache[part]

@@ -10,34 +10,44 @@ MAX_RESAMPLE_ROUNDS = 25
 def popularity_cdf(item_counts: np.ndarray, alpha: float) -> np.ndarray:
     """Cumulative distribution with P(item) proportional to ``count ** alpha`` (word2vec style).
 
-    alpha = 0 is uniform over items; alpha = 1 samples in proportion to popularity.
+    alpha = 0 is uniform over items; alpha = 1 samples in proportion to popularity. Items
+    without training interactions count as one: with weight 0 they would never be pushed
+    down, and a BCE model would rank exactly those never-seen items first.
     """
-    weights = np.asarray(item_counts, np.float64) ** alpha
-    weights[np.asarray(item_counts) == 0] = 0.0 if alpha > 0 else 1.0
-    total = weights.sum()
-    if total <= 0:
-        raise ValueError("popularity sampling needs at least one item with interactions")
-    return np.cumsum(weights) / total
+    weights = np.maximum(np.asarray(item_counts, np.float64), 1.0) ** alpha
+    return np.cumsum(weights) / weights.sum()
 
 
 class PositiveSet:
-    """Membership test for (user, item) pairs: a dense bitmap when it fits, else sorted keys."""
+    """Membership test for (user, item) pairs, O(1) per lookup.
 
-    DENSE_LIMIT = 64_000_000  # pairs; ML-100K/1M fit (1.6M / 22M), ML-25M (10G) does not
+    One byte per pair up to ``DENSE_LIMIT`` pairs (ML-100K: 1.6 MB), one bit per pair up to
+    ``BIT_LIMIT`` (ML-25M's 162k x 62k pairs: 1.3 GB), sorted keys with binary search beyond.
+    """
+
+    DENSE_LIMIT = 64_000_000
+    BIT_LIMIT = 24_000_000_000
 
     def __init__(self, users: np.ndarray, items: np.ndarray, n_users: int, n_items: int):
         self.n_items = n_items
         keys = np.asarray(users, np.int64) * n_items + np.asarray(items, np.int64)
-        if n_users * n_items <= self.DENSE_LIMIT:
-            self.bitmap = np.zeros(n_users * n_items, bool)
-            self.bitmap[keys] = True
+        n_pairs = n_users * n_items
+        self.bytes = self.bits = self.keys = None
+        if n_pairs <= self.DENSE_LIMIT:
+            self.bytes = np.zeros(n_pairs, bool)
+            self.bytes[keys] = True
+        elif n_pairs <= self.BIT_LIMIT:
+            self.bits = np.zeros((n_pairs + 7) // 8, np.uint8)
+            np.bitwise_or.at(self.bits, keys >> 3, (1 << (keys & 7)).astype(np.uint8))
         else:
-            self.bitmap, self.keys = None, np.unique(keys)
+            self.keys = np.unique(keys)
 
     def contains(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         keys = users * self.n_items + items
-        if self.bitmap is not None:
-            return self.bitmap[keys]
+        if self.bytes is not None:
+            return self.bytes[keys]
+        if self.bits is not None:
+            return (self.bits[keys >> 3] >> (keys & 7).astype(np.uint8)) & 1 == 1
         if len(self.keys) == 0:
             return np.zeros(keys.shape, bool)
         at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)

@@ -113,18 +113,17 @@ def _temporal_parts(events: Interactions, positive: np.ndarray, config: SplitCon
     n_test = _holdout_sizes(n_pos, config.test_fraction)
     n_valid = _holdout_sizes(n_pos - n_test, config.valid_fraction)
     remaining = n_pos[users] - rank  # 1 for each user's latest positive
+    in_test = remaining <= n_test[users]
+    in_held_out = remaining <= n_test[users] + n_valid[users]
     part = np.full(len(events), TRAIN, np.int8)
-    part[order[remaining <= n_test[users] + n_valid[users]]] = VALID
-    part[order[remaining <= n_test[users]]] = TEST
+    part[order[in_held_out]] = VALID
+    part[order[in_test]] = TEST
 
-    # Time cut-offs per user: the first test / validation positive's timestamp.
-    never = np.iinfo(np.int64).max
-    cut_test = np.full(events.n_users, never)
-    cut_valid = np.full(events.n_users, never)
-    is_test, is_valid = part == TEST, part == VALID
-    np.minimum.at(cut_test, events.user_index[is_test], events.timestamps[is_test])
-    np.minimum.at(cut_valid, events.user_index[is_valid], events.timestamps[is_valid])
-    cut_valid = np.minimum(cut_valid, cut_test)
+    # Time cut-offs per user: the timestamp of the first test / held-out positive, read off
+    # the time-sorted order (the first flagged event of each user's run).
+    sorted_times = events.timestamps[order]
+    cut_test = _first_time_per_user(users, sorted_times, in_test, events.n_users)
+    cut_valid = _first_time_per_user(users, sorted_times, in_held_out, events.n_users)
     neg = ~positive
     ts, u = events.timestamps[neg], events.user_index[neg]
     part[neg] = np.where(ts >= cut_test[u], TEST, np.where(ts >= cut_valid[u], VALID, TRAIN))
@@ -143,6 +142,17 @@ def _random_parts(events: Interactions, positive: np.ndarray, config: SplitConfi
         part[idx[:n_test]] = TEST
         part[idx[n_test : n_test + n_valid]] = VALID
     return part
+
+
+def _first_time_per_user(users: np.ndarray, times: np.ndarray, flagged: np.ndarray,
+                         n_users: int) -> np.ndarray:
+    """Per user, the time of their first flagged event in a user-then-time sorted array
+    (int64 max when none)."""
+    cut = np.full(n_users, np.iinfo(np.int64).max)
+    idx = np.flatnonzero(flagged)
+    first_users, first_at = np.unique(users[idx], return_index=True)
+    cut[first_users] = times[idx[first_at]]
+    return cut
 
 
 def _rank_within_groups(sorted_groups: np.ndarray) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from recsys.config import SplitConfig
+from recsys.data import DataUnavailableError, MovieLens, load_movielens
 from recsys.interactions import Interactions
 from recsys.splits import make_split
 from tests.synthetic import block_ratings
@@ -16,3 +17,11 @@ def block_split():
     return make_split(events, SplitConfig(test_fraction=0.25, valid_fraction=0.2))
 
 
+
+@pytest.fixture(scope="session")
+def movielens() -> MovieLens:
+    """The real MovieLens 100K (from the cache, a local folder or the recbole wheel)."""
+    try:
+        return load_movielens(download=True, progress=False)
+    except DataUnavailableError as err:  # pragma: no cover - depends on the machine
+        pytest.skip(f"MovieLens 100K unavailable: {err}")

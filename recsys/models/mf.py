@@ -40,6 +40,8 @@ class _SampledMF(_MF):
     the default fit about twice as fast. ``tests/test_models.py`` checks it against autograd.
     """
 
+    uses_user_bias = True
+
     def score_gradient(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss value and dLoss/dscores for scores (B, 1 + n_negatives), positive first."""
         raise NotImplementedError
@@ -54,15 +56,16 @@ class _SampledMF(_MF):
             q = m.item.weight.index_select(0, flat).view(*items.shape, -1)
             scores = (q * p.unsqueeze(1)).sum(-1)
             scores += m.item_bias.weight.index_select(0, flat).view(items.shape)
-            scores += m.user_bias.weight.index_select(0, users)
+            if self.uses_user_bias:
+                scores += m.user_bias.weight.index_select(0, users)
             loss, grad = self.score_gradient(scores)
             grad_p = (grad.unsqueeze(-1) * q).sum(1)
             grad_q = grad.unsqueeze(-1) * p.unsqueeze(1)
-            if wd:
-                n = len(users)
-                loss = loss + wd * (p.pow(2).sum() + q.pow(2).sum()) / n
-                grad_p += (2 * wd / n) * p
-                grad_q += (2 * wd / n) * q
+            if wd:  # per-example L2 of the vectors in the batch, in place (no temporaries)
+                n, flat_p, flat_q = len(users), p.reshape(-1), q.reshape(-1)
+                loss = loss + wd * float(flat_p @ flat_p + flat_q @ flat_q) / n
+                grad_p.add_(p, alpha=2 * wd / n)
+                grad_q.add_(q, alpha=2 * wd / n)
             m.user.weight.grad = torch.zeros_like(m.user.weight).index_add_(0, users, grad_p)
             m.item.weight.grad = torch.zeros_like(m.item.weight).index_add_(
                 0, flat, grad_q.reshape(len(flat), -1)
@@ -70,8 +73,9 @@ class _SampledMF(_MF):
             m.item_bias.weight.grad = torch.zeros_like(m.item_bias.weight).index_add_(
                 0, flat, grad.reshape(-1, 1)
             )
-            m.user_bias.weight.grad = torch.zeros_like(m.user_bias.weight).index_add_(
-                0, users, grad.sum(1, keepdim=True)
+            m.user_bias.weight.grad = (  # None: Adam leaves the parameter untouched
+                torch.zeros_like(m.user_bias.weight).index_add_(0, users, grad.sum(1, keepdim=True))
+                if self.uses_user_bias else None
             )
         optimizer.step()
         return float(loss)
@@ -80,6 +84,7 @@ class _SampledMF(_MF):
 class MFBPR(_SampledMF):
     name = "mf-bpr"
     description = "Dot product + item bias, trained to rank a liked item above a sampled one (BPR)."
+    uses_user_bias = False  # it cancels in s(u, i) - s(u, j): its gradient is exactly zero
 
     def pair_loss(self, positive, negative):
         return bpr_loss(positive, negative)

@@ -1,0 +1,235 @@
+"""Quality benchmark on MovieLens 100K: every registered model, default and tuned, plus
+references (the textbook BPR-MF loop and, if importable, the ``implicit`` library's ALS / BPR).
+
+Each row trains once through the default protocol (early stopping on validation, then refit on
+train + validation; references train on train + validation directly) and reports test
+Recall / Precision / NDCG / MRR / coverage @10, fit seconds and the seconds to rank all users.
+
+    python -m bench.quality                   # P1 and P2, writes the "quality" part of RESULTS.md
+    python -m bench.quality --small           # < 60 s smoke run, prints the table only
+    PYTHONPATH=bench/out/pydeps python -m bench.quality   # with implicit installed out of tree
+
+Tuned settings come from ``bench/tuned.json`` (written by ``bench.tune``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import (
+    BENCH_DIR,
+    PROTOCOLS,
+    TUNED_PATH,
+    command_line,
+    machine,
+    machine_lines,
+    markdown_table,
+    protocol_names,
+    read_json,
+    timed,
+)
+from bench.textbook import TextbookBPR
+from recsys.config import EMBEDDING_MODELS, TrainConfig
+from recsys.data import load_movielens
+from recsys.evaluation import evaluate_model, top_k_items
+from recsys.models import MODELS, create_model
+from recsys.runs import prepare_split
+
+METRICS = ("recall@10", "precision@10", "ndcg@10", "mrr@10", "coverage@10")
+COLUMNS = ("protocol", "model", "variant", *METRICS, "fit s", "score-all s", "settings")
+RESULTS_PATH = BENCH_DIR / "RESULTS.md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.small and args.protocols == "P1,P2":
+        args.protocols = "P2"
+    models = [m for m in args.models.split(",") if m] if args.models else list(MODELS)
+    ml = load_movielens(download=not args.offline)
+    tuned = read_json(Path(args.tuned), {})
+    rows: list[dict[str, Any]] = []
+    notes: list[str] = []
+    if not args.small:
+        warm_up(ml, args.threads)
+    for protocol in protocol_names(args.protocols):
+        rows += protocol_rows(ml, protocol, models, tuned, args, notes)
+    table = markdown_table(rows, COLUMNS)
+    print(table)
+    for note in dict.fromkeys(notes):
+        print(f"note: {note}")
+    if args.results:
+        write_section(Path(args.results), "quality", report(table, notes, args))
+        print(f"wrote the quality section of {args.results}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__.split("\n")[0])
+    p.add_argument("--protocols", default="P1,P2", help="P1 (random), P2 (temporal)")
+    p.add_argument("--models", default="", help="comma-separated subset of the registry")
+    p.add_argument("--tuned", default=str(TUNED_PATH), help="tuned configs from bench.tune")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch / BLAS threads for every row (1 is steadiest on this machine)")
+    p.add_argument("--small", action="store_true",
+                   help="P2 only, 2 epochs per torch model, 1 textbook epoch (< 60 s)")
+    p.add_argument("--no-references", action="store_true", help="skip textbook and implicit")
+    p.add_argument("--results", default=None,
+                   help=f"markdown file to write the section into (full runs: {RESULTS_PATH})")
+    p.add_argument("--offline", action="store_true", help="never download MovieLens")
+    return p
+
+
+def protocol_rows(ml, protocol: str, models: list[str], tuned: dict, args, notes) -> list[dict]:
+    split = prepare_split(ml, PROTOCOLS[protocol])
+    print(f"== {protocol}: {split.describe()}", file=sys.stderr, flush=True)
+    chosen = tuned.get(protocol, {}).get("models", {})
+    rows = []
+    for model in models:
+        configs = [("default", TrainConfig.for_model(model))]
+        if chosen.get(model, {}).get("params"):
+            configs.append(("tuned", TrainConfig(model=model, **chosen[model]["params"])))
+        for variant, config in configs:
+            config = replace(config, threads=args.threads)
+            if args.small and model in EMBEDDING_MODELS:
+                config = replace(config, epochs=min(config.epochs, 2))
+            rows.append(measure(protocol, model, variant, lambda c=config: create_model(c),
+                                split, settings(config, variant)))
+    if not args.no_references:
+        epochs = 1 if args.small else 20
+        rows.append(measure(protocol, "textbook-bpr", "reference",
+                            lambda: TextbookBPR(epochs=epochs, threads=args.threads), split,
+                            f"bench/textbook.py, epochs={epochs}"))
+        rows += implicit_rows(protocol, split, args, notes)
+    return rows
+
+
+def warm_up(ml, threads: int) -> None:
+    """An untimed one-epoch fit, so torch's first-call set-up is not billed to the first row."""
+    split = prepare_split(ml, PROTOCOLS["P2"])
+    create_model(TrainConfig(epochs=1, refit=False, threads=threads)).fit(split)
+
+
+def measure(protocol: str, model: str, variant: str, build: Callable[[], Any], split,
+            note: str) -> dict[str, Any]:
+    """Fits ``build()`` on ``split``, scores test and times ranking every user's top 10."""
+    fitted, fit_seconds = timed(lambda: build().fit(split))
+    metrics = evaluate_model(fitted, split, part="test").metrics
+    users = np.arange(split.train.n_users)
+    seen = split.seen_at_test.to_csr()
+    _, score_seconds = timed(lambda: top_k_items(fitted.score, users, seen, 10))
+    row = {"protocol": protocol, "model": model, "variant": variant,
+           **{m: metrics[m] for m in METRICS},
+           "fit s": fit_seconds, "score-all s": score_seconds, "settings": note}
+    print(f"   {model:>14} {variant:>9}: recall@10 {row['recall@10']:.4f} "
+          f"ndcg@10 {row['ndcg@10']:.4f} fit {fit_seconds:.1f}s", file=sys.stderr, flush=True)
+    return row
+
+
+def settings(config: TrainConfig, variant: str) -> str:
+    """The knobs that matter for ``config.model``, compactly."""
+    c = config
+    if c.model == "popularity":
+        return "-"
+    if c.model == "ease":
+        return f"lambda={c.ease_lambda:g}"
+    if c.model == "itemknn":
+        return f"neighbours={c.knn_neighbours}"
+    if c.model == "svd":
+        return f"dim={c.dim}"
+    text = f"dim={c.dim} lr={c.lr:g} wd={c.weight_decay:g} bs={c.batch_size} ep<={c.epochs}"
+    if c.model != "mf-mse":
+        text += f" neg={c.negatives} {c.neg_sampling}"
+    if c.model == "ncf":
+        text += f" layers={c.ncf_layers}"
+    return text
+
+
+class FactorScores:
+    """Adapter: user x item factor matrices as a ``fit``/``score`` recommender."""
+
+    def __init__(self, name: str, make: Callable[[], Any], threads: int) -> None:
+        self.name, self.make, self.threads = name, make, threads
+
+    def fit(self, split) -> FactorScores:
+        from threadpoolctl import threadpool_limits
+
+        user_items = split.seen_at_test.to_csr().astype(np.float32)
+        with threadpool_limits(self.threads):
+            model = self.make()
+            model.fit(user_items, show_progress=False)
+        self.users = np.asarray(model.user_factors, np.float32)
+        self.items = np.asarray(model.item_factors, np.float32)
+        return self
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        return self.users[users] @ self.items.T
+
+
+def implicit_rows(protocol: str, split, args, notes: list[str]) -> list[dict]:
+    try:
+        import implicit
+        from implicit.cpu.als import AlternatingLeastSquares
+        from implicit.cpu.bpr import BayesianPersonalizedRanking
+    except ImportError:
+        notes.append("implicit is not importable: its ALS / BPR rows are skipped "
+                     "(install it out of tree: pip install --target bench/out/pydeps implicit, "
+                     "then run with PYTHONPATH=bench/out/pydeps)")
+        return []
+    als_iters, bpr_iters = (2, 5) if args.small else (15, 100)
+    version = f"implicit {implicit.__version__}"
+    specs = [
+        ("implicit-als", lambda: AlternatingLeastSquares(
+            factors=64, iterations=als_iters, random_state=42, num_threads=args.threads),
+         f"{version}, factors=64, iterations={als_iters}, other defaults"),
+        ("implicit-bpr", lambda: BayesianPersonalizedRanking(
+            factors=64, iterations=bpr_iters, random_state=42, num_threads=args.threads),
+         f"{version}, factors=64, iterations={bpr_iters}, other defaults"),
+    ]
+    return [measure(protocol, name, "reference", lambda n=name, m=make: FactorScores(
+        n, m, args.threads), split, note) for name, make, note in specs]
+
+
+def report(table: str, notes: list[str], args) -> str:
+    lines = [
+        "## Quality (`bench/quality.py`)",
+        "",
+        *machine_lines(machine()),
+        f"- command: `{command_line()}`",
+        f"- every row: one seed (42), {args.threads} thread(s); torch models use the default "
+        "protocol (early stopping on validation Recall@10, then refit on train + validation "
+        "for the best epoch count); references train on train + validation. `fit s` is one "
+        "run on a shared machine: see the speed section for medians. `score-all s` = ranking "
+        "the top 10 of every user (seen items masked).",
+        "- P1 = " + PROTOCOLS["P1"].describe() + "; P2 = " + PROTOCOLS["P2"].describe(),
+        "",
+        table,
+        "",
+        *[f"- note: {n}" for n in dict.fromkeys(notes)],
+    ]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_section(path: Path, name: str, body: str) -> None:
+    """Replaces (or appends) the ``name`` section of a markdown file, between markers, so the
+    quality and speed scripts can each rewrite their own part of RESULTS.md."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{body}{end}\n"
+    text = path.read_text() if path.exists() else "# Benchmark results\n\n"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1].lstrip("\n")
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

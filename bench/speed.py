@@ -1,0 +1,233 @@
+"""Speed benchmark on MovieLens 100K (temporal protocol P2): fit time of the default config
+against the textbook BPR-MF loop, evaluation throughput and serving latencies.
+
+Fits run in interleaved repetitions (A, B, C, D, A, B, ...) so that load from other processes
+hits every variant alike; the table reports medians. Rows:
+
+- ``recsys default``: ``TrainConfig()`` as shipped (validation every epoch, early stopping,
+  then a refit on train + validation for the best epoch count);
+- ``recsys loop + validation``: ``patience=0, refit=False`` (all epochs, validation each one);
+- ``recsys loop only``: the same on a split with ``valid_fraction=0``, i.e. no validation at
+  all: like-for-like with the textbook loop (same positives, same epochs, no evaluation);
+- ``textbook``: :mod:`bench.textbook` (per-sample ``Dataset`` + ``DataLoader``, autograd).
+
+    python -m bench.speed                  # 3 repetitions, writes the "speed" part of RESULTS.md
+    python -m bench.speed --small          # 1 repetition, 2 epochs (< 60 s), prints only
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import (
+    PROTOCOLS,
+    command_line,
+    machine,
+    machine_lines,
+    markdown_table,
+    median,
+    timed,
+)
+from bench.quality import RESULTS_PATH, write_section
+from bench.textbook import TextbookBPR
+from recsys.config import TrainConfig
+from recsys.data import load_movielens
+from recsys.evaluation import evaluate_model
+from recsys.models import create_model
+from recsys.runs import prepare_split, train_run
+
+FIT_COLUMNS = ("variant", "what runs", "median fit s", "min s", "max s", "runs",
+               "textbook / this", "test recall@10")
+LATENCY_COLUMNS = ("operation", "calls", "median ms", "p95 ms", "notes")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    reps, epochs = (1, 2) if args.small else (args.reps, TrainConfig().epochs)
+    ml = load_movielens(download=not args.offline)
+    split = prepare_split(ml, PROTOCOLS["P2"])
+    no_valid = prepare_split(ml, replace(PROTOCOLS["P2"], valid_fraction=0.0))
+    fit_rows = fit_table(split, no_valid, reps, epochs, args.threads)
+    eval_rows = evaluation_rows(split, args.threads, 3 if args.small else 10)
+    notes: list[str] = []
+    serving = serving_rows(ml, args.threads, 20 if args.small else 200, notes)
+    fit_md = markdown_table(fit_rows, FIT_COLUMNS)
+    lat_md = markdown_table(eval_rows + serving, LATENCY_COLUMNS)
+    print(fit_md, "", lat_md, *[f"note: {n}" for n in notes], sep="\n")
+    if args.results:
+        body = report(fit_md, lat_md, notes, args, reps, epochs)
+        write_section(Path(args.results), "speed", body)
+        print(f"wrote the speed section of {args.results}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__.split("\n")[0])
+    p.add_argument("--reps", type=int, default=3, help="interleaved repetitions per variant")
+    p.add_argument("--threads", type=int, default=1, help="torch threads of every variant")
+    p.add_argument("--small", action="store_true", help="1 repetition, 2 epochs (< 60 s)")
+    p.add_argument("--results", default=None,
+                   help=f"markdown file to write the section into (full runs: {RESULTS_PATH})")
+    p.add_argument("--offline", action="store_true", help="never download MovieLens")
+    return p
+
+
+# ---------------------------------------------------------------------------- fit time
+def fit_table(split, no_valid, reps: int, epochs: int, threads: int) -> list[dict[str, Any]]:
+    base = TrainConfig(threads=threads, epochs=epochs)
+    loop = replace(base, patience=0, refit=False)
+    variants: list[tuple[str, str, Callable[[], Any], Any]] = [
+        ("recsys default", f"TrainConfig() (threads={threads}): validation each epoch, "
+         "early stop, refit", lambda: create_model(base), split),
+        ("recsys loop + validation", "patience=0, refit=False", lambda: create_model(loop),
+         split),
+        ("recsys loop only", "patience=0, refit=False, valid_fraction=0",
+         lambda: create_model(loop), no_valid),
+        ("textbook", f"bench/textbook.py, {epochs} epochs, no validation",
+         lambda: TextbookBPR(epochs=epochs, threads=threads), no_valid),
+    ]
+    warm_up(split, threads)
+    seconds: dict[str, list[float]] = {v[0]: [] for v in variants}
+    recall: dict[str, float] = {}
+    for rep in range(reps):
+        for name, _, build, data in variants:
+            fitted, s = timed(lambda b=build, d=data: b().fit(d))
+            seconds[name].append(s)
+            recall[name] = evaluate_model(fitted, data, part="test").metrics["recall@10"]
+            print(f"   rep {rep + 1}/{reps} {name:>26}: {s:6.2f}s recall@10 "
+                  f"{recall[name]:.4f}", file=sys.stderr, flush=True)
+    textbook = median(seconds["textbook"])
+    return [{
+        "variant": name, "what runs": what, "median fit s": median(seconds[name]),
+        "min s": min(seconds[name]), "max s": max(seconds[name]), "runs": len(seconds[name]),
+        "textbook / this": textbook / median(seconds[name]), "test recall@10": recall[name],
+    } for name, what, _, _ in variants]
+
+
+def warm_up(split, threads: int) -> None:
+    """One untimed short fit + evaluation, so lazy imports and torch's first-call set-up do
+    not land on whichever variant happens to run first."""
+    model = create_model(TrainConfig(threads=threads, epochs=1, refit=False)).fit(split)
+    evaluate_model(model, split, part="test")
+    TextbookBPR(epochs=1, threads=threads).fit(split)
+
+
+# ---------------------------------------------------------------------------- latency
+def latency(fn: Callable[[int], Any], n: int) -> tuple[float, float]:
+    """Median and 95th percentile in ms of ``fn(i)`` for i in range(n) (after one warm-up)."""
+    fn(0)
+    times = []
+    for i in range(n):
+        start = time.perf_counter()
+        fn(i)
+        times.append((time.perf_counter() - start) * 1000)
+    return float(np.median(times)), float(np.percentile(times, 95))
+
+
+def evaluation_rows(split, threads: int, reps: int) -> list[dict[str, Any]]:
+    rows = []
+    for model in ("mf-bpr", "ease"):
+        fitted = create_model(TrainConfig(model=model, threads=threads, epochs=2)).fit(split)
+        med, p95 = latency(lambda _i, f=fitted: evaluate_model(f, split, part="test"), reps)
+        users = int(np.count_nonzero(split.test_pos.user_counts()))
+        rows.append({"operation": f"evaluate_model, test, {model}", "calls": reps,
+                     "median ms": med, "p95 ms": p95,
+                     "notes": f"{users} users x {split.train.n_items} items, all metrics @10; "
+                              f"{users / med * 1000:,.0f} users/s"})
+    return rows
+
+
+def serving_rows(ml, threads: int, calls: int, notes: list[str]) -> list[dict[str, Any]]:
+    """Latency of the serving layer (recsys.serving / index / funnel), when it is present."""
+    try:
+        from recsys.funnel import FunnelConfig, run_funnel
+        from recsys.index import VectorIndex
+        from recsys.serving import Catalog, recommend, similar_movies
+    except ImportError as err:
+        notes.append(f"TODO serving latency rows: the serving modules do not import ({err})")
+        return []
+    run = train_run(ml, PROTOCOLS["P2"], TrainConfig(threads=threads))
+    ctx = Catalog.build(run, ml)
+    user_ids, item_ids = run.user_ids, run.item_ids
+    pick_user = lambda i: int(user_ids[(i * 7919) % len(user_ids)])  # noqa: E731
+    pick_item = lambda i: int(item_ids[(i * 104729) % len(item_ids)])  # noqa: E731
+    items = run.model.item_factors()
+    unit = items / np.maximum(np.linalg.norm(items, axis=1, keepdims=True), 1e-12)
+    flat = VectorIndex(items, metric="cosine", kind="flat")
+    ivf = VectorIndex(items, metric="cosine", kind="ivf", nprobe=8)
+    n = len(items)
+    cases = [
+        ("recommend (serving.recommend, mf-bpr, k=10)", lambda i: recommend(ctx, pick_user(i)),
+         "DataFrame out, seen masked"),
+        ("similar movies (serving.similar_movies, k=10)",
+         lambda i: similar_movies(ctx, pick_item(i)), "FAISS cosine + co-occurrence lists"),
+        ("funnel (funnel.run_funnel, defaults)",
+         lambda i: run_funnel(ctx, pick_user(i), FunnelConfig()), "300 candidates + neighbours"),
+        ("nearest items: FAISS flat, 1 query", lambda i: flat.search(items[i % n], 11),
+         f"{n} items, dim {items.shape[1]}"),
+        ("nearest items: FAISS IVF nprobe=8, 1 query", lambda i: ivf.search(items[i % n], 11),
+         f"nlist={ivf.nlist}"),
+        ("nearest items: numpy argsort, 1 query",
+         lambda i: np.argsort(-(unit @ unit[i % n]))[:11], "full sort of cosines"),
+        ("nearest items: FAISS flat, all items batched / item",
+         lambda i: flat.search(items, 11), f"one search for all {n} items; cost per item"),
+        ("nearest items: numpy argsort, all items batched / item",
+         lambda i: np.argsort(-(unit @ unit.T), axis=1)[:, :11],
+         f"one matrix product + sort for all {n} items; cost per item"),
+    ]
+    try:
+        from recsys.coldstart import cold_start, fold_in
+    except ImportError as err:
+        notes.append(f"TODO fold-in latency: recsys.coldstart does not import ({err})")
+    else:
+        liked = lambda i: [pick_item(i + j) for j in range(5)]  # noqa: E731
+        cases[3:3] = [
+            ("fold-in (coldstart.fold_in, 5 liked movies)", lambda i: fold_in(ctx, liked(i)),
+             "ridge solve against frozen item factors"),
+            ("cold start list (coldstart.cold_start, 5 liked, k=10)",
+             lambda i: cold_start(ctx, liked(i)), "fold-in + ranking + DataFrame"),
+        ]
+    rows = []
+    for name, fn, note in cases:
+        batched = "batched" in name
+        med, p95 = latency(fn, max(calls // 20, 3) if batched else calls)
+        rows.append({"operation": name, "calls": max(calls // 20, 3) if batched else calls,
+                     "median ms": med / n if batched else med,
+                     "p95 ms": p95 / n if batched else p95, "notes": note})
+    return rows
+
+
+def report(fit_md: str, lat_md: str, notes: list[str], args, reps: int, epochs: int) -> str:
+    lines = [
+        "## Speed (`bench/speed.py`)",
+        "",
+        *machine_lines(machine()),
+        f"- command: `{command_line()}`",
+        f"- P2 ({PROTOCOLS['P2'].describe()}); mf-bpr defaults, {epochs} epochs, torch threads "
+        f"{args.threads}; {reps} interleaved repetitions per variant, medians. "
+        "Another engineer shared the 2 CPUs while this ran, so absolute seconds are noisy; "
+        "compare the ratio. `textbook / this` > 1 means faster than the textbook loop.",
+        "",
+        "### Fit time",
+        "",
+        fit_md,
+        "",
+        "### Evaluation and serving latency",
+        "",
+        lat_md,
+        "",
+        *[f"- note: {n}" for n in notes],
+    ]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""The benchmark scripts produce well-formed tables (never checks timings)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from bench import quality, tune
+from bench.common import markdown_table
+from recsys.config import TrainConfig
+from recsys.data import DataUnavailableError, load_movielens
+from recsys.models import MODELS
+
+
+def _table(text: str) -> tuple[list[str], list[list[str]]]:
+    """Header and body cells of the first markdown table in ``text``."""
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert set(lines[1].strip("|").split("|")) == {"---"}
+    return header, [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+
+
+@pytest.fixture(scope="module")
+def movielens():
+    try:
+        return load_movielens(download=False, progress=False)
+    except DataUnavailableError:
+        pytest.skip("MovieLens 100K is not available offline")
+
+
+@pytest.mark.movielens
+def test_quality_small_table(movielens, tmp_path, capsys):
+    tuned = tmp_path / "tuned.json"
+    tuned.write_text(json.dumps({"P2": {"models": {"mf-bpr": {"params": {
+        "lr": 0.005, "weight_decay": 0.003, "epochs": 60, "patience": 5}}}}}))
+    results = tmp_path / "RESULTS.md"
+    assert quality.main(["--small", "--offline", "--tuned", str(tuned),
+                         "--results", str(results)]) == 0
+    header, rows = _table(capsys.readouterr().out)
+    assert header == list(quality.COLUMNS)
+    assert all(len(row) == len(header) for row in rows)
+    col = {name: i for i, name in enumerate(header)}
+    keys = {(r[col["model"]], r[col["variant"]]) for r in rows}
+    assert {(m, "default") for m in MODELS} <= keys
+    assert ("mf-bpr", "tuned") in keys and ("textbook-bpr", "reference") in keys
+    has_implicit = importlib.util.find_spec("implicit") is not None
+    assert (("implicit-als", "reference") in keys) == has_implicit
+    assert {r[col["protocol"]] for r in rows} == {"P2"}
+    for row in rows:
+        for metric in quality.METRICS:
+            assert 0.0 <= float(row[col[metric]]) <= 1.0, (row, metric)
+        assert float(row[col["fit s"]]) >= 0 and float(row[col["score-all s"]]) >= 0
+    text = results.read_text()
+    assert text.count("<!-- quality:start -->") == 1 and "## Quality" in text
+
+
+def test_write_section_replaces_its_own_part(tmp_path):
+    path = tmp_path / "RESULTS.md"
+    quality.write_section(path, "quality", "old quality\n")
+    quality.write_section(path, "speed", "speed\n")
+    quality.write_section(path, "quality", "new quality\n")
+    text = path.read_text()
+    assert "old quality" not in text and text.count("new quality") == 1
+    assert text.index("new quality") < text.index("speed")
+
+
+def test_markdown_table_shape():
+    table = markdown_table([{"a": 0.5, "b": "x|y"}, {"a": 12.345}], ["a", "b"])
+    header, rows = _table(table)
+    assert header == ["a", "b"]
+    assert rows == [["0.5000", "x/y"], ["12.35", ""]]
+
+
+def test_tune_candidates_start_at_default_and_refine_by_one_step():
+    space = tune.SPACES["mf-bpr"]
+    first, *rest = tune.initial_candidates("mf-bpr", space, 10, seed=0)
+    default = TrainConfig()
+    assert first == {k: getattr(default, k) for k in space}
+    assert len(rest) == 9 and first not in rest
+    assert len({tune._key("mf-bpr", p) for p in [first, *rest]}) == 10
+    trial = {"model": "mf-bpr", "params": first, "valid_recall@10": 0.1}
+    for params in tune.refine_candidates("mf-bpr", space, [trial], 50, 0, set(), {}):
+        changed = [k for k in space if params[k] != first[k]]
+        assert len(changed) == 1
+        values = space[changed[0]]
+        assert abs(values.index(params[changed[0]]) - values.index(first[changed[0]])) == 1
+    grid = tune.initial_candidates("ease", tune.SPACES["ease"], 5, seed=0)
+    assert len(grid) == len(tune.SPACES["ease"]["ease_lambda"])
