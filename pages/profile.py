@@ -6,7 +6,7 @@ import streamlit as st
 from pages import _shared as shared
 from recsys import app_support as sup
 from recsys.coldstart import ColdStartConfig, cold_start
-from recsys.projection import place_point
+from recsys.projection import place_user
 
 K = "prof_"
 BADGES = {"collaborative": "collaborative (fold-in)", "content": "content (title & genres)",
@@ -64,7 +64,7 @@ with right:
                 "(mf-*, svd).")
     else:
         frame = shared.projection_frame(run.path, "pca")
-        x, y = place_point(shared.projection(run, "pca"), vector)
+        x, y = place_user(shared.projection(run, "pca"), vector)
         mine = frame[frame["item_id"].isin(liked)]
         fig = go.Figure([
             go.Scattergl(x=frame["x"], y=frame["y"], mode="markers", text=frame["title"],
@@ -81,5 +81,6 @@ with right:
         fig.update_layout(height=420, margin=dict(l=0, r=0, t=10, b=0),
                           legend=dict(orientation="h"))
         st.plotly_chart(fig, key=K + "map")
-        st.caption("PCA of the movie vectors; your folded-in vector is placed by the same "
-                   "linear map.")
+        st.caption("PCA of the movie vectors; your folded-in vector goes through the same "
+                   "linear map, scaled to a typical movie's length (only its direction "
+                   "decides what you are recommended).")

@@ -90,8 +90,9 @@ def run_row(run: Run) -> dict[str, Any]:
     row: dict[str, Any] = {"run": run.name, "model": cfg.model}
     for key, label in METRIC_LABELS.items():
         row[label] = run.metrics.get(key, np.nan)
-    row["dim"] = cfg.dim if cfg.model not in ("popularity", "itemknn", "ease") else None
-    row["epochs"] = len(run.history) or None
+    # NaN, not None: the table shows "–" for models without dimensions or epochs.
+    row["dim"] = cfg.dim if cfg.model not in ("popularity", "itemknn", "ease") else np.nan
+    row["epochs"] = len(run.history) or np.nan
     row["fit s"] = run.metrics.get("fit_seconds", np.nan)
     row["protocol"] = protocol_key(run.split_config)
     return row

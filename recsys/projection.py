@@ -155,6 +155,18 @@ def place_point(projection: Projection, vector: np.ndarray, k: int = 10) -> tupl
     return float(x), float(y)
 
 
+def place_user(projection: Projection, vector: np.ndarray, k: int = 10) -> tuple[float, float]:
+    """A folded-in user on an item map: the user's direction at a typical item's length.
+
+    Only a user vector's direction ranks movies; its length comes from the fold-in's ridge
+    penalty (a few likes give a short vector). Projected as is, a short vector lands at the
+    map's origin whatever the taste, so it is first scaled to the median item norm.
+    """
+    vector = np.asarray(vector, np.float64).ravel()
+    typical = float(np.median(np.linalg.norm(projection.vectors, axis=1)))
+    return place_point(projection, vector * typical / max(np.linalg.norm(vector), 1e-12), k)
+
+
 # ---------------------------------------------------------------------------- computation
 def _compute(vectors: np.ndarray, method: str, params: dict[str, Any],
              seed: int) -> dict[str, np.ndarray]:

@@ -92,3 +92,11 @@ def test_bad_requests_raise(blobs, tmp_path):
     knn = fit(make_world(), tmp_path, "itemknn")
     with pytest.raises(ValueError, match="no item embeddings"):
         project_run(knn.run, "pca")
+
+
+def test_a_short_user_vector_is_placed_by_its_direction(blobs):
+    result = project(blobs, "pca")
+    tiny = blobs[25] * 1e-3  # a fold-in from few likes: right direction, tiny length
+    x, y = projection.place_user(result, tiny)
+    first, second = result.coords[:20].mean(axis=0), result.coords[20:].mean(axis=0)
+    assert np.linalg.norm([x, y] - second) < np.linalg.norm([x, y] - first)
