@@ -19,26 +19,28 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-def _opt(default: Any, help: str, **extra: Any) -> Any:
+def option(default: Any, help: str, **extra: Any) -> Any:
+    """A dataclass field whose ``help`` documents it for the CLI, the app and the reader."""
     return field(default=default, metadata={"help": help, **extra})
+
 
 
 @dataclass(frozen=True)
 class SplitConfig:
     """How interactions become train / validation / test sets (the evaluation protocol)."""
 
-    split: str = _opt(
+    split: str = option(
         "temporal",
         "temporal: each user's latest positives are held out (realistic, default); "
         "random: a seeded shuffle of positive events",
         choices=("temporal", "random"),
     )
-    threshold: float = _opt(4.0, "ratings >= this count as positives (implicit feedback)")
-    test_fraction: float = _opt(0.2, "share of each user's positives held out for test")
-    valid_fraction: float = _opt(
+    threshold: float = option(4.0, "ratings >= this count as positives (implicit feedback)")
+    test_fraction: float = option(0.2, "share of each user's positives held out for test")
+    valid_fraction: float = option(
         0.1, "share of the remaining train positives held out for validation (early stopping)"
     )
-    split_seed: int = _opt(42, "seed of the random split (and tie-breaks)")
+    split_seed: int = option(42, "seed of the random split (and tie-breaks)")
 
     def __post_init__(self) -> None:
         _check_choice("split", self.split, ("temporal", "random"))
@@ -66,33 +68,33 @@ class TrainConfig:
     model's own defaults.
     """
 
-    model: str = _opt("mf-bpr", "which model to fit", choices=MODEL_NAMES)
-    dim: int = _opt(64, "embedding dimension (factors for svd)")
-    lr: float = _opt(0.005, "Adam learning rate")
-    weight_decay: float = _opt(0.003, "L2 penalty on the embeddings used in a batch (per example)")
-    batch_size: int = _opt(1024, "positives per optimiser step")
-    epochs: int = _opt(20, "passes over the training positives")
-    negatives: int = _opt(4, "sampled negatives per positive (1-20)")
-    neg_sampling: str = _opt(
+    model: str = option("mf-bpr", "which model to fit", choices=MODEL_NAMES)
+    dim: int = option(64, "embedding dimension (factors for svd)")
+    lr: float = option(0.005, "Adam learning rate")
+    weight_decay: float = option(0.003, "L2 penalty on the embeddings used in a batch (per example)")
+    batch_size: int = option(1024, "positives per optimiser step")
+    epochs: int = option(20, "passes over the training positives")
+    negatives: int = option(4, "sampled negatives per positive (1-20)")
+    neg_sampling: str = option(
         "uniform",
         "uniform: every unseen item equally; popularity: proportional to count^alpha",
         choices=("uniform", "popularity"),
     )
-    alpha: float = _opt(0.75, "popularity sampling exponent (0 = uniform, 1 = proportional)")
-    seed: int = _opt(42, "seed for initialisation, sampling and shuffling")
-    patience: int = _opt(5, "stop after this many epochs without a better validation Recall@10 "
+    alpha: float = option(0.75, "popularity sampling exponent (0 = uniform, 1 = proportional)")
+    seed: int = option(42, "seed for initialisation, sampling and shuffling")
+    patience: int = option(5, "stop after this many epochs without a better validation Recall@10 "
                          "(0 = never stop early); the best epoch is restored")
-    refit: bool = _opt(
+    refit: bool = option(
         True,
         "after choosing the epoch count on validation, refit on train + validation so the "
         "model knows everything before the test period (standard protocol; doubles fit time)",
     )
-    device: str = _opt("cpu", "torch device: cpu or cuda")
-    threads: int = _opt(1, "torch CPU threads while fitting and scoring (1 is steadiest for "
+    device: str = option("cpu", "torch device: cpu or cuda")
+    threads: int = option(1, "torch CPU threads while fitting and scoring (1 is steadiest for "
                         "small models, and fastest when other work shares the CPU)")
-    ncf_layers: str = _opt("64,32,16", "NCF MLP layer sizes, comma-separated")
-    knn_neighbours: int = _opt(100, "item-kNN: neighbours kept per item")
-    ease_lambda: float = _opt(250.0, "EASE: L2 regularisation of the item-item matrix")
+    ncf_layers: str = option("64,32,16", "NCF MLP layer sizes, comma-separated")
+    knn_neighbours: int = option(100, "item-kNN: neighbours kept per item")
+    ease_lambda: float = option(250.0, "EASE: L2 regularisation of the item-item matrix")
 
     def __post_init__(self) -> None:
         _check_choice("model", self.model, MODEL_NAMES)

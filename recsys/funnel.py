@@ -14,20 +14,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from recsys.config import option as _opt
 from recsys.evaluation import ranking_metrics
 from recsys.serving import Catalog
 from recsys.splits import Split
 
 RETRIEVAL, NEIGHBOUR = 0, 1
 
-
-def _opt(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)
