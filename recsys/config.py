@@ -71,7 +71,7 @@ class TrainConfig:
     model: str = option("mf-bpr", "which model to fit", choices=MODEL_NAMES)
     dim: int = option(64, "embedding dimension (factors for svd)")
     lr: float = option(0.005, "Adam learning rate")
-    weight_decay: float = option(0.003, "L2 penalty on the embeddings used in a batch (per example)")
+    weight_decay: float = option(0.003, "per-example L2 penalty on the embeddings of a batch")
     batch_size: int = option(1024, "positives per optimiser step")
     epochs: int = option(20, "passes over the training positives")
     negatives: int = option(4, "sampled negatives per positive (1-20)")
