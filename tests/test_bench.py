@@ -16,7 +16,13 @@ from recsys.models import MODELS
 
 def _table(text: str) -> tuple[list[str], list[list[str]]]:
     """Header and body cells of the first markdown table in ``text``."""
-    lines = [line for line in text.splitlines() if line.startswith("|")]
+    all_lines = text.splitlines()
+    start = next(i for i, line in enumerate(all_lines) if line.startswith("|"))
+    lines = []
+    for line in all_lines[start:]:
+        if not line.startswith("|"):
+            break
+        lines.append(line)
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     assert set(lines[1].strip("|").split("|")) == {"---"}
     return header, [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
@@ -45,8 +51,10 @@ def test_quality_small_table(movielens, tmp_path, capsys):
     keys = {(r[col["model"]], r[col["variant"]]) for r in rows}
     assert {(m, "default") for m in MODELS} <= keys
     assert ("mf-bpr", "tuned") in keys and ("textbook-bpr", "reference") in keys
+    assert ("textbook-bpr", "tuned") in keys
     has_implicit = importlib.util.find_spec("implicit") is not None
     assert (("implicit-als", "reference") in keys) == has_implicit
+    assert (("implicit-bpr", "tuned") in keys) == has_implicit
     assert {r[col["protocol"]] for r in rows} == {"P2"}
     for row in rows:
         for metric in quality.METRICS:
@@ -54,6 +62,9 @@ def test_quality_small_table(movielens, tmp_path, capsys):
         assert float(row[col["fit s"]]) >= 0 and float(row[col["score-all s"]]) >= 0
     text = results.read_text()
     assert text.count("<!-- quality:start -->") == 1 and "## Quality" in text
+    assert "Reference tuning" in text
+    saved = json.loads((tmp_path / "out" / "quality.json").read_text())
+    assert len(saved["rows"]) == len(rows) and saved["reference_trials"]
 
 
 def test_write_section_replaces_its_own_part(tmp_path):
@@ -88,3 +99,32 @@ def test_tune_candidates_start_at_default_and_refine_by_one_step():
         assert abs(values.index(params[changed[0]]) - values.index(first[changed[0]])) == 1
     grid = tune.initial_candidates("ease", tune.SPACES["ease"], 5, seed=0)
     assert len(grid) == len(tune.SPACES["ease"]["ease_lambda"])
+
+
+def test_summary_headline_and_plot(tmp_path):
+    from bench import summary
+
+    def row(protocol, model, variant, recall, fit):
+        return {"protocol": protocol, "model": model, "variant": variant, "recall@10": recall,
+                "ndcg@10": recall, "fit s": fit, "settings": "-"}
+
+    rows = [row("P1", "mf-bpr", "default", 0.24, 2.0), row("P1", "implicit-als", "reference",
+            0.19, 0.5), row("P1", "implicit-als", "tuned", 0.25, 0.6),
+            row("P1", "ease", "default", 0.253, 1.0)]
+    speed = {"config": {}, "fit": [
+        {"variant": v, "what runs": v, "median fit s": s, "test recall@10": 0.1}
+        for v, s in (("recsys default", 2.0), ("recsys loop only", 1.0), ("textbook", 20.0),
+                     ("implicit BPR", 1.0))]}
+    text = summary.headline({"rows": rows}, speed, None)
+    assert "no, short by 0.0100" in text and "10.0x faster" in text and "20.0x faster" in text
+    assert "scale: MISSING" in text
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Benchmark results\n\n<!-- quality:start -->\nq\n<!-- quality:end -->\n")
+    summary.write_top_section(results, text)
+    summary.write_top_section(results, text)
+    body = results.read_text()
+    assert body.count("<!-- headline:start -->") == 1
+    assert body.index("Headline") < body.index("quality:start")
+    pytest.importorskip("plotly")
+    summary.plot(rows, tmp_path / "plot.html")
+    assert "cdn.plot.ly" in (tmp_path / "plot.html").read_text()
