@@ -18,7 +18,7 @@ import streamlit as st
 from recsys import app_support as sup
 from recsys import funnel, index
 from recsys import projection as proj
-from recsys.config import SplitConfig, TrainConfig
+from recsys.config import EMBEDDING_MODELS, SplitConfig, TrainConfig
 from recsys.data import DataUnavailableError, MovieLens, load_movielens
 from recsys.jobs import JobManager, new_run_dir
 from recsys.runs import (
@@ -162,9 +162,11 @@ def ensure_default_run() -> None:
 
 
 def default_run_name(runs: list[Run]) -> str:
-    """Newest run with item embeddings (maps need them), else the newest run."""
+    """Newest trained embedding model (mf-*, ncf), else newest run with item embeddings
+    (maps need them), else the newest run: baselines trained later do not take over."""
+    trained = [r for r in runs if r.train_config.model in EMBEDDING_MODELS]
     with_factors = [r for r in runs if r.model.item_factors() is not None]
-    return (with_factors or runs)[0].name
+    return (trained or with_factors or runs)[0].name
 
 
 def active_run() -> Run:

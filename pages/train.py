@@ -162,8 +162,8 @@ if missing and st.button(f"Train baselines ({', '.join(missing)}) on this protoc
 
 labels = sup.METRIC_LABELS.values()
 st.dataframe(
-    board.style.format({**{c: "{:.4f}" for c in labels if c in board}, "fit s": "{:.1f}",
-                        "dim": "{:.0f}", "epochs": "{:.0f}"}, na_rep="–")
+    board.style.format({**{c: "{:.4f}" for c in labels if c in board}, "fit s": "{:.1f}"},
+                       na_rep="–")
     .highlight_max(subset=[c for c in ("Recall@10", "NDCG@10", "MRR@10") if c in board],
                    color="#FDE2D8"),
     hide_index=True, key=K + "board",

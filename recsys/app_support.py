@@ -104,7 +104,8 @@ def leaderboard(runs: list[Run], protocol: str) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(columns=["run", "model", *METRIC_LABELS.values()])
     board = pd.DataFrame(rows).drop(columns="protocol")
-    board[["dim", "epochs"]] = board[["dim", "epochs"]].astype("Int64")
+    for column in ("dim", "epochs"):  # text, so a missing value reads "–", not "None"
+        board[column] = board[column].map(lambda v: "–" if pd.isna(v) else str(int(v)))
     if board["RMSE"].isna().all():
         board = board.drop(columns="RMSE")
     return board.sort_values("Recall@10", ascending=False, kind="stable").reset_index(drop=True)

@@ -1,7 +1,8 @@
 """A new user from a handful of liked (and disliked) movies, without retraining.
 
 Collaborative: the user's vector is *folded in* against the run's frozen item factors by
-closed-form weighted ridge regression, the implicit-ALS user step (Hu, Koren & Volinsky 2008):
+closed-form weighted ridge regression, the implicit-ALS user step (Hu, Koren & Volinsky 2008;
+``recsys.models.als.weighted_ridge``, shared with mf-als training):
 liked items are targets 1 with confidence 1, disliked items targets 0 with confidence
 ``disliked_weight``, every other item a target 0 with small confidence ``unobserved_weight``.
 Solving one d x d system takes well under a millisecond. Item-item models (itemknn, EASE)
@@ -21,12 +22,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+import torch
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from recsys.config import option as _opt
+from recsys.models.als import weighted_ridge
 from recsys.serving import Catalog
 
-DOT_MODELS = ("mf-bpr", "mf-bce", "mf-mse", "svd")
+DOT_MODELS = ("mf-bpr", "mf-bce", "mf-mse", "mf-als", "svd")
 _CONTENT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Catalog -> TF-IDF matrix
 
 
@@ -58,14 +61,19 @@ def fold_in(ctx: Catalog, liked: Sequence[int], disliked: Sequence[int] = (),
 
 def _solve(q: np.ndarray, liked: np.ndarray, disliked: np.ndarray,
            config: ColdStartConfig) -> np.ndarray:
-    q = q.astype(np.float64)
+    """The mf-als user step for one user: base confidence ``unobserved_weight``, liked items
+    confidence 1 and target 1, disliked items confidence ``disliked_weight`` and target 0."""
+    q = torch.from_numpy(np.asarray(q, np.float64))
     w0 = config.unobserved_weight
-    lam = config.reg * float(np.mean(np.sum(q * q, axis=1)))
-    a = w0 * (q.T @ q) + lam * np.eye(q.shape[1])
-    a += (1.0 - w0) * q[liked].T @ q[liked]
-    a += (config.disliked_weight - w0) * q[disliked].T @ q[disliked]
-    b = q[liked].sum(axis=0)
-    return np.linalg.solve(a, b).astype(np.float32)
+    lam = config.reg * float((q * q).sum(1).mean())
+    gram = w0 * (q.T @ q) + lam * torch.eye(q.shape[1], dtype=torch.float64)
+    observed = np.concatenate([liked, disliked]).astype(np.int64)
+    extra = np.r_[np.full(len(liked), 1.0 - w0), np.full(len(disliked),
+                                                          config.disliked_weight - w0)]
+    target = np.r_[np.ones(len(liked)), np.zeros(len(disliked))]
+    x = weighted_ridge(gram, q[observed][None], torch.from_numpy(extra[None]),
+                       torch.from_numpy(target[None]))
+    return x[0].numpy().astype(np.float32)
 
 
 def cold_start(ctx: Catalog, liked: Sequence[int], disliked: Sequence[int] = (), k: int = 10,

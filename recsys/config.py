@@ -9,13 +9,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-MODEL_NAMES = ("mf-bpr", "mf-bce", "mf-mse", "ncf", "popularity", "itemknn", "ease", "svd")
-EMBEDDING_MODELS = ("mf-bpr", "mf-bce", "mf-mse", "ncf")
+MODEL_NAMES = (
+    "mf-bpr", "mf-bce", "mf-mse", "mf-als", "ncf", "popularity", "itemknn", "ease", "svd"
+)
+EMBEDDING_MODELS = ("mf-bpr", "mf-bce", "mf-mse", "mf-als", "ncf")
 
 # Where one model needs other defaults than TrainConfig's, chosen on the validation split
 # (bench/TUNING.md): star ratings overfit without a much stronger L2.
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "mf-mse": {"weight_decay": 0.1},
+    # ALS: epochs are sweeps and weight_decay is the lambda of the whole objective
+    "mf-als": {"epochs": 15, "weight_decay": 10.0},
 }
 
 
@@ -71,9 +75,13 @@ class TrainConfig:
     model: str = option("mf-bpr", "which model to fit", choices=MODEL_NAMES)
     dim: int = option(64, "embedding dimension (factors for svd)")
     lr: float = option(0.005, "Adam learning rate")
-    weight_decay: float = option(0.003, "per-example L2 penalty on the embeddings of a batch")
+    weight_decay: float = option(
+        0.003,
+        "per-example L2 penalty on the embeddings of a batch (mf-als: lambda of the whole "
+        "objective, in units of one unobserved cell's confidence, as implicit's regularization)",
+    )
     batch_size: int = option(1024, "positives per optimiser step")
-    epochs: int = option(20, "passes over the training positives")
+    epochs: int = option(20, "passes over the training positives (mf-als: ALS sweeps)")
     negatives: int = option(4, "sampled negatives per positive (1-20)")
     neg_sampling: str = option(
         "uniform",
@@ -95,13 +103,16 @@ class TrainConfig:
     ncf_layers: str = option("64,32,16", "NCF MLP layer sizes, comma-separated")
     knn_neighbours: int = option(100, "item-kNN: neighbours kept per item")
     ease_lambda: float = option(250.0, "EASE: L2 regularisation of the item-item matrix")
+    als_alpha: float = option(
+        1.0, "mf-als: a training positive has confidence 1 + als_alpha, any other cell 1"
+    )
 
     def __post_init__(self) -> None:
         _check_choice("model", self.model, MODEL_NAMES)
         _check_choice("neg_sampling", self.neg_sampling, ("uniform", "popularity"))
         _check_range("dim", self.dim, 1, 1024)
         _check_range("lr", self.lr, 1e-7, 10.0)
-        _check_range("weight_decay", self.weight_decay, 0.0, 10.0)
+        _check_range("weight_decay", self.weight_decay, 0.0, 1000.0)
         _check_range("batch_size", self.batch_size, 1, 1_000_000)
         _check_range("epochs", self.epochs, 1, 1000)
         _check_range("negatives", self.negatives, 1, 20)
@@ -110,6 +121,7 @@ class TrainConfig:
         _check_range("threads", self.threads, 1, 256)
         _check_range("knn_neighbours", self.knn_neighbours, 1, 100_000)
         _check_range("ease_lambda", self.ease_lambda, 0.0, 1e7)
+        _check_range("als_alpha", self.als_alpha, 0.0, 1e4)
         if not self.device.startswith(("cpu", "cuda")):
             raise ValueError(f"device must be 'cpu' or 'cuda[:n]', got {self.device!r}")
         try:

@@ -65,8 +65,8 @@ def show_leaderboard(page: Page) -> None:
         page.get_by_text("Training baselines").first.wait_for(state="hidden", timeout=120_000)
         page.get_by_text("popularity on the same protocol").first.wait_for(timeout=120_000)
         settle(page)
-    page.get_by_role("heading", name="Leaderboard").scroll_into_view_if_needed()
-    page.mouse.wheel(0, 250)
+    page.get_by_role("heading", name="Leaderboard").evaluate(
+        "e => e.scrollIntoView({block: 'start'})")
 
 
 def main() -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from recsys.config import TrainConfig
+from recsys.models.als import ALS
 from recsys.models.base import Recommender
 from recsys.models.baselines import EASE, SVD, ItemKNN, Popularity
 from recsys.models.mf import MFBCE, MFBPR, MFMSE
 from recsys.models.ncf import NCF
 
 MODELS: dict[str, type[Recommender]] = {
-    cls.name: cls for cls in (MFBPR, MFBCE, MFMSE, NCF, Popularity, ItemKNN, EASE, SVD)
+    cls.name: cls for cls in (MFBPR, MFBCE, MFMSE, ALS, NCF, Popularity, ItemKNN, EASE, SVD)
 }
 
 
