@@ -23,7 +23,7 @@ import scipy.sparse as sp
 import torch
 
 from recsys.evaluation import evaluate_model
-from recsys.models.base import EpochCallback, Recommender
+from recsys.models.base import EpochCallback, FactorModel
 from recsys.trainer import TrainingDivergedError, torch_threads
 
 # Padded item vectors held at once per chunk of rows (float32 elements, ~16 MB).
@@ -100,7 +100,7 @@ def als_objective(x: torch.Tensor, y: torch.Tensor, users: torch.Tensor, items: 
     return everything + positives + lam * float((x * x).sum() + (y * y).sum())
 
 
-class ALS(Recommender):
+class ALS(FactorModel):
     """Implicit ALS: every unseen cell is a weak 0, every positive a confident 1.
 
     ``config.epochs`` is the number of sweeps (users, then items). After each sweep the
@@ -112,7 +112,6 @@ class ALS(Recommender):
 
     name = "mf-als"
     description = "Alternating least squares on confidence-weighted implicit feedback."
-    has_embeddings = True
 
     def _fit(self, split: Any, callbacks: Sequence[EpochCallback]) -> None:
         cfg = self.config
@@ -160,21 +159,6 @@ class ALS(Recommender):
                 f"(now {self.config.weight_decay:g}) or lower als_alpha "
                 f"(now {self.config.als_alpha:g})"
             )
-
-    def score(self, users: np.ndarray) -> np.ndarray:
-        return self.users[users] @ self.items.T
-
-    def user_factors(self) -> np.ndarray:
-        return self.users
-
-    def item_factors(self) -> np.ndarray:
-        return self.items
-
-    def _params(self):
-        return {"users": self.users, "items": self.items}
-
-    def _load_params(self, params) -> None:
-        self.users, self.items = params["users"], params["items"]
 
 
 def _binary_csr(matrix: sp.csr_matrix) -> sp.csr_matrix:

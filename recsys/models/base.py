@@ -139,3 +139,27 @@ class Recommender:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_users={self.n_users}, n_items={self.n_items})"
+
+
+class FactorModel(Recommender):
+    """A model whose whole state is plain user and item factor matrices (svd, mf-als):
+    score = users @ items.T. Subclasses set ``self.users`` / ``self.items`` in ``_fit``."""
+
+    has_embeddings = True
+    users: np.ndarray
+    items: np.ndarray
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        return self.users[users] @ self.items.T
+
+    def user_factors(self) -> np.ndarray:
+        return self.users
+
+    def item_factors(self) -> np.ndarray:
+        return self.items
+
+    def _params(self):
+        return {"users": self.users, "items": self.items}
+
+    def _load_params(self, params) -> None:
+        self.users, self.items = params["users"], params["items"]

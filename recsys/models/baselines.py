@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.extmath import randomized_svd
 
-from recsys.models.base import EpochCallback, Recommender
+from recsys.models.base import EpochCallback, FactorModel, Recommender
 
 
 class Popularity(Recommender):
@@ -101,12 +101,11 @@ class EASE(Recommender):
         self.weights = params["weights"]
 
 
-class SVD(Recommender):
+class SVD(FactorModel):
     """Truncated SVD of the binary training matrix: the classic linear embedding."""
 
     name = "svd"
     description = "Truncated SVD of the user x item matrix: embeddings without training."
-    has_embeddings = True
 
     def _fit(self, split, callbacks: Sequence[EpochCallback]) -> None:
         train = split.train_pos.to_csr()
@@ -115,21 +114,6 @@ class SVD(Recommender):
         root = np.sqrt(s)
         self.users = (u * root).astype(np.float32)
         self.items = (vt.T * root).astype(np.float32)
-
-    def score(self, users: np.ndarray) -> np.ndarray:
-        return self.users[users] @ self.items.T
-
-    def user_factors(self) -> np.ndarray:
-        return self.users
-
-    def item_factors(self) -> np.ndarray:
-        return self.items
-
-    def _params(self):
-        return {"users": self.users, "items": self.items}
-
-    def _load_params(self, params) -> None:
-        self.users, self.items = params["users"], params["items"]
 
 
 def cosine_item_similarity(train: sp.csr_matrix) -> sp.csr_matrix:
