@@ -71,18 +71,21 @@ def ranking_metrics(
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Recall, precision, NDCG, MRR, hit rate, coverage and novelty at ``k``.
 
-    ``top_items[j]`` is the ranked list of ``users[j]``; ``relevant`` holds the held-out items;
-    ``item_counts`` are training interaction counts (for novelty: mean ``-log2 p(item)``, with
-    ``p`` = share of users who had the item, unseen items counted as one user).
+    ``top_items[j]`` is the ranked list of ``users[j]``, -1 marking empty slots (fewer than
+    ``k`` rankable items); ``relevant`` holds the held-out items; ``item_counts`` are training
+    interaction counts (for novelty: mean ``-log2 p(item)``, with ``p`` = share of users who
+    had the item, unseen items counted as one user). Precision always divides by ``k``.
     """
     top = top_items[:, :k]
+    filled = top >= 0
     rel_rows = relevant[users]
     n_rel = np.diff(rel_rows.indptr).astype(np.int64)
-    hits = _is_relevant(rel_rows, top)
+    hits = _is_relevant(rel_rows, np.where(filled, top, 0)) & filled
     n_hits = hits.sum(axis=1)
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    width = top.shape[1]  # k, or the catalogue size when k exceeds it
+    discounts = 1.0 / np.log2(np.arange(2, width + 2))
     dcg = (hits * discounts).sum(axis=1)
-    idcg = np.cumsum(discounts)[np.clip(np.minimum(k, n_rel) - 1, 0, k - 1)]
+    idcg = np.cumsum(discounts)[np.clip(np.minimum(width, n_rel) - 1, 0, max(width - 1, 0))]
     first_hit = np.where(hits.any(axis=1), hits.argmax(axis=1), -1)
     p_item = np.maximum(item_counts, 1) / max(n_users_total, 1)
     self_info = -np.log2(np.minimum(p_item, 1.0))
@@ -92,11 +95,12 @@ def ranking_metrics(
         f"ndcg@{k}": dcg / idcg,
         f"mrr@{k}": np.where(first_hit >= 0, 1.0 / (np.maximum(first_hit, 0) + 1), 0.0),
         f"hit@{k}": (n_hits > 0).astype(np.float64),
-        f"novelty@{k}": self_info[top].mean(axis=1) if len(top) else np.zeros(0),
+        f"novelty@{k}": (np.where(filled, self_info[np.where(filled, top, 0)], 0).sum(axis=1)
+                         / np.maximum(filled.sum(axis=1), 1)),
     }
     metrics = {name: float(values.mean()) if len(values) else 0.0
                for name, values in per_user.items()}
-    metrics[f"coverage@{k}"] = float(len(np.unique(top)) / relevant.shape[1])
+    metrics[f"coverage@{k}"] = float(len(np.unique(top[filled])) / relevant.shape[1])
     return metrics, per_user
 
 
@@ -124,7 +128,8 @@ def evaluate_scores(
 ) -> Evaluation:
     """Ranks all items for every user with a held-out item and scores the lists."""
     users = np.flatnonzero(np.diff(relevant.indptr) > 0)
-    top, _ = top_k_items(score_fn, users, exclude, k, batch_size)
+    top, scores = top_k_items(score_fn, users, exclude, k, batch_size)
+    top = np.where(np.isfinite(scores), top, -1)  # excluded items padding a short list
     metrics, per_user = ranking_metrics(top, relevant, users, k, item_counts, relevant.shape[0])
     protocol = {**(protocol or {}), "k": k, "users_evaluated": int(len(users))}
     return Evaluation(metrics, per_user, users, protocol)

@@ -63,3 +63,16 @@ def test_novelty_is_mean_self_information():
     counts = np.array([2, 1])  # item 0 seen by both users, item 1 by one of two
     metrics, _ = ranking_metrics(np.array([[1], [1]]), relevant, np.array([0, 1]), 1, counts, 2)
     assert math.isclose(metrics["novelty@1"], 1.0)  # -log2(1/2)
+
+
+def test_k_beyond_the_catalogue_and_short_lists_count_only_rankable_items():
+    relevant = sp.csr_matrix(np.array([[0, 1, 0], [1, 0, 0]]))
+    exclude = sp.csr_matrix(np.array([[1, 0, 0], [0, 0, 0]]))
+    scores = np.array([[3.0, 2.0, 1.0], [3.0, 2.0, 1.0]])
+    result = evaluate_scores(lambda u: scores[u], relevant, exclude, np.array([2, 1, 1]), k=5)
+    assert result.metrics["recall@5"] == 1.0 and result.metrics["ndcg@5"] == 1.0
+    assert math.isclose(result.metrics["precision@5"], 1 / 5)
+    # user 0 can rank only items 1 and 2: the excluded item 0 must not count anywhere
+    assert result.metrics["coverage@5"] == 1.0  # items 1, 2 (user 0) and 0 (user 1)
+    novelty_user0 = result.per_user["novelty@5"][0]
+    assert math.isclose(novelty_user0, 1.0)  # items 1 and 2: -log2(1/2) each
