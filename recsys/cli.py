@@ -219,6 +219,16 @@ class _progress_bar:
         self.bar = tqdm(total=config.epochs, desc=config.model, unit="epoch", file=sys.stderr)
 
     def __call__(self, epoch: int, stats: dict[str, Any]) -> None:
+        if stats.get("phase") == "refit":  # a second bar for the refit on train + validation
+            if epoch == 1:
+                self.bar.close()
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=stats["refit_epochs"], desc="refit on train+valid",
+                                unit="epoch", file=sys.stderr)
+            self.bar.set_postfix({"loss": f"{stats['loss']:.4f}"})
+            self.bar.update(1)
+            return
         shown = {"loss": f"{stats['loss']:.4f}"}
         for key in ("valid_recall@10", "valid_rmse"):
             if key in stats:

@@ -78,14 +78,21 @@ def train_run(
     callbacks: Sequence[Callable[[int, dict[str, Any]], Any]] = (),
     split: Split | None = None,
     k: int = 10,
+    on_phase: Callable[[str], Any] | None = None,
 ) -> Run:
     """Fits ``train_config.model`` on the split, evaluates it on test and (if ``out_dir``)
-    saves it. Pass a ready ``split`` to skip rebuilding it."""
-    split = split or prepare_split(ml, split_config)
+    saves it. Pass a ready ``split`` to skip rebuilding it. ``on_phase(name)`` is told when
+    each phase starts: "split", "fit", "test", "save" (epochs are reported by ``callbacks``)."""
+    phase = on_phase or (lambda name: None)
+    if split is None:
+        phase("split")
+        split = prepare_split(ml, split_config)
     model = create_model(train_config)
+    phase("fit")
     start = time.perf_counter()
     model.fit(split, callbacks)
     fit_seconds = time.perf_counter() - start
+    phase("test")
     test = evaluate_model(model, split, k=k, part="test")
     metrics = {
         **test.to_dict(),
@@ -106,6 +113,7 @@ def train_run(
         item_ids=split.train.item_ids,
     )
     if out_dir is not None:
+        phase("save")
         save_run(run, out_dir)
     return run
 

@@ -41,17 +41,28 @@ class Recommender:
         self.seen = split.seen_at_test.to_csr()
         self._fit(split, callbacks)
         if self.config.refit and len(split.valid_pos):
-            self._refit(split)
+            self._refit(split, callbacks)
         return self
 
-    def _refit(self, split: Any) -> None:
-        """Fits again on train + validation; torch models for the best validated epoch count."""
+    def _refit(self, split: Any, callbacks: Sequence[EpochCallback] = ()) -> None:
+        """Fits again on train + validation; torch models for the best validated epoch count.
+
+        Callbacks see the refit's epochs too, marked ``phase="refit"`` with ``refit_epochs``
+        (the total), so a progress display can show this phase; their return value is ignored
+        (the refit always runs its chosen number of epochs)."""
         selection = self.history
         best = selection[-1]["best_epoch"] if selection else self.config.epochs
         chosen = self.config
-        self.config = replace(chosen, epochs=max(1, best), patience=0)
+        epochs = max(1, best)
+        self.config = replace(chosen, epochs=epochs, patience=0)
+
+        def report(epoch: int, stats: dict[str, Any]) -> bool:
+            for callback in callbacks:
+                callback(epoch, {**stats, "phase": "refit", "refit_epochs": epochs})
+            return False
+
         try:
-            self._fit(split.without_validation(), ())
+            self._fit(split.without_validation(), (report,) if callbacks else ())
         finally:
             self.config = chosen
         refit_history = self.history
