@@ -1,23 +1,30 @@
 """Embedding map: every movie's vector in 2-D, searchable and selectable."""
 
-import numpy as np
-import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
 
-from pages import _shared as shared
-from recsys import app_support as sup
-from recsys import serving
+from ui import frame
+
+frame.page("Embedding map")
+
+import numpy as np  # noqa: E402  (heavy imports after the heading is on screen)
+import plotly.express as px  # noqa: E402
+import plotly.graph_objects as go  # noqa: E402
+
+from recsys import app_support as sup  # noqa: E402
+from recsys import serving  # noqa: E402
+from ui import shared, state  # noqa: E402
+from ui.text import plain  # noqa: E402
 
 K = "map_"
 METHODS = {"PCA": "pca", "t-SNE": "tsne", "UMAP": "umap"}
-SLOW = {"tsne": "about 10 seconds", "umap": "20–40 seconds the first time"}
+# Measured for ML-100K on the 2-core machine (bench/RESULTS.md): maps of runs trained in the
+# app are computed by the training worker, so these waits only meet older runs.
+SLOW = {"tsne": "about 10–30 seconds", "umap": "about 30 seconds, more on a busy machine"}
+state.carry(K + "method", K + "colour", K + "search")
 
-ml = shared.dataset()
-run = shared.active_run()
+ml, run = shared.context()
 ctx = shared.catalog(run)
 
-st.title("Embedding map")
 st.caption("Each dot is a movie, placed so that movies with similar vectors sit close together. "
            "Box- or lasso-select points to list them and their nearest neighbours.")
 
@@ -28,18 +35,19 @@ c1, c2, c3 = st.columns([2, 1, 2])
 method_label = c1.radio("Projection", list(METHODS), horizontal=True, key=K + "method",
                         help="PCA is instant and linear. t-SNE and UMAP keep local "
                              "neighbourhoods better; they are computed once and cached.")
-colour = c2.selectbox("Colour by", ["genre", "popularity", "year", "norm"], key=K + "colour")
+colour = c2.selectbox("Colour by", ["genre", "popularity", "year", "norm"], key=K + "colour",
+                      help="popularity = number of ratings; norm = length of the movie vector")
 query = c3.text_input("Highlight titles", key=K + "search", placeholder="e.g. star wars")
 
 method = METHODS[method_label]
 try:
-    if method in SLOW:
-        with st.spinner(f"Computing the {method_label} map ({SLOW[method]}; cached after)…"):
-            frame = shared.projection_frame(run.path, method)
+    if method in SLOW and not shared.projection_is_cached(run, method):
+        with st.spinner(f"Computing the {method_label} map ({SLOW[method]}; once per run)…"):
+            frame = shared.projection_frame(run, method)
     else:
-        frame = shared.projection_frame(run.path, method)
+        frame = shared.projection_frame(run, method)
 except ValueError as err:
-    st.error(f"Cannot draw the map: {err}")
+    st.error(f"Cannot draw the map: {plain(err)}")
     st.stop()
 
 highlight = np.zeros(len(frame), bool)
@@ -47,13 +55,14 @@ if query.strip():
     found = serving.find_movies(ctx, query, limit=None)
     highlight = frame["item_id"].isin(set(found["item_id"])).to_numpy()
     if not highlight.any():
-        st.info(f"No title contains “{query}”.")
+        st.info(f"No title contains “{plain(query)}”.")
 
 discrete = colour == "genre"
 fig = px.scatter(
     frame, x="x", y="y", color=colour, hover_name="title", custom_data=["item_id"],
     hover_data={"x": False, "y": False, "genres": True, "popularity": True, "year": ":.0f",
                 "norm": ":.2f"},
+    labels={"popularity": "ratings", "norm": "vector length"},
     render_mode="webgl", height=620, opacity=0.25 if highlight.any() else 0.75,
     color_discrete_sequence=px.colors.qualitative.Dark24 if discrete else None,
     color_continuous_scale=None if discrete else "Viridis",
@@ -82,7 +91,10 @@ else:
         st.dataframe(picked[["title", "genres", "popularity", "norm"]]
                      .sort_values("popularity", ascending=False),
                      hide_index=True, height=320, key=K + "picked",
-                     column_config={"norm": st.column_config.NumberColumn(format="%.2f")})
+                     column_config={"norm": st.column_config.NumberColumn(
+                                        "length", format="%.2f", help="vector length"),
+                                    "popularity": st.column_config.NumberColumn(
+                                        "ratings", help="popularity: number of ratings")})
     with right:
         titles = dict(zip(picked["item_id"], picked["title"], strict=True))
         anchor = st.selectbox("Neighbours of", list(titles), format_func=titles.get,
@@ -91,7 +103,8 @@ else:
         st.dataframe(near[["rank", "title", "score", "popularity"]], hide_index=True,
                      key=K + "near",
                      column_config={"score": st.column_config.NumberColumn(
-                         "cosine", format="%.3f")})
+                         "cosine", format="%.3f"),
+                                    "popularity": st.column_config.NumberColumn("ratings")})
 
 st.divider()
 st.subheader("Why dot and cosine disagree: vector length vs popularity")
@@ -99,7 +112,7 @@ left, right = st.columns([3, 2], gap="large")
 with left:
     norm_fig = px.scatter(frame, x="popularity", y="norm", hover_name="title", log_x=True,
                           render_mode="webgl", height=360, opacity=0.6,
-                          labels={"popularity": "ratings (log scale)",
+                          labels={"popularity": "popularity: number of ratings (log scale)",
                                   "norm": "length of the movie vector"})
     norm_fig.update_layout(margin=dict(l=0, r=0, t=10, b=0))
     st.plotly_chart(norm_fig, key=K + "norms")

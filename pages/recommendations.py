@@ -1,33 +1,42 @@
 """Recommendations: a user's history beside their top-K, with explanations and knobs."""
 
-import pandas as pd
 import streamlit as st
 
-from pages import _shared as shared
-from recsys import app_support as sup
-from recsys import serving
-from recsys.funnel import FunnelConfig, intra_list_diversity, run_funnel
+from ui import frame
+
+frame.page("Recommendations")
+
+import pandas as pd  # noqa: E402  (heavy imports after the heading is on screen)
+
+from recsys import app_support as sup  # noqa: E402
+from recsys import serving  # noqa: E402
+from recsys.funnel import FunnelConfig, intra_list_diversity, run_funnel  # noqa: E402
+from ui import shared, state  # noqa: E402
+from ui.text import plain, short  # noqa: E402
 
 K = "rec_"
 LIST_COLUMNS = {  # shared by the top-K list and the two re-ranking lists
-    "rank": st.column_config.NumberColumn(width="small"),
-    "test hit": st.column_config.CheckboxColumn("hit", width="small"),
+    "rank": st.column_config.NumberColumn("#", width=32),
+    "test hit": st.column_config.CheckboxColumn("hit", width=40,
+                                                help="a held-out test like of this user"),
     "title": st.column_config.TextColumn(width="medium"),
 }
+state.carry(K + "user", K + "k", K + "exclude", K + "scoring", K + "mmr", K + "fresh",
+            K + "pop")
 
-ml = shared.dataset()
-run = shared.active_run()
+ml, run = shared.context()
 ctx = shared.catalog(run)
 
-st.title("Recommendations")
-st.caption(f"Model: **{run.train_config.model}** (`{run.name}`). Movies ticked in the *hit* "
-           "column are ones the user really liked *after* the training period: the held-out "
-           "test answers.")
+st.caption(f"Model: **{plain(run.train_config.model)}** ({short(run.name)}). Movies ticked in "
+           "the *hit* column are ones the user really liked *after* the training period: the "
+           "held-out test answers.")
 
-users = shared.users(str(run.path))
-labels = shared.user_labels(str(run.path))
-shared.query_default(K + "user", "user")
-if st.session_state.get(K + "user") not in labels:
+users = shared.users(run)
+labels = shared.user_labels(run)
+if K + "user" not in st.session_state:
+    linked = state.query_value("user", int, lambda u: u in labels)
+    st.session_state[K + "user"] = linked if linked is not None else next(iter(labels))
+elif st.session_state[K + "user"] not in labels:  # a run without this user
     st.session_state[K + "user"] = next(iter(labels))
 
 c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
@@ -53,7 +62,6 @@ held_out = sup.held_out_items(run, split, user_index)
 shared.metric_row({
     "Age": str(row["age"]) if pd.notna(row["age"]) else "–",
     "Gender": row["gender"] if isinstance(row["gender"], str) else "–",
-    "Occupation": row["occupation"] if isinstance(row["occupation"], str) else "–",
     "Ratings": f"{row['ratings']:,}",
     "Held-out test likes": f"{len(held_out):,}",
 })
@@ -62,30 +70,36 @@ try:
     recs = serving.recommend(ctx, user_id, k=k, exclude_seen=exclude_seen, scoring=scoring,
                              explain=True)
 except ValueError as err:
-    st.error(f"Cannot recommend for user {user_id}: {err}")
+    st.error(f"Cannot recommend for user {user_id}: {plain(err)}")
     st.stop()
 recs = sup.readable(sup.mark_hits(recs, held_out))
+# Titles only: the similarities behind each reason would crowd the column.
+recs["because"] = [" · ".join(title for _, title, _ in items) for items in recs["because_items"]]
 
-left, right = st.columns([2, 3], gap="medium")
+left, right = st.columns([5, 7], gap="medium")
 with left:
     st.subheader("History")
     history = sup.user_history(ml, run, split, user_index)
     st.dataframe(history[["title", "rating", "part", "date", "genres"]], hide_index=True,
                  height=420, key=K + "history",
-                 column_config={"rating": st.column_config.NumberColumn(format="%d / 5",
-                                                                        width="small"),
-                                "title": st.column_config.TextColumn(width="medium")})
+                 column_config={"rating": st.column_config.NumberColumn(
+                                    "★", format="%d", width=32, help="the user's rating, 1–5"),
+                                "title": st.column_config.TextColumn(width=190),
+                                "part": st.column_config.TextColumn(
+                                    width=120,
+                                    help="where the rating sits in the evaluation protocol")})
 with right:
     hits = int(recs["test hit"].sum())
     st.subheader(f"Top {k} · {hits} test hit{'s' if hits != 1 else ''}")
-    cols = ["rank", "test hit", "title", "because", "score", "year", "genres"]
+    cols = ["rank", "test hit", "title", "score", "because", "genres"]
     st.dataframe(recs[cols], hide_index=True, height=420, key=K + "recs",
                  column_config={
                      **LIST_COLUMNS,
-                     "score": st.column_config.NumberColumn(format="%.3f"),
-                     "because": st.column_config.TextColumn("because you liked…",
-                                                            width="large"),
-                     "year": st.column_config.NumberColumn(format="%d"),
+                     "score": st.column_config.NumberColumn(format="%.2f", width=56),
+                     "title": st.column_config.TextColumn(width=190),
+                     "because": st.column_config.TextColumn(
+                         "because you liked…", width="large",
+                         help="the movies in the user's history most similar to this one"),
                  })
     if not exclude_seen:
         st.caption("Seen movies are included: the model mostly re-finds what the user rated.")
@@ -94,7 +108,7 @@ st.divider()
 st.subheader("Re-ranking: trade a little accuracy for variety")
 if run.model.user_factors() is None:
     st.info(f"{run.train_config.model} has no user vectors, which the retrieval funnel needs. "
-            "Pick an mf-*, ncf or svd run in the sidebar.")
+            f"Pick a run of {', '.join(shared.EMBEDDING_MODELS)} in the sidebar.")
 else:
     r1, r2, r3 = st.columns(3)
     mmr = r1.slider("MMR λ (1 = pure relevance)", 0.0, 1.0, 0.7, 0.05, key=K + "mmr",
@@ -109,7 +123,7 @@ else:
         before = run_funnel(ctx, user_id, config.ranking_only(), k=k)
         after = run_funnel(ctx, user_id, config, k=k)
     except ValueError as err:
-        st.error(f"Re-ranking failed: {err}")
+        st.error(f"Re-ranking failed: {plain(err)}")
     else:
         factors = run.model.item_factors()
         b_col, a_col = st.columns(2)
@@ -128,7 +142,7 @@ else:
                                                 help="rank by model score")})
         if st.button("Measure these knobs on all test users", key=K + "measure"):
             with st.spinner("Running the funnel for every test user (a few seconds)…"):
-                table = shared.compare_reranking(str(run.path), config)
+                table = shared.compare_reranking(run, config)
             st.dataframe(table, key=K + "compare")
 
 st.divider()
@@ -136,7 +150,7 @@ st.subheader("Users with similar taste")
 try:
     neighbours = serving.similar_users(ctx, user_id, k=8)
 except ValueError as err:
-    st.error(str(err))
+    st.error(plain(err))
 else:
     neighbours = neighbours.assign(shared=neighbours["shared"].map(", ".join))
     st.caption(f"Nearest by {neighbours.attrs.get('space', 'similarity')}.")

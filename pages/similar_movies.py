@@ -2,24 +2,31 @@
 
 import streamlit as st
 
-from pages import _shared as shared
-from recsys import app_support as sup
-from recsys import serving
+from ui import frame
+
+frame.page("Similar movies")
+
+from recsys import app_support as sup  # noqa: E402  (heavy imports after the heading)
+from recsys import serving  # noqa: E402
+from ui import shared, state  # noqa: E402
+from ui.text import plain  # noqa: E402
 
 K = "sim_"
+state.carry(K + "query", K + "movie", K + "k", K + "scoring", K + "nlist", K + "nprobe")
 
-ml = shared.dataset()
-run = shared.active_run()
+ml, run = shared.context()
 ctx = shared.catalog(run)
 
-st.title("Similar movies")
 st.caption("Two ideas of *similar*: close in the model's embedding space, or liked by the same "
            "people (co-occurrence, no model at all). Where they agree, the embedding has "
            "learned taste; where they differ, it generalises — or errs.")
 
-movies = shared.catalogue(str(run.path))
+movies = shared.catalogue(run)
 by_popularity = movies.sort_values("popularity", ascending=False)
-shared.query_default(K + "movie", "movie")
+if K + "movie" not in st.session_state:
+    linked = state.query_value("movie", int, lambda m: m in set(movies["item_id"]))
+    if linked is not None:
+        st.session_state[K + "movie"] = linked
 
 c1, c2 = st.columns([2, 3])
 query = c1.text_input("Search a title", key=K + "query", placeholder="e.g. the godfather, "
@@ -27,7 +34,7 @@ query = c1.text_input("Search a title", key=K + "query", placeholder="e.g. the g
 if query.strip():
     found = serving.find_movies(ctx, query, limit=50)
     if found.empty:
-        st.info(f"No title contains “{query}”. Try fewer words or another spelling.")
+        st.info(f"No title contains “{plain(query)}”. Try fewer words or another spelling.")
         st.stop()
     options = found["item_id"].tolist()
 else:
@@ -50,27 +57,28 @@ scoring = c2.radio("Embedding similarity", ["cosine", "dot"], horizontal=True, k
 try:
     result = serving.similar_movies(ctx, int(movie_id), k=k, scoring=scoring)
 except ValueError as err:
-    st.error(str(err))
+    st.error(plain(err))
     st.stop()
 
 movie = result.movie
-st.markdown(f"### {movie['title']}\n{str(movie['genres']).replace('|', ', ')} · "
+st.markdown(f"### {plain(movie['title'])}\n{plain(str(movie['genres']).replace('|', ', '))} · "
             f"{int(movie['popularity']):,} ratings")
 if result.note:
-    st.info(result.note)
+    st.info(plain(result.note))
 shared.metric_row({"Shared by both lists": f"{len(result.overlap)} of {k}",
                    "Overlap": f"{result.overlap_share:.0%}",
                    "Model": run.train_config.model})
 
 cols = st.columns(2, gap="large")
-ORDER = ["rank", "title", "also_cooccurrence", "also_embedding", "score", "popularity", "year",
+ORDER = ["rank", "title", "also_cooccurrence", "also_embedding", "score", "popularity",
          "genres"]
-config = {"score": st.column_config.NumberColumn(format="%.3f"),
-          "rank": st.column_config.NumberColumn(width="small"),
+config = {"score": st.column_config.NumberColumn(format="%.3f", width=56),
+          "rank": st.column_config.NumberColumn("#", width=32),
           "title": st.column_config.TextColumn(width="medium"),
-          "year": st.column_config.NumberColumn(format="%d"),
-          "also_cooccurrence": st.column_config.CheckboxColumn("in both"),
-          "also_embedding": st.column_config.CheckboxColumn("in both")}
+          "popularity": st.column_config.NumberColumn("ratings", width=64,
+                                                      help="popularity: number of ratings"),
+          "also_cooccurrence": st.column_config.CheckboxColumn("in both", width=56),
+          "also_embedding": st.column_config.CheckboxColumn("in both", width=56)}
 with cols[0]:
     st.subheader(f"Embedding neighbours ({scoring})")
     if result.embedding is None:
@@ -91,7 +99,7 @@ if shared.has_item_embeddings(run, "to index"):
     nlist = c1.slider("nlist (k-means cells)", 4, 128, 41, key=K + "nlist")
     nprobe = c2.slider("nprobe (cells searched)", 1, nlist, min(4, nlist), key=K + "nprobe")
     with st.spinner("Timing exact and IVF search…"):
-        report = shared.ann_report(str(run.path), nlist, nprobe)
+        report = shared.ann_report(run, nlist, nprobe)
     with c3:
         shared.metric_row({
             "IVF Recall@10": f"{report['recall@10']:.1%}",

@@ -1,146 +1,234 @@
-"""Train & evaluate: a form built from the config dataclasses, a background training job with
-live curves, and a leaderboard of every run on one evaluation protocol."""
+"""Train & evaluate: a form built from the config dataclasses, training in a worker process
+with live curves, and a leaderboard of every run on one evaluation protocol.
 
-import plotly.graph_objects as go
+The job's id lives in the session and in the URL (``?job=``), so a reload or a visit to
+another page finds the same job, with its Stop button, again.
+"""
+
 import streamlit as st
-from plotly.subplots import make_subplots
 
-from pages import _shared as shared
-from recsys import app_support as sup
-from recsys.config import SplitConfig, TrainConfig
-from recsys.jobs import DONE, FAILED, new_run_dir
-from recsys.models import MODELS
-from recsys.runs import train_run
+from ui import frame
+
+frame.page("Train & evaluate")
+
+import plotly.graph_objects as go  # noqa: E402  (heavy imports after the heading)
+from plotly.subplots import make_subplots  # noqa: E402
+
+from recsys import app_support as sup  # noqa: E402
+from recsys.config import SplitConfig, TrainConfig  # noqa: E402
+from recsys.jobs import CANCELLED, DONE, FAILED, QUEUED, new_run_dir  # noqa: E402
+from recsys.models import MODELS  # noqa: E402
+from recsys.runs import train_run  # noqa: E402
+from ui import shared, state  # noqa: E402
+from ui.text import plain, short  # noqa: E402
 
 K = "train_"  # widget key prefix of this page
+JOB = K + "job"  # session key of this visitor's job id
+MAP_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 
-ml = shared.dataset()
-run = shared.active_run()
+ml, run = shared.context()
 manager = shared.job_manager()
-owner = shared.owner()
+owner = state.owner()
 
-st.title("Train & evaluate")
-st.caption("Fit a model in the background (you can switch pages while it trains), then compare "
-           "it with the baselines on exactly the same evaluation protocol.")
+st.caption("Training runs in its own process: switch pages or reload while it trains, the "
+           "job keeps going and this page finds it again. Then compare it with the baselines "
+           "on exactly the same evaluation protocol.")
+
+
+# ---------------------------------------------------------------------- this visitor's job
+def current_job():
+    """This visitor's latest job: from the session, else from ``?job=`` (after a reload)."""
+    job = shared.job_from(st.session_state.get(JOB))
+    if job is None and "job" in st.query_params:
+        job = shared.job_from(st.query_params["job"])
+        if job is None:
+            st.warning(f"No training job {short(st.query_params['job'], 40)} on this server "
+                       "(finished jobs are kept until the server's runs folder is cleaned).")
+            st.query_params.pop("job", None)
+    if job is not None:
+        st.session_state[JOB] = job.id
+        st.query_params["job"] = job.id
+    return job
+
+
+job = current_job()
+busy = job is not None and not job.is_finished
 
 
 # ---------------------------------------------------------------------- form
 def field_widget(spec: sup.FieldSpec, scope: str = ""):
-    """One widget for one config field, with its default and help text. ``scope`` joins the
-    key, so each model's form keeps its own values and starts from that model's defaults."""
-    key, label = K + scope + spec.name, spec.label
+    """One widget for one config field: its plain-words label, default and help (which names
+    the config field). ``scope`` joins the key, so each model keeps its own values."""
+    key = K + scope + spec.name
+    label, hint = spec.label, f"{spec.help} (`{spec.name}`)"
     if spec.choices:
         options = list(spec.choices)
         return st.selectbox(label, options, index=options.index(spec.default), key=key,
-                            help=spec.help)
+                            help=hint)
     if spec.kind is bool:
-        return st.checkbox(label, value=spec.default, key=key, help=spec.help)
+        return st.checkbox(label, value=spec.default, key=key, help=hint)
     if spec.kind is int:
-        return st.number_input(label, value=int(spec.default), step=1, key=key, help=spec.help)
+        return st.number_input(label, value=int(spec.default), step=1, key=key, help=hint)
     if spec.kind is float:
         fmt = "%.4g" if abs(spec.default) < 0.1 and spec.default else "%.2f"
         step = spec.default / 10 if 0 < spec.default < 0.1 else 0.05
         return st.number_input(label, value=float(spec.default), step=step, format=fmt, key=key,
-                               help=spec.help)
-    return st.text_input(label, value=str(spec.default), key=key, help=spec.help)
+                               help=hint)
+    return st.text_input(label, value=str(spec.default), key=key, help=hint)
 
 
-active_job = manager.active(owner)
+state.carry(K + "model")
 model_spec = next(s for s in sup.field_specs(TrainConfig) if s.name == "model")
 model = field_widget(model_spec)
-model_defaults = sup.field_specs(TrainConfig, TrainConfig.for_model(model))
+settings = MODELS[model].settings  # only the fields this model reads
+train_specs = {s.name: s for s in sup.field_specs(TrainConfig, TrainConfig.for_model(model))
+               if s.name in settings}
+state.carry(*(K + model + name for name in train_specs),
+            *(K + s.name for s in sup.field_specs(SplitConfig)))
 with st.form(K + "form", border=True):
-    st.markdown(f"**{model}: hyperparameters** · {MODELS[model].description}")
-    train_specs = {s.name: s for s in model_defaults if s.name != "model"}
+    st.markdown(f"**{plain(model)}** · {plain(MODELS[model].description)}")
     values = {"model": model}
-    cols = st.columns(3)
-    for i, name in enumerate(n for n in sup.MAIN_TRAIN_FIELDS if n != "model"):
-        with cols[i % 3]:
+    main = [n for n in sup.MAIN_TRAIN_FIELDS if n in train_specs]
+    cols = st.columns(4)
+    for i, name in enumerate(main):
+        with cols[i % 4]:
             values[name] = field_widget(train_specs[name], model)
+    rest = [s for n, s in train_specs.items() if n not in main]
+    if rest:
+        with st.expander("More settings"):
+            cols = st.columns(4)
+            for i, spec in enumerate(rest):
+                with cols[i % 4]:
+                    values[spec.name] = field_widget(spec, model)
     with st.expander("Evaluation protocol (split)"):
-        cols = st.columns(3)
+        cols = st.columns(4)
         for i, spec in enumerate(sup.field_specs(SplitConfig)):
-            with cols[i % 3]:
+            with cols[i % 4]:
                 values[spec.name] = field_widget(spec)
-    with st.expander("Advanced"):
-        cols = st.columns(3)
-        rest = [s for n, s in train_specs.items() if n not in sup.MAIN_TRAIN_FIELDS]
-        for i, spec in enumerate(rest):
-            with cols[i % 3]:
-                values[spec.name] = field_widget(spec, model)
-    submitted = st.form_submit_button("Train", type="primary", key=K + "submit",
-                                      disabled=active_job is not None)
+    submitted = st.form_submit_button(
+        "Train", type="primary", key=K + "submit", disabled=busy,
+        help="One job per visitor at a time; the server trains one job at a time.")
 
-if submitted:
+if submitted and not busy:
     try:
         split_config, train_config = sup.build_configs(values)
-    except ValueError as err:
-        st.error(f"Cannot train with these settings: {err}")
+    except (TypeError, ValueError) as err:
+        st.error(f"Cannot train with these settings: {plain(err)}")
     else:
-        active_job = manager.submit(owner, ml, split_config, train_config, shared.runs_dir())
+        job = manager.submit(owner, split_config, train_config, shared.runs_dir(),
+                             fingerprint=ml.fingerprint())
+        st.session_state[JOB] = job.id
+        st.query_params["job"] = job.id
         st.session_state[K + "protocol"] = sup.protocol_key(split_config)
+        st.rerun()
 
 
 # ---------------------------------------------------------------------- live job
-def curves(history) -> go.Figure:
-    frame = sup.history_frame(history)
+def curves(job) -> go.Figure:
+    """Loss (validated fit and refit) and validation Recall@10 per epoch."""
+    frame_ = sup.history_frame(job.history)
+    refit = sup.history_frame(job.refit)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Training loss",
                                                         "Validation Recall@10"))
-    if len(frame):
-        fig.add_trace(go.Scatter(x=frame["epoch"], y=frame["loss"], mode="lines+markers",
-                                 name="loss"), row=1, col=1)
-        if "valid_recall@10" in frame:
-            fig.add_trace(go.Scatter(x=frame["epoch"], y=frame["valid_recall@10"],
-                                     mode="lines+markers", name="valid Recall@10"), row=1, col=2)
-    fig.update_xaxes(title_text="epoch", dtick=1 if len(frame) <= 20 else None)
-    fig.update_layout(height=300, showlegend=False, margin=dict(l=10, r=10, t=40, b=10))
+    if len(frame_):
+        fig.add_trace(go.Scatter(x=frame_["epoch"], y=frame_["loss"], mode="lines+markers",
+                                 name="fit"), row=1, col=1)
+        if "valid_recall@10" in frame_:
+            fig.add_trace(go.Scatter(x=frame_["epoch"], y=frame_["valid_recall@10"],
+                                     mode="lines+markers", name="validation"), row=1, col=2)
+    if len(refit):
+        fig.add_trace(go.Scatter(x=refit["epoch"], y=refit["loss"], mode="lines+markers",
+                                 name="refit on train + validation",
+                                 line=dict(dash="dot")), row=1, col=1)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10),
+                      legend=dict(orientation="h", y=-0.25))
     return fig
 
 
-@st.fragment(run_every=0.5 if active_job is not None else None)
-def job_panel() -> None:
-    job = manager.latest(owner)
+def maps_line(job) -> str:
+    done = [MAP_NAMES.get(m, m) for m in job.maps_done]
+    pending = [MAP_NAMES.get(m, m) for m in job.maps_pending]
+    parts = [f"{name} ✓" for name in done] + [f"{name} …" for name in pending]
+    return "Maps for the Embedding map page: " + ", ".join(parts) if parts else ""
+
+
+def polling(job) -> bool:
+    return job is not None and (not job.is_finished or bool(job.maps_pending
+                                                            and job.worker_alive))
+
+
+@st.fragment(run_every=1.0 if polling(job) else None)
+def job_panel(job_id: str, was_polling: bool) -> None:
+    """Redraws the job's progress every second while it runs (reads the worker's files)."""
+    job = manager.snapshot(job_id)
     if job is None:
         return
-    snap = job.snapshot()
-    st.subheader(f"Your latest job: {snap.model}")
-    if snap.status == FAILED:
-        st.error(f"Training failed: {snap.error}\n\nTry a lower learning rate or fewer "
+    st.subheader(f"Your job: {plain(job.model)}")
+    if job.status == QUEUED:
+        ahead = job.queue_position or 0
+        st.info(f"Waiting for a free training slot: {ahead} job{'s' if ahead != 1 else ''} "
+                "ahead of yours. This server trains one job at a time so that training keeps "
+                "its speed.", icon=":material/hourglass_top:")
+    elif job.status == FAILED:
+        st.error(f"Training failed: {plain(job.error)}\n\nTry a lower learning rate or fewer "
                  "negatives, then train again.")
-        return
-    text = (f"{snap.phase} · {snap.seconds:.1f} s" if not snap.is_finished
-            else f"{snap.phase} in {snap.seconds:.1f} s · saved as `{snap.run_path.name}`")
-    st.progress(snap.progress, text=text)
-    if snap.history:
-        st.plotly_chart(curves(snap.history), key=K + "curves")
-    if not snap.is_finished:
-        if st.button("Stop after this epoch", key=K + "stop"):
-            job.cancel()
-    elif st.session_state.get(K + "seen_job") != snap.id:
-        # First time we see it finished: make it this visitor's active run, redraw the page.
-        st.session_state[K + "seen_job"] = snap.id
-        if snap.run_path is not None:
-            shared.select_run(snap.run_path.name)
+    elif job.status == CANCELLED:
+        st.info("Cancelled: nothing was saved.", icon=":material/cancel:")
+    else:
+        text = (f"{plain(job.phase)} · {job.seconds:.1f} s" if job.run_path is None
+                else f"saved as {short(job.run_path.name)} in {job.seconds:.1f} s")
+        st.progress(job.progress, text=text)
+    if job.history or job.refit:
+        st.plotly_chart(curves(job), key=K + "curves")
+    if not job.is_finished:
+        c1, c2, _ = st.columns([1, 1, 3])
+        if c1.button("Stop early, keep the best", key=K + "stop",
+                     help="Ends after the current epoch, keeps the best epoch so far, then "
+                          "refits, evaluates and saves as usual."):
+            manager.stop(job.id)
+        if c2.button("Cancel", key=K + "cancel", help="Ends the worker now; nothing is saved."):
+            manager.cancel(job.id)
+            st.rerun(scope="app")
+    elif job.run_path is not None and st.session_state.get(K + "seen") != job.id:
+        # First time we see it saved: make it this visitor's active run, redraw the page.
+        st.session_state[K + "seen"] = job.id
+        shared.select_run(job.run_path.name)
         st.rerun(scope="app")
-    elif snap.status == DONE:
-        st.success(f"Done: `{snap.run_path.name}` is now your active model.")
+    elif job.status == DONE:
+        st.success(f"Done: {short(job.run_path.name)} is now *your* active model (other "
+                   "visitors keep theirs; pin it below to make it everyone's default).",
+                   icon=":material/check_circle:")
+    line = maps_line(job)
+    if line and job.run_path is not None:
+        st.caption(line)
+    if was_polling != polling(job):  # started or stopped polling: redraw with the new timer
+        st.rerun(scope="app")
 
 
-job_panel()
+if job is not None:
+    job_panel(job.id, polling(job))
+else:
+    queued = manager.unfinished()
+    if queued:
+        st.caption(f"{len(queued)} training job{'s' if len(queued) > 1 else ''} running or "
+                   "queued on this server.")
 
 
 # ---------------------------------------------------------------------- leaderboard
 st.divider()
 st.header("Leaderboard")
-runs = shared.all_runs()
+book = shared.run_book()
+runs = book.usable
 protocols = list(dict.fromkeys(sup.protocol_key(r.split_config) for r in runs))
 mine = sup.protocol_key(run.split_config)
 if st.session_state.get(K + "protocol") not in protocols:
     st.session_state[K + "protocol"] = mine if mine in protocols else protocols[0]
 protocol = st.selectbox("Evaluation protocol", protocols, key=K + "protocol",
                         help="Only runs evaluated the same way can be compared.")
-st.info(f"**Protocol:** {protocol}. Test metrics at K = 10, ranking all movies and excluding "
-        "each user's training and validation positives.", icon=":material/straighten:")
+st.info(f"**Protocol:** {plain(protocol)}. Test metrics at K = 10, ranking all movies and "
+        "excluding each user's training and validation positives.",
+        icon=":material/straighten:")
 
 board = sup.leaderboard(runs, protocol)
 split_of_protocol = next(r.split_config for r in runs
@@ -156,18 +244,28 @@ if missing and st.button(f"Train baselines ({', '.join(missing)}) on this protoc
                 train_run(ml, split_of_protocol, config, new_run_dir(shared.runs_dir(), model),
                           split=split)
         except (ValueError, RuntimeError, OSError) as err:
-            st.error(f"Training the {model} baseline failed: {err}")
+            st.error(f"Training the {model} baseline failed: {plain(err)}")
             st.stop()
     st.rerun()
 
 labels = sup.METRIC_LABELS.values()
+pinned = shared.pinned_name()
+board.insert(0, "default", board["run"].map(lambda n: "✓" if n == pinned else ""))
+metric_width = {c: st.column_config.NumberColumn(c, width=84) for c in labels if c in board}
 st.dataframe(
     board.style.format({**{c: "{:.4f}" for c in labels if c in board}, "fit s": "{:.1f}"},
                        na_rep="–")
     .highlight_max(subset=[c for c in ("Recall@10", "NDCG@10", "MRR@10") if c in board],
                    color="#FDE2D8"),
     hide_index=True, key=K + "board",
-    column_config={"run": st.column_config.TextColumn("run", width="medium")},
+    column_config={**metric_width,
+                   "default": st.column_config.TextColumn(
+                       "pin", width=36, help="✓ = the pinned default model for new visitors"),
+                   "run": st.column_config.TextColumn("run", width=190),
+                   "model": st.column_config.TextColumn("model", width=80),
+                   "dim": st.column_config.TextColumn("dim", width=40),
+                   "epochs": st.column_config.TextColumn("epochs", width=52),
+                   "fit s": st.column_config.NumberColumn("fit s", width=48)},
 )
 others = board[board["model"] != "popularity"]
 if run.name in set(others["run"]):
@@ -177,10 +275,33 @@ else:  # the active run is popularity or on another protocol: judge the best oth
 if target is not None:
     beats, sentence = sup.verdict(board, target)
     if beats is True:
-        st.success(sentence, icon=":material/check_circle:")
+        st.success(plain(sentence), icon=":material/check_circle:")
     elif beats is False:
-        st.warning(sentence, icon=":material/warning:")
+        st.warning(plain(sentence), icon=":material/warning:")
     else:
-        st.info(sentence)
+        st.info(plain(sentence))
 st.caption("Novelty = mean self-information −log₂ p(item) of the recommended movies (higher = "
            "less mainstream). Coverage = share of the catalogue that appears in anyone's top 10.")
+
+# ---------------------------------------------------------------------- the default model
+st.subheader("Default model for new visitors")
+c1, c2 = st.columns([3, 2])
+with c1:
+    if pinned == run.name:
+        st.markdown(f"Your active model {short(run.name)} is the pinned default: new visitors "
+                    "and links without a run see it.")
+    else:
+        st.markdown(f"Pinned now: **{short(pinned) if pinned else 'nothing'}**. New visitors "
+                    "and links without a run see the pinned model; your own runs stay yours "
+                    "until you pin one.")
+with c2:
+    if pinned != run.name and st.button(f"Pin {plain(run.name)} for everyone", key=K + "pin",
+                                        help="Same as `recsys pin RUN` in a terminal."):
+        shared.pin(run)
+        st.rerun()
+if book.other_data:
+    with st.expander(f"{len(book.other_data)} run(s) trained on other data (not compared)"):
+        st.dataframe(
+            [{"run": r.name, "model": r.train_config.model,
+              "data": r.dataset.get("name"), "fingerprint": r.dataset.get("fingerprint")}
+             for r in book.other_data], hide_index=True, key=K + "other")

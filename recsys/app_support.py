@@ -40,10 +40,7 @@ class FieldSpec:
     default: Any
     help: str
     choices: tuple[Any, ...] | None
-
-    @property
-    def label(self) -> str:
-        return self.name.replace("_", " ")
+    label: str
 
 
 def field_specs(cls: type, defaults: Any = None) -> list[FieldSpec]:
@@ -57,16 +54,19 @@ def field_specs(cls: type, defaults: Any = None) -> list[FieldSpec]:
         if defaults is not None:
             default = getattr(defaults, f.name)
         specs.append(FieldSpec(f.name, kind, default, f.metadata.get("help", ""),
-                               f.metadata.get("choices")))
+                               f.metadata.get("choices"),
+                               f.metadata.get("label", f.name.replace("_", " "))))
     return specs
 
 
 def build_configs(values: dict[str, Any]) -> tuple[SplitConfig, TrainConfig]:
-    """Split and train configs from one dict of form values (raises ``ValueError``)."""
+    """Split and train configs from one dict of form values (raises ``ValueError``); fields
+    the form did not show take the chosen model's own defaults."""
     split_names = {f.name for f in fields(SplitConfig)}
-    train_names = {f.name for f in fields(TrainConfig)}
+    train_names = {f.name for f in fields(TrainConfig)} - {"model"}
     split = SplitConfig(**{k: v for k, v in values.items() if k in split_names})
-    train = TrainConfig(**{k: v for k, v in values.items() if k in train_names})
+    train = TrainConfig.for_model(values.get("model", TrainConfig.model),
+                                  **{k: v for k, v in values.items() if k in train_names})
     return split, train
 
 
@@ -187,9 +187,22 @@ def user_history(ml: MovieLens, run: Run, split: Split, user_index: int) -> pd.D
         "date": pd.to_datetime(rated["timestamp"].to_numpy(), unit="s").date,
         "genres": movies["genres"].reindex(rated["item_id"]).fillna("").str.replace("|", ", "),
     })
-    test_ids = set(held_out_items(run, split, user_index))
-    table["part"] = np.where(table["item_id"].isin(test_ids), "test (held out)", "train")
+    table["part"] = history_parts(run, split, user_index, table["item_id"].to_numpy())
     return table.sort_values("date", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def history_parts(run: Run, split: Split, user_index: int, item_ids: np.ndarray) -> np.ndarray:
+    """Where each of the user's rated movies sits in the protocol: "train", "validation",
+    "test · liked" (a held-out positive: what a hit is scored on) or "test · not liked" (a
+    rating below the positive threshold in the test part, e.g. after the user's test
+    cut-off). For a random split the parts are random draws, not periods."""
+    parts = np.full(len(item_ids), "train", dtype=object)
+    for interactions, label in ((split.valid, "validation"),
+                                (split.test, "test · not liked"),
+                                (split.test_pos, "test · liked")):
+        mine = interactions.item_index[interactions.user_index == user_index]
+        parts[np.isin(item_ids, run.item_ids[mine])] = label
+    return parts
 
 
 def held_out_items(run: Run, split: Split, user_index: int) -> np.ndarray:
@@ -222,10 +235,12 @@ def item_indices(run: Run, item_ids) -> np.ndarray:
     return pos
 
 
-def map_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """A copy of a projection frame with ``genre`` (the first listed genre) for colouring and
-    ``year`` as float (missing years stay NaN)."""
+def map_frame(frame: pd.DataFrame, movies: pd.DataFrame) -> pd.DataFrame:
+    """A copy of a projection frame for display: ``popularity`` becomes the number of ratings
+    (from ``movies``, aligned with item indices: one meaning of popularity across the app),
+    ``genre`` is the first listed genre and ``year`` a float (missing years stay NaN)."""
     out = frame.copy()
+    out["popularity"] = movies["popularity"].to_numpy(np.int64)
     if "genres" in out:
         out["genre"] = out["genres"].fillna("").str.split("|").str[0].replace("", "unknown")
     if "year" in out:

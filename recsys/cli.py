@@ -1,9 +1,10 @@
-"""The ``recsys`` command line: data, train, evaluate, export (and serving commands)."""
+"""The ``recsys`` command line: data, train, evaluate, export, pin (and serving commands)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -16,11 +17,21 @@ import numpy as np
 from recsys.config import MODEL_DEFAULTS, SplitConfig, TrainConfig
 from recsys.data import DataUnavailableError, MovieLens, load_movielens, movies_for
 from recsys.evaluation import evaluate_model
-from recsys.runs import RunError, default_runs_dir, load_run, prepare_split, train_run
+from recsys.runs import (
+    RunError,
+    default_runs_dir,
+    load_run,
+    pin_run,
+    pinned_run_name,
+    prepare_split,
+    train_run,
+    unpin_run,
+)
 from recsys.trainer import TrainingDivergedError
 
+# OSError: a file the user named cannot be read or written (permissions, a full disk).
 EXPECTED_ERRORS = (ValueError, RunError, DataUnavailableError, TrainingDivergedError,
-                   FileNotFoundError, KeyError)
+                   OSError, KeyError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,6 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="file (npz) or directory (projector)")
     _add_data_flags(p)
     p.set_defaults(handler=cmd_export)
+
+    p = sub.add_parser("pin", help="make a run the app's default model for new visitors")
+    p.add_argument("run_dir", type=Path, nargs="?",
+                   help="the run to pin; the pin is kept in the folder that holds it")
+    action = p.add_mutually_exclusive_group()
+    action.add_argument("--show", action="store_true", help="print the pinned run's name")
+    action.add_argument("--clear", action="store_true", help="remove the pin")
+    p.add_argument("--runs-dir", type=Path,
+                   help="folder of runs for --show / --clear (default $RECSYS_RUNS_DIR or ./runs)")
+    p.set_defaults(handler=cmd_pin)
 
     try:
         from recsys import cli_serving  # serving commands live beside the serving core
@@ -169,6 +190,32 @@ def cmd_export(args: argparse.Namespace) -> int:
         meta.to_csv(args.out / "metadata.tsv", sep="\t", index=False)
         print(f"wrote {args.out}/vectors.tsv and metadata.tsv ({len(items)} movies): load them "
               "in the TensorFlow Embedding Projector")
+    return 0
+
+
+def cmd_pin(args: argparse.Namespace) -> int:
+    """Pins, shows or clears the app's default run; never loads MovieLens."""
+    if args.show or args.clear:
+        if args.run_dir is not None:
+            raise ValueError("give either a run folder to pin or --show / --clear, not both")
+        runs_dir = args.runs_dir or default_runs_dir()
+        if args.clear:
+            unpin_run(runs_dir)
+            print(f"no run is pinned in {runs_dir} now")
+        else:
+            print(pinned_run_name(runs_dir) or "no run is pinned")
+        return 0
+    if args.run_dir is None:
+        raise ValueError("give the run folder to pin, e.g. `recsys pin runs/mf-bpr-...`, "
+                         "or --show / --clear")
+    if args.runs_dir is not None:
+        raise ValueError("--runs-dir is for --show / --clear; a pinned run's folder is the one "
+                         "that holds it")
+    run_dir = Path(os.path.normpath(args.run_dir))
+    if run_dir.name in ("", ".."):  # "." or "runs/x/..": name the folder itself
+        run_dir = Path(os.path.abspath(args.run_dir))
+    pin_run(run_dir.parent, run_dir.name)
+    print(f"pinned {run_dir.name}: the app's default model for new visitors (in {run_dir.parent})")
     return 0
 
 

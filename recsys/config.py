@@ -24,7 +24,8 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def option(default: Any, help: str, **extra: Any) -> Any:
-    """A dataclass field whose ``help`` documents it for the CLI, the app and the reader."""
+    """A dataclass field whose ``help`` documents it for the CLI, the app and the reader;
+    ``label`` (in ``extra``) is its name in plain words for forms."""
     return field(default=default, metadata={"help": help, **extra})
 
 
@@ -38,13 +39,17 @@ class SplitConfig:
         "temporal: each user's latest positives are held out (realistic, default); "
         "random: a seeded shuffle of positive events",
         choices=("temporal", "random"),
+        label="Split",
     )
-    threshold: float = option(4.0, "ratings >= this count as positives (implicit feedback)")
-    test_fraction: float = option(0.2, "share of each user's positives held out for test")
+    threshold: float = option(4.0, "ratings >= this count as positives (implicit feedback)",
+        label="Positive from rating")
+    test_fraction: float = option(0.2, "share of each user's positives held out for test",
+        label="Test share")
     valid_fraction: float = option(
-        0.1, "share of the remaining train positives held out for validation (early stopping)"
+        0.1, "share of the remaining train positives held out for validation (early stopping)",
+        label="Validation share",
     )
-    split_seed: int = option(42, "seed of the random split (and tie-breaks)")
+    split_seed: int = option(42, "seed of the random split (and tie-breaks)", label="Split seed")
 
     def __post_init__(self) -> None:
         _check_choice("split", self.split, ("temporal", "random"))
@@ -72,39 +77,53 @@ class TrainConfig:
     model's own defaults.
     """
 
-    model: str = option("mf-bpr", "which model to fit", choices=MODEL_NAMES)
-    dim: int = option(64, "embedding dimension (factors for svd)")
-    lr: float = option(0.005, "Adam learning rate")
+    model: str = option("mf-bpr", "which model to fit", choices=MODEL_NAMES, label="Model")
+    dim: int = option(64, "embedding dimension (factors for svd)", label="Embedding dimension")
+    lr: float = option(0.005, "Adam learning rate", label="Learning rate")
     weight_decay: float = option(
         0.003,
         "per-example L2 penalty on the embeddings of a batch (mf-als: lambda of the whole "
         "objective, in units of one unobserved cell's confidence, as implicit's regularization)",
+        label="L2 regularisation",
     )
-    batch_size: int = option(1024, "positives per optimiser step")
-    epochs: int = option(20, "passes over the training positives (mf-als: ALS sweeps)")
-    negatives: int = option(4, "sampled negatives per positive (1-20)")
+    batch_size: int = option(1024, "positives per optimiser step", label="Batch size")
+    epochs: int = option(20, "passes over the training positives (mf-als: ALS sweeps)",
+        label="Epochs")
+    negatives: int = option(4, "sampled negatives per positive (1-20)",
+        label="Negatives per positive")
     neg_sampling: str = option(
         "uniform",
         "uniform: every unseen item equally; popularity: proportional to count^alpha",
         choices=("uniform", "popularity"),
+        label="Negative sampling",
     )
-    alpha: float = option(0.75, "popularity sampling exponent (0 = uniform, 1 = proportional)")
-    seed: int = option(42, "seed for initialisation, sampling and shuffling")
+    alpha: float = option(0.75, "popularity sampling exponent (0 = uniform, 1 = proportional)",
+        label="Popularity exponent α")
+    seed: int = option(42, "seed for initialisation, sampling and shuffling", label="Seed")
     patience: int = option(5, "stop after this many epochs without a better validation Recall@10 "
-                         "(0 = never stop early); the best epoch is restored")
+                         "(0 = never stop early); the best epoch is restored",
+        label="Early-stopping patience",
+    )
     refit: bool = option(
         True,
         "after choosing the epoch count on validation, refit on train + validation so the "
         "model knows everything before the test period (standard protocol; doubles fit time)",
+        label="Refit on train + validation",
     )
-    device: str = option("cpu", "torch device: cpu or cuda")
+    device: str = option("cpu", "torch device: cpu or cuda", label="Device")
     threads: int = option(1, "torch CPU threads while fitting and scoring (1 is steadiest for "
-                        "small models, and fastest when other work shares the CPU)")
-    ncf_layers: str = option("64,32,16", "NCF MLP layer sizes, comma-separated")
-    knn_neighbours: int = option(100, "item-kNN: neighbours kept per item")
-    ease_lambda: float = option(250.0, "EASE: L2 regularisation of the item-item matrix")
+                        "small models, and fastest when other work shares the CPU)",
+        label="CPU threads",
+    )
+    ncf_layers: str = option("64,32,16", "NCF MLP layer sizes, comma-separated",
+        label="NCF MLP layers")
+    knn_neighbours: int = option(100, "item-kNN: neighbours kept per item",
+        label="Neighbours per movie")
+    ease_lambda: float = option(250.0, "EASE: L2 regularisation of the item-item matrix",
+        label="EASE λ")
     als_alpha: float = option(
-        1.0, "mf-als: a training positive has confidence 1 + als_alpha, any other cell 1"
+        1.0, "mf-als: a training positive has confidence 1 + als_alpha, any other cell 1",
+        label="ALS confidence α",
     )
 
     def __post_init__(self) -> None:

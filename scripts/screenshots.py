@@ -73,13 +73,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:8501")
     parser.add_argument("--out", type=Path, default=Path("docs/screenshots"))
+    parser.add_argument("--width", type=int, default=1366,
+                        help="viewport width in px (the app is laid out for 1,280-1,400)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     base = args.url.rstrip("/")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        shoot(page, f"{base}/home", args.out, "home", "Embeddings")
+        page = browser.new_page(viewport={"width": args.width, "height": 1000})
+        shoot(page, f"{base}/", args.out, "home", "Where to go")
         shoot(page, f"{base}/recommendations?user=42", args.out, "recommendations", "History")
         shoot(page, f"{base}/similar_movies?movie=50", args.out, "similar_movies",
               "Star Wars (1977)")

@@ -1,51 +1,71 @@
 """Every page of the Streamlit app under ``streamlit.testing.v1.AppTest``.
 
 Runs go to a temporary directory (``RECSYS_RUNS_DIR``), so the user's own runs are never
-touched; the first app run trains the default model there, as on a fresh machine.
+touched. The module trains and pins the default model once in-process; one test starts from
+an empty folder to check that the first launch trains it in a worker process.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 
 from recsys.config import SplitConfig, TrainConfig
 from recsys.data import DataUnavailableError, load_movielens
 from recsys.jobs import new_run_dir
-from recsys.runs import list_runs, train_run
+from recsys.runs import list_runs, pin_run, pinned_run_name, train_run
 
 try:
-    load_movielens(download=False, progress=False)
+    ML = load_movielens(download=False, progress=False)
 except DataUnavailableError as err:  # pragma: no cover - depends on the machine
     pytest.skip(f"MovieLens 100K unavailable: {err}", allow_module_level=True)
 
 from streamlit.testing.v1 import AppTest  # noqa: E402  (after the skip: slow import)
 
+ROOT = Path(__file__).resolve().parents[1]
 APP = "../streamlit_app.py"
+PAGES = ("streamlit_app.py", "pages/recommendations.py", "pages/similar_movies.py",
+         "pages/embedding_map.py", "pages/profile.py", "pages/train.py")
 
 
 @pytest.fixture(scope="module")
 def runs_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("runs")
+    run = train_run(ML, SplitConfig(), TrainConfig(epochs=5), path / "mf-bpr-default")
+    pin_run(path, run.name)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RECSYS_RUNS_DIR", str(path))
         yield path
 
 
-@pytest.fixture
-def app(runs_dir):
-    at = AppTest.from_file(APP, default_timeout=120).run()
+def ok(at: AppTest) -> AppTest:
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+@pytest.fixture
+def app(runs_dir):
+    return ok(AppTest.from_file(APP, default_timeout=120).run())
 
 
 def page(at: AppTest, path: str) -> AppTest:
     at.switch_page(path).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return ok(at)
+
+
+def open_page(path: str, **query: str) -> AppTest:
+    """A new visitor opening ``path`` (a deep link, with ``query`` in the URL)."""
+    at = AppTest.from_file(APP, default_timeout=120)
+    for name, value in query.items():
+        at.query_params[name] = value
+    if path != "streamlit_app.py":
+        at.switch_page(path)
+    return ok(at.run())
 
 
 def frame_with(at: AppTest, column: str, nth: int = 0):
@@ -53,35 +73,49 @@ def frame_with(at: AppTest, column: str, nth: int = 0):
     return [d.value for d in at.dataframe if column in d.value.columns][nth]
 
 
-def test_first_launch_trains_default_model_and_draws_sidebar(app, runs_dir):
-    runs = list_runs(runs_dir)
-    assert len(runs) >= 1 and runs[-1].name.startswith("mf-bpr-")
-    picker = app.sidebar.selectbox(key="sb_run")
-    assert picker.value in {r.name for r in runs}
-    assert any("Recall@10" == m.label for m in app.sidebar.metric)
-    assert any("ratings" in c.value for c in app.sidebar.caption)
+def poll(at: AppTest, done, timeout: float = 90.0) -> AppTest:
+    """Reruns the app (AppTest does not run fragment timers) until ``done(at)``."""
+    deadline = time.time() + timeout
+    while not done(at):
+        assert time.time() < deadline, "timed out waiting for the app"
+        time.sleep(0.5)
+        ok(at.run())
+    return at
 
 
-def test_home_explains_and_links(app):
-    page(app, "pages/home.py")
+# ---------------------------------------------------------------------- frame and home
+def test_home_draws_navigation_pinned_model_and_data(app, runs_dir):
     assert app.title[0].value.endswith("MovieLens embeddings")
     assert "embedding" in app.markdown[0].value
-    labels = {m.label for m in app.metric}
-    assert {"Ratings", "Users", "Movies"} <= labels
+    assert app.sidebar.selectbox(key="sb_run").value == pinned_run_name(runs_dir)
+    assert any(m.label == "Recall@10" for m in app.sidebar.metric)
+    assert {"Ratings", "Users", "Movies"} <= {m.label for m in app.metric}
+    links = [e for e in app.sidebar if getattr(e, "type", "") == "page_link"]
+    assert not links or len(links) == len(PAGES)  # AppTest may not expose page links
 
 
+def test_every_page_draws_its_heading_and_the_frame(runs_dir):
+    for path in PAGES:
+        at = open_page(path)
+        assert at.title, path
+        assert at.sidebar.selectbox(key="sb_run").value, path
+
+
+# ---------------------------------------------------------------------- recommendations
 def test_recommendations_change_with_user_and_exclude_seen(app):
     page(app, "pages/recommendations.py")
-    users = app.selectbox(key="rec_user")
     first = frame_with(app, "because")["title"].tolist()
     assert len(first) == 10
-    users.set_value(13).run()
-    assert not app.exception
+    app.selectbox(key="rec_user").set_value(13).run()
+    ok(app)
     second = frame_with(app, "because")["title"].tolist()
     assert second != first
 
     history = frame_with(app, "part")
-    known = set(history.loc[(history["part"] == "train") & (history["rating"] >= 4), "title"])
+    assert set(history["part"]) <= {"train", "validation", "test · liked", "test · not liked"}
+    assert "validation" in set(history["part"])
+    known = set(history.loc[history["part"].isin(["train", "validation"])
+                            & (history["rating"] >= 4), "title"])
     assert not known & set(second), "exclude-seen is on: no known positive may be recommended"
     app.toggle(key="rec_exclude").set_value(False).run()
     with_seen = frame_with(app, "because")["title"].tolist()
@@ -92,17 +126,43 @@ def test_recommendations_change_with_user_and_exclude_seen(app):
 
 
 def test_recommendations_deep_link_selects_user(runs_dir):
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.query_params["user"] = "42"
-    at.run()
-    page(at, "pages/recommendations.py")
+    at = open_page("pages/recommendations.py", user="42")
     assert at.selectbox(key="rec_user").value == 42
 
 
+@pytest.mark.parametrize("value", ["[Session expired](https://example.org)",
+                                   "![x](http://127.0.0.1:9/x.png)", "<b>x</b>", "-5", "1e9"])
+def test_link_values_are_refused_and_shown_as_plain_text(runs_dir, value):
+    at = open_page("pages/recommendations.py", user=value)
+    warning = next(w.value for w in at.warning if "Ignoring the link" in w.value)
+    for char in "[]()!<>":  # every markdown character arrives escaped
+        assert all(warning[i - 1] == "\\" for i, c in enumerate(warning) if c == char), warning
+    assert at.selectbox(key="rec_user").value != value
+
+
+def test_state_survives_navigation(app):
+    page(app, "pages/recommendations.py")
+    app.selectbox(key="rec_user").set_value(13).run()
+    app.radio(key="rec_scoring").set_value("cosine").run()
+    page(app, "pages/profile.py")
+    app.multiselect(key="prof_liked").set_value([50, 181]).run()
+    page(app, "pages/similar_movies.py")
+    app.selectbox(key="sim_movie").set_value(1).run()
+    page(app, "pages/recommendations.py")
+    assert app.selectbox(key="rec_user").value == 13
+    assert app.radio(key="rec_scoring").value == "cosine"
+    page(app, "pages/profile.py")
+    assert app.multiselect(key="prof_liked").value == [50, 181]
+    assert app.query_params["likes"] == ["50,181"] or app.query_params["likes"] == "50,181"
+    page(app, "pages/similar_movies.py")
+    assert app.selectbox(key="sim_movie").value == 1
+
+
+# ---------------------------------------------------------------------- other pages
 def test_similar_movies_search_and_scoring(app):
     page(app, "pages/similar_movies.py")
     app.text_input(key="sim_query").input("star wars").run()
-    assert not app.exception
+    ok(app)
     movie = app.selectbox(key="sim_movie")
     assert "Star Wars" in movie.format_func(movie.value)
     cosine = frame_with(app, "also_cooccurrence")["title"].tolist()
@@ -111,8 +171,8 @@ def test_similar_movies_search_and_scoring(app):
     assert frame_with(app, "also_cooccurrence")["title"].tolist() != cosine
     assert any(m.label == "IVF Recall@10" for m in app.metric)
 
-    app.text_input(key="sim_query").input("no such film zzz").run()
-    assert not app.exception and any("No title contains" in i.value for i in app.info)
+    app.text_input(key="sim_query").input("no such film [zzz](x)").run()
+    assert any("No title contains" in i.value and "\\[zzz\\]" in i.value for i in ok(app).info)
 
 
 def test_embedding_map_draws_every_movie_and_lists_a_selection(app):
@@ -129,8 +189,7 @@ def test_embedding_map_draws_every_movie_and_lists_a_selection(app):
     app.session_state["map_chart"] = {"selection": {
         "points": [{"customdata": {"0": 50}}, {"customdata": [181]}],
         "point_indices": [0, 1], "box": [], "lasso": []}}
-    app.run()
-    assert not app.exception, [e.value for e in app.exception]
+    ok(app.run())
     assert any(h.value == "2 selected movies" for h in app.subheader)
     picked = frame_with(app, "norm")
     assert {"Star Wars (1977)", "Return of the Jedi (1983)"} == set(picked["title"])
@@ -142,7 +201,7 @@ def test_profile_folds_in_likes_with_sources(app):
     assert app.title[0].value == "Build your profile"
     assert set(frame_with(app, "source")["source"]) == {"popularity"}
     app.multiselect(key="prof_liked").set_value([50, 181]).run()  # Star Wars, Return of the Jedi
-    assert not app.exception, [e.value for e in app.exception]
+    ok(app)
     recs = frame_with(app, "source")
     assert not {"Star Wars (1977)", "Return of the Jedi (1983)"} & set(recs["title"])
     assert any("content similarity is blended" in i.value for i in app.info)
@@ -153,59 +212,141 @@ def test_profile_folds_in_likes_with_sources(app):
     assert set(frame_with(app, "source")["source"]) == {"collaborative (fold-in)"}
 
 
-def test_training_a_tiny_run_adds_a_leaderboard_row(app, runs_dir):
+def test_profile_likes_come_from_the_link(runs_dir):
+    at = open_page("pages/profile.py", likes="50,181", dislikes="1,nonsense")
+    assert at.multiselect(key="prof_liked").value == [50, 181]
+    assert at.multiselect(key="prof_disliked").value == []
+    assert any("Ignoring the link" in w.value for w in at.warning)
+
+
+# ---------------------------------------------------------------------- training
+def test_training_in_a_worker_adds_a_leaderboard_row_for_this_visitor_only(app, runs_dir):
     page(app, "pages/train.py")
     before = len(frame_with(app, "Recall@10"))
-    app.selectbox(key="train_model").select("popularity")
+    app.selectbox(key="train_model").select("popularity").run()
+    labels = {n.label for n in app.number_input}
+    assert "Embedding dimension" not in labels  # popularity reads no such setting
     app.button(key="train_submit").click().run()
-    assert not app.exception
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        time.sleep(0.3)
-        app.run()
-        if any("now your active model" in s.value for s in app.success):
-            break
-    assert not app.exception, [e.value for e in app.exception]
+    ok(app)
+    assert app.query_params["job"]
+    poll(app, lambda at: any("now *your* active model" in s.value for s in at.success))
     board = frame_with(app, "Recall@10")
     assert len(board) == before + 1
     assert "popularity" in set(board["model"])
     assert app.session_state["sb_run"].startswith("popularity-")  # this session only
+    assert pinned_run_name(runs_dir) == "mf-bpr-default"  # everyone else keeps the pin
+
+    # A new visitor (no session, no ?run=) still gets the pinned run, not the newest one.
+    fresh = ok(AppTest.from_file(APP, default_timeout=120).run())
+    assert fresh.sidebar.selectbox(key="sb_run").value == "mf-bpr-default"
 
     app.button(key="train_baselines").click().run()
-    board = frame_with(app, "Recall@10")
+    board = frame_with(ok(app), "Recall@10")
     assert {"popularity", "itemknn", "ease", "svd", "mf-bpr"} <= set(board["model"])
     assert any("beats popularity" in s.value for s in [*app.success, *app.warning])
 
 
+def test_form_shows_only_the_fields_the_model_reads(app):
+    page(app, "pages/train.py")
+    app.selectbox(key="train_model").select("mf-bpr").run()
+    labels = {n.label for n in ok(app).number_input}
+    assert {"Embedding dimension", "Learning rate", "Negatives per positive"} <= labels
+    assert not {"Neighbours per movie", "EASE λ", "ALS confidence α"} & labels
+    app.selectbox(key="train_model").select("ease").run()
+    labels = {n.label for n in ok(app).number_input}
+    assert "EASE λ" in labels and "Learning rate" not in labels
+
+
+def test_a_reload_finds_the_job_again_from_the_link(runs_dir):
+    at = open_page("pages/train.py")
+    at.selectbox(key="train_model").select("mf-bpr").run()
+    at.number_input(key="train_mf-bprepochs").set_value(200)
+    at.button(key="train_submit").click().run()
+    job_id = ok(at).query_params["job"]
+    job_id = job_id[0] if isinstance(job_id, list) else job_id
+    reloaded = open_page("pages/train.py", job=job_id)
+    assert reloaded.button(key="train_cancel")  # the job and its buttons are back
+    reloaded.button(key="train_cancel").click().run()
+    poll(reloaded, lambda a: any("Cancelled" in i.value for i in a.info))
+    assert not [p for p in runs_dir.iterdir() if p.name.startswith(".mf-bpr")]
+
+
+# ---------------------------------------------------------------------- runs that cannot serve
 def test_pages_explain_what_a_run_without_embeddings_cannot_do(runs_dir):
     out = new_run_dir(runs_dir, "popularity")
-    train_run(load_movielens(progress=False), SplitConfig(), TrainConfig(model="popularity"), out)
-    expected = {"pages/home.py": "no movie embeddings to draw",
-                "pages/embedding_map.py": "no movie embeddings to map",
-                "pages/similar_movies.py": "no movie embeddings to index",
+    train_run(ML, SplitConfig(), TrainConfig(model="popularity"), out)
+    expected = {"streamlit_app.py": "no movie vectors to draw",
+                "pages/embedding_map.py": "no movie vectors to map",
+                "pages/similar_movies.py": "no movie vectors to index",
                 "pages/recommendations.py": "no user vectors"}
     for path, text in expected.items():
-        at = AppTest.from_file(APP, default_timeout=120)
-        at.query_params["run"] = out.name
-        at.run()
-        page(at, path)
+        at = open_page(path, run=out.name)
         assert any(text in i.value for i in at.info), (path, [i.value for i in at.info])
-    page(at, "pages/profile.py")
-    at.multiselect(key="prof_liked").set_value([50]).run()
-    assert not at.exception and any("cannot score a new user" in e.value for e in at.error)
+    at = open_page("pages/profile.py", run=out.name, likes="50")
+    assert any("cannot score a new user" in e.value for e in at.error)
 
 
-def test_a_run_of_other_data_shows_an_error_not_a_traceback(runs_dir):
-    source = next(p for p in list_runs(runs_dir) if p.name.startswith("mf-bpr-"))
-    bad = runs_dir / f"other-data-{source.name}"
-    shutil.copytree(source, bad)
+def test_runs_of_other_data_are_listed_apart_never_served(runs_dir):
+    source = runs_dir / "mf-bpr-default"
+    bad = runs_dir / "zz-other-data"
+    shutil.copytree(source, bad, ignore=shutil.ignore_patterns("projections"))
     try:
         info = json.loads((bad / "dataset.json").read_text())
         (bad / "dataset.json").write_text(json.dumps({**info, "fingerprint": "other"}))
-        at = AppTest.from_file(APP, default_timeout=120)
-        at.query_params["run"] = bad.name
-        at.run()
-        page(at, "pages/recommendations.py")
-        assert any("Cannot serve run" in e.value for e in at.error)
+        os.utime(bad / "weights.npz")  # the newest run: must still not become the default
+        at = open_page("pages/train.py", run=bad.name)
+        assert bad.name not in at.sidebar.selectbox(key="sb_run").options
+        assert any("Ignoring the link" in w.value for w in at.warning)
+        assert any("trained on other data" in e.label for e in at.expander)
     finally:
         shutil.rmtree(bad)
+
+
+@pytest.mark.parametrize("damage", ["truncated weights", "config is a list", "history null"])
+def test_a_damaged_run_beside_good_ones_leaves_every_page_working(runs_dir, damage):
+    bad = runs_dir / "zz-damaged"
+    shutil.copytree(runs_dir / "mf-bpr-default", bad,
+                    ignore=shutil.ignore_patterns("projections"))
+    try:
+        if damage == "truncated weights":
+            data = (bad / "weights.npz").read_bytes()
+            (bad / "weights.npz").write_bytes(data[: len(data) // 2])
+        elif damage == "config is a list":
+            (bad / "config.json").write_text("[1, 2]")
+        else:
+            (bad / "history.json").write_text("null")
+        for path in PAGES:
+            at = open_page(path)
+            assert any("zz\\-damaged" in w.value for w in at.sidebar.warning), path
+    finally:
+        shutil.rmtree(bad)
+
+
+def test_a_bad_data_folder_gives_an_error_box(runs_dir, tmp_path, monkeypatch):
+    (tmp_path / "u.data").write_text("not\ta\tratings\tfile\n")
+    monkeypatch.setenv("RECSYS_DATA_DIR", str(tmp_path))
+    from ui import shared  # the page's own module: its cached dataset is cleared
+
+    shared._load_dataset.clear()
+    try:
+        at = open_page("pages/recommendations.py")
+        assert at.error and "MovieLens" in at.error[0].value
+    finally:
+        monkeypatch.delenv("RECSYS_DATA_DIR")
+        shared._load_dataset.clear()
+
+
+def test_first_launch_trains_and_pins_the_default_in_a_worker(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECSYS_RUNS_DIR", str(tmp_path))
+    from ui import shared
+
+    shared.job_manager.clear()  # a manager over this runs folder
+    try:
+        at = ok(AppTest.from_file(APP, default_timeout=120).run())
+        assert any("First launch" in i.value for i in at.info)
+        poll(at, lambda a: bool(list_runs(tmp_path)) and not any(
+            "First launch" in i.value for i in a.info), timeout=180)
+        assert pinned_run_name(tmp_path) == list_runs(tmp_path)[0].name
+        assert at.sidebar.selectbox(key="sb_run").value == pinned_run_name(tmp_path)
+    finally:
+        shared.job_manager.clear()

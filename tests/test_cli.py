@@ -83,3 +83,70 @@ def test_data_command_reports_source_and_counts(capsys):
     assert run_cli("data") == 0
     out = capsys.readouterr().out
     assert "source:" in out and "ratings:" in out
+
+
+def test_pin_show_clear_without_loading_data(tmp_path, capsys, monkeypatch):
+    assert run_cli("train", "--model", "popularity", "--out", tmp_path / "runs" / "pop",
+                   "--quiet") == 0
+    capsys.readouterr()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("pin must not load MovieLens")
+
+    monkeypatch.setattr(cli, "load_movielens", refuse)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RECSYS_RUNS_DIR", raising=False)
+    assert run_cli("pin", "--show") == 0  # default runs dir: ./runs
+    assert capsys.readouterr().out == "no run is pinned\n"
+    assert run_cli("pin", "runs/pop/") == 0
+    assert capsys.readouterr().out == (
+        "pinned pop: the app's default model for new visitors (in runs)\n")
+    assert run_cli("pin", "--show") == 0
+    assert capsys.readouterr().out == "pop\n"
+    monkeypatch.setenv("RECSYS_RUNS_DIR", str(tmp_path / "elsewhere"))
+    assert run_cli("pin", "--show", "--runs-dir", "runs") == 0
+    assert capsys.readouterr().out == "pop\n"
+    assert run_cli("pin", "--clear", "--runs-dir", "runs") == 0
+    assert "no run is pinned in runs" in capsys.readouterr().out
+    assert run_cli("pin", "--show", "--runs-dir", "runs") == 0
+    assert capsys.readouterr().out == "no run is pinned\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["pin", "runs/nope"], "no run directory at runs/nope"),
+    (["pin", "runs/broken"], "run broken is damaged: config.json is not valid JSON"),
+    (["pin", "runs/.jobs"], "'.jobs' is not a run folder name"),
+    (["pin"], "give the run folder to pin"),
+    (["pin", "runs/broken", "--show"], "not both"),
+    (["pin", "runs/broken", "--runs-dir", "runs"], "--runs-dir is for --show / --clear"),
+])
+def test_pin_errors_are_one_line(args, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / ".jobs").mkdir(parents=True)
+    (tmp_path / "runs" / "broken").mkdir()
+    for name in ("config.json", "metrics.json", "history.json", "mappings.json", "dataset.json",
+                 "weights.npz"):
+        (tmp_path / "runs" / "broken" / name).write_text("{")
+    assert run_cli(*args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("recsys pin: error: ") and message in err[0]
+    assert not (tmp_path / "runs" / "pinned.json").exists()
+
+
+def test_pin_without_a_folder_name_uses_the_real_folder(tmp_path, capsys, monkeypatch):
+    assert run_cli("train", "--model", "popularity", "--out", tmp_path / "pop", "--quiet") == 0
+    monkeypatch.chdir(tmp_path / "pop")
+    assert run_cli("pin", ".") == 0
+    assert "pinned pop:" in capsys.readouterr().out
+    assert json.loads((tmp_path / "pinned.json").read_text())["run"] == "pop"
+
+
+def test_unwritable_output_is_one_line(tmp_path, capsys):
+    out = tmp_path / "bpr"
+    assert run_cli("train", "--model", "mf-bpr", "--dim", 4, "--epochs", 1, "--out", out,
+                   "--quiet") == 0
+    (tmp_path / "file").write_text("")
+    capsys.readouterr()
+    assert run_cli("export", out, "--out", tmp_path / "file" / "e.npz") == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.splitlines()[-1].startswith("recsys export: error:")

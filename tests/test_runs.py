@@ -1,10 +1,21 @@
 import json
+import os
+import shutil
 
 import numpy as np
 import pytest
 
 from recsys.config import SplitConfig, TrainConfig
-from recsys.runs import RunError, list_runs, load_run, save_run, train_run
+from recsys.runs import (
+    RunError,
+    list_runs,
+    load_run,
+    pin_run,
+    pinned_run_name,
+    save_run,
+    train_run,
+    unpin_run,
+)
 from tests.synthetic import tiny_movielens
 
 CFG = TrainConfig(model="mf-bpr", dim=8, epochs=3, batch_size=64, threads=1)
@@ -58,3 +69,57 @@ def test_weights_load_without_pickle(tmp_path):
     train_run(tiny_movielens(), SplitConfig(), CFG, tmp_path / "run")
     with np.load(tmp_path / "run" / "weights.npz", allow_pickle=False) as arrays:
         assert all(arrays[k].dtype != object for k in arrays.files)
+
+
+def test_pin_show_and_clear(tmp_path):
+    train_run(tiny_movielens(), SplitConfig(), CFG, tmp_path / "run")
+    assert pinned_run_name(tmp_path) is None
+    assert pin_run(tmp_path, "run") == tmp_path / "run"
+    pin = json.loads((tmp_path / "pinned.json").read_text())
+    assert pin["run"] == "run" and pin["pinned_at"].endswith("+00:00")
+    assert pinned_run_name(tmp_path) == "run"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pinned.json", "run"]  # no temp file
+    (tmp_path / ".jobs").mkdir()
+    assert list_runs(tmp_path) == [tmp_path / "run"]  # neither pinned.json nor .jobs
+    unpin_run(tmp_path)
+    unpin_run(tmp_path)  # clearing twice is fine
+    assert pinned_run_name(tmp_path) is None
+
+
+@pytest.mark.parametrize("name", ["..", ".", "", "a/b", "/tmp", "../run", ".jobs", "run/"])
+def test_pin_refuses_names_outside_the_runs_folder(name, tmp_path):
+    with pytest.raises(RunError, match="is not a run folder name"):
+        pin_run(tmp_path, name)
+    assert not (tmp_path / "pinned.json").exists()
+
+
+def test_pin_refuses_a_missing_or_damaged_run_and_keeps_the_old_pin(tmp_path):
+    train_run(tiny_movielens(), SplitConfig(), CFG, tmp_path / "run")
+    pin_run(tmp_path, "run")
+    with pytest.raises(RunError, match="no run directory"):
+        pin_run(tmp_path, "nope")
+    shutil.copytree(tmp_path / "run", tmp_path / "broken")
+    (tmp_path / "broken" / "weights.npz").write_bytes(b"")
+    with pytest.raises(RunError, match="run broken is damaged: weights.npz is empty"):
+        pin_run(tmp_path, "broken")
+    assert pinned_run_name(tmp_path) == "run"
+
+
+@pytest.mark.parametrize("content", [
+    "", "{", "null", "[]", '"run"', '{"run": 3}', '{"other": "run"}', '{"run": "../run"}',
+    '{"run": "gone"}', b"\xff\xfe",
+])
+def test_pinned_name_is_none_for_a_bad_or_stale_pin(content, tmp_path):
+    (tmp_path / "run").mkdir()
+    pinned = tmp_path / "pinned.json"
+    pinned.write_bytes(content if isinstance(content, bytes) else content.encode())
+    assert pinned_run_name(tmp_path) is None
+
+
+def test_pinned_name_never_blocks_or_reads_without_limit(tmp_path):
+    os.mkfifo(tmp_path / "pinned.json")
+    assert pinned_run_name(tmp_path) is None  # a FIFO would block a plain open()
+    (tmp_path / "pinned.json").unlink()
+    (tmp_path / "pinned.json").symlink_to("/dev/zero")
+    assert pinned_run_name(tmp_path) is None
+    assert pinned_run_name(tmp_path / "no-such-folder") is None

@@ -111,6 +111,8 @@ class ALS(FactorModel):
     """
 
     name = "mf-als"
+    settings = ("dim", "epochs", "weight_decay", "als_alpha", "patience", "refit", "seed",
+                "threads")
     description = "Alternating least squares on confidence-weighted implicit feedback."
 
     def _fit(self, split: Any, callbacks: Sequence[EpochCallback]) -> None:

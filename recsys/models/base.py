@@ -25,6 +25,8 @@ class Recommender:
     name: ClassVar[str] = "base"
     description: ClassVar[str] = ""
     has_embeddings: ClassVar[bool] = False
+    # The TrainConfig fields this model reads: forms and CLIs show only these.
+    settings: ClassVar[tuple[str, ...]] = ("refit",)
 
     def __init__(self, config: TrainConfig | None = None) -> None:
         self.config = config or TrainConfig(model=self.name)

@@ -37,6 +37,7 @@ class ItemKNN(Recommender):
     """
 
     name = "itemknn"
+    settings = ("knn_neighbours", "refit")
     description = "Co-occurrence neighbours: items liked by the same users (cosine)."
 
     def _fit(self, split, callbacks: Sequence[EpochCallback]) -> None:
@@ -72,6 +73,7 @@ class EASE(Recommender):
     """
 
     name = "ease"
+    settings = ("ease_lambda", "refit")
     description = "Closed-form linear item-to-item model (Steck 2019), a strong baseline."
 
     def _fit(self, split, callbacks: Sequence[EpochCallback]) -> None:
@@ -105,6 +107,7 @@ class SVD(FactorModel):
     """Truncated SVD of the binary training matrix: the classic linear embedding."""
 
     name = "svd"
+    settings = ("dim", "seed", "refit")
     description = "Truncated SVD of the user x item matrix: embeddings without training."
 
     def _fit(self, split, callbacks: Sequence[EpochCallback]) -> None:

@@ -22,6 +22,8 @@ class EmbeddingRecommender(Recommender):
     """
 
     has_embeddings = True
+    settings = ("dim", "epochs", "lr", "negatives", "neg_sampling", "alpha", "weight_decay",
+                "batch_size", "patience", "refit", "seed", "threads", "device")
     monitor: ClassVar[tuple[str, bool]] = ("recall@10", True)
     module: nn.Module
 

@@ -116,6 +116,8 @@ class MFMSE(_MF):
     """Explicit rating prediction: r(u, i) = mu + b_u + b_i + <p_u, q_i>, squared error + L2."""
 
     name = "mf-mse"
+    settings = ("dim", "epochs", "lr", "weight_decay", "batch_size", "patience", "refit",
+                "seed", "threads", "device")
     description = "Predicts star ratings (global mean + biases + dot), squared error; RMSE."
     monitor = ("rmse", False)
 

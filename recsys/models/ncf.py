@@ -11,6 +11,7 @@ from recsys.models.modules import NeuralCF
 
 class NCF(EmbeddingRecommender):
     name = "ncf"
+    settings = (*EmbeddingRecommender.settings, "ncf_layers")
     description = "GMF (element-wise product) + MLP over embeddings, fused into one logit (BCE)."
     module: NeuralCF
 

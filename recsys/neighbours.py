@@ -1,0 +1,259 @@
+"""Neighbour quality: how well a "similar movies" list agrees with genres and held-out co-likes,
+and the similarity lenses (definitions of "similar") it compares.
+
+A lens is a function ``rows(items) -> (len(items), n_items)`` similarity array, so every
+definition, factor cosine or co-occurrence, goes through the same blocked top-k and the same
+measure. Everything is computed over a catalogue of items with enough known positives, never
+over hand-picked examples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy.stats import rankdata, spearmanr
+
+Lens = Callable[[np.ndarray], np.ndarray]
+
+MIN_POSITIVES = 5  # items with fewer known positives have vectors too noisy to judge or show
+
+
+# ---------------------------------------------------------------------------- catalogue
+def catalogue(known: sp.csr_matrix, min_positives: int = MIN_POSITIVES) -> np.ndarray:
+    """Item indices with at least ``min_positives`` known positives: the queries and the
+    candidate neighbours of every measure (``known`` is users x items)."""
+    return np.flatnonzero(item_counts(known) >= min_positives)
+
+
+def item_counts(known: sp.csr_matrix) -> np.ndarray:
+    """Known positives per item (column sums), int64."""
+    return np.asarray((known != 0).sum(axis=0)).ravel().astype(np.int64)
+
+
+def genre_matrix(genres: Sequence[str], skip: Sequence[str] = ("unknown", "")) -> np.ndarray:
+    """(n_items, n_genres) bool from pipe-joined genre strings; "unknown" is no genre."""
+    dummies = pd.Series(list(genres), dtype=str).str.get_dummies(sep="|")
+    return dummies.drop(columns=[g for g in skip if g in dummies]).to_numpy(bool)
+
+
+# ---------------------------------------------------------------------------- top-k
+def top_k_neighbours(lens: Lens, items: np.ndarray, k: int = 10, block: int = 256) -> np.ndarray:
+    """The ``k`` most similar of ``items`` to each of ``items`` (never itself), best first.
+
+    Scores blocks of queries at once; ties go to the lower position in ``items`` (stable
+    sort). Returns item indices, shape (len(items), k).
+    """
+    items = np.asarray(items, np.int64)
+    if k >= len(items):
+        raise ValueError(f"k={k} needs more than {len(items)} catalogue items")
+    out = np.empty((len(items), k), np.int64)
+    for start in range(0, len(items), block):
+        rows = np.array(lens(items[start : start + block])[:, items], np.float64)
+        if np.isnan(rows).any():
+            raise ValueError("the lens returned NaN similarities")
+        span = np.arange(len(rows))
+        rows[span, start + span] = -np.inf  # the query itself
+        out[start : start + len(rows)] = items[np.argsort(-rows, axis=1, kind="stable")[:, :k]]
+    return out
+
+
+# ---------------------------------------------------------------------------- the measure
+def neighbour_quality(neighbours: np.ndarray, items: np.ndarray, genres: np.ndarray,
+                      popularity: np.ndarray, heldout: sp.csr_matrix,
+                      pool: np.ndarray | None = None) -> dict[str, float]:
+    """Genre agreement, popularity bias and held-out co-watch lift of neighbour lists.
+
+    Parameters
+    ----------
+    neighbours : int array (len(items), k), row j the neighbours of ``items[j]``, best first.
+    items : int array, the query items (row j of ``neighbours`` belongs to ``items[j]``).
+    genres : bool array (n_items, n_genres).
+    popularity : (n_items,) known positives per item (the data the lens saw).
+    heldout : users x items positives the lens never saw (validation or test part).
+    pool : int array, the catalogue the neighbours were drawn from (default ``items``): the
+        random list's pool and the reference of popularity percentiles.
+
+    Returns
+    -------
+    ``genre_agreement`` (mean IDF-weighted genre Jaccard of query and neighbour, 1 = same
+    genres; rare genres weigh -log share), ``genre_lift`` (that over a uniformly random list
+    from the catalogue), ``popularity_pct`` (median catalogue popularity percentile of
+    neighbours; 50 = unbiased), ``popularity_spearman`` (Spearman of closeness, k - position,
+    with popularity: > 0 means the nearest neighbours are the most popular), ``cowatch_share``
+    and ``cowatch_lift`` (see :func:`cowatch`).
+    """
+    pool = items if pool is None else pool
+    agreement, chance = genre_agreement(neighbours, items, genres, pool)
+    pct = popularity_percentiles(popularity, pool)
+    k = neighbours.shape[1]
+    closeness = np.broadcast_to(k - np.arange(k), neighbours.shape).ravel()
+    share, lift = cowatch(neighbours, items, heldout)
+    return {
+        "genre_agreement": agreement,
+        "genre_lift": agreement / chance if chance > 0 else float("nan"),
+        "popularity_pct": float(np.median(pct[neighbours])),
+        "popularity_spearman": float(spearmanr(closeness, popularity[neighbours].ravel())[0]),
+        "cowatch_share": share,
+        "cowatch_lift": lift,
+    }
+
+
+def genre_agreement(neighbours: np.ndarray, items: np.ndarray, genres: np.ndarray,
+                    pool: np.ndarray) -> tuple[float, float]:
+    """(mean weighted Jaccard of query-neighbour pairs, the same for a random ``pool`` item).
+
+    A genre weighs ``-log(share of pool movies with it)``, so sharing only "Drama" counts
+    little; the random figure is the exact expectation (every other pool item equally).
+    """
+    g = genres.astype(np.float64)
+    share = g[pool].mean(axis=0)
+    w = np.where(share > 0, -np.log(np.where(share > 0, share, 1.0)), 0.0)
+    mass = g @ w  # total weight of each item's genres
+    queries = np.repeat(items, neighbours.shape[1])
+    inter = ((g[queries] * g[neighbours.ravel()]) @ w)
+    pairs = _ratio(inter, mass[queries] + mass[neighbours.ravel()] - inter)
+    inter_all = (g[items] * w) @ g[pool].T  # every query with every pool item
+    jaccard = _ratio(inter_all, mass[items][:, None] + mass[pool][None, :] - inter_all)
+    not_self = items[:, None] != pool[None, :]
+    chance = (jaccard * not_self).sum() / not_self.sum()
+    return float(pairs.mean()), float(chance)
+
+
+def popularity_percentiles(popularity: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """(n_items,) percentile (0-100, ties averaged) of each item's popularity within the
+    catalogue ``items``; the catalogue's median is 50."""
+    pct = np.full(len(popularity), np.nan)
+    pct[items] = (rankdata(popularity[items]) - 0.5) / len(items) * 100
+    return pct
+
+
+def cowatch(neighbours: np.ndarray, items: np.ndarray,
+            heldout: sp.csr_matrix) -> tuple[float, float]:
+    """(share of query-neighbour pairs co-liked by >= 1 held-out user, that share over the
+    share for the same queries and neighbours shuffled between queries).
+
+    The shuffled share is exact, not sampled: each query paired with every slot of every
+    list. It keeps both sides' popularity, so a list of blockbusters (the same for every
+    query) scores 1 however often blockbusters are co-liked; a ratio of sums, it stays
+    stable when most pairs have no co-likes at all.
+    """
+    h = (heldout != 0).astype(np.float64).tocsr()
+    co = ((h.T @ h) > 0).astype(np.float64).tolil()
+    co.setdiag(0.0)  # a movie is not its own neighbour, in the lists or the shuffle
+    co = co.tocsr()
+    queries = np.repeat(items, neighbours.shape[1])
+    observed = np.asarray(co[queries, neighbours.ravel()]).ravel()
+    slots = np.bincount(neighbours.ravel(), minlength=h.shape[1]) / neighbours.size
+    shuffled = float((co[items] @ slots).mean())
+    share = float(observed.mean())
+    return share, share / shuffled if shuffled > 0 else float("nan")
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    return np.divide(num, den, out=np.zeros_like(num, dtype=np.float64), where=den > 0)
+
+
+# ---------------------------------------------------------------------------- lenses
+def cosine_lens(vectors: np.ndarray) -> Lens:
+    """Cosine of item vectors: the app's current "similar movies"."""
+    unit = _unit(np.asarray(vectors, np.float64))
+    return lambda block: unit[block] @ unit.T
+
+
+def centred_lens(vectors: np.ndarray, known: sp.csr_matrix) -> Lens:
+    """Cosine after subtracting the mean vector of the items with known positives, which
+    carries the shared "everyone likes this" component."""
+    v = np.asarray(vectors, np.float64)
+    return cosine_lens(v - v[item_counts(known) > 0].mean(axis=0))
+
+
+def debiased_lens(vectors: np.ndarray, known: sp.csr_matrix) -> Lens:
+    """Cosine after centring and removing the top principal component ("all but the top",
+    Mu & Viswanath 2018): on MovieLens that axis is popularity, which otherwise makes every
+    famous movie the neighbour of every other."""
+    v = np.asarray(vectors, np.float64)
+    seen = item_counts(known) > 0
+    v = v - v[seen].mean(axis=0)
+    top = np.linalg.svd(v[seen], full_matrices=False)[2][0]
+    return cosine_lens(v - np.outer(v @ top, top))
+
+
+def cooccurrence_lens(known: sp.csr_matrix, beta: float = 0.5, shrink: float = 0.0,
+                      min_count: int = 1) -> Lens:
+    """``co(a, b) / ((n_a n_b)^beta + shrink)`` over users' known positives.
+
+    beta 0 ranks by raw co-likes (a popularity list), 0.5 is item-kNN cosine, 1 ranks by lift
+    (PMI); ``shrink`` and ``min_count`` (fewer co-likes score 0) damp tiny counts.
+    """
+    x = (known != 0).astype(np.float64).tocsr()
+    co = (x.T @ x).tocsr()
+    norm = item_counts(known).astype(np.float64) ** beta
+
+    def rows(block: np.ndarray) -> np.ndarray:
+        c = co[block].toarray()
+        c[c < min_count] = 0.0
+        return _ratio(c, norm[block, None] * norm[None, :] + shrink)
+
+    return rows
+
+
+def weights_lens(weights: np.ndarray | sp.spmatrix) -> Lens:
+    """Item-item weights (EASE's B, item-kNN's kept cosine) made symmetric: a is like b
+    when each predicts the other."""
+    w = weights.toarray() if sp.issparse(weights) else np.asarray(weights, np.float64)
+    sym = (w + w.T) / 2
+    return lambda block: sym[block]
+
+
+def popularity_lens(known: sp.csr_matrix) -> Lens:
+    """Every query gets the most popular movies: the floor a lens must beat."""
+    counts = item_counts(known).astype(np.float64)
+    return lambda block: np.broadcast_to(counts, (len(block), len(counts)))
+
+
+def random_lens(n_items: int, seed: int = 0) -> Lens:
+    """Seeded random similarities: the chance level of every number."""
+    table = np.random.default_rng(seed).random((n_items, n_items))
+    return lambda block: table[block]
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+
+def lens_from_model(name: str, model: Any, known: sp.csr_matrix) -> Lens:
+    """The lens ``name`` of :data:`LENSES` for a fitted model and the positives it knew."""
+    if name not in LENSES:
+        raise ValueError(f"unknown lens {name!r}: choose one of {', '.join(LENSES)}")
+    return LENSES[name](model, known)
+
+
+def _factors(model: Any) -> np.ndarray:
+    factors = model.item_factors()
+    if factors is None:
+        raise ValueError(f"{model.name} has no item vectors: use a lens on its weights or "
+                         "on co-occurrence")
+    return factors
+
+
+def _weights(model: Any) -> np.ndarray | sp.spmatrix:
+    weights = model.item_item_weights()
+    if weights is None:
+        raise ValueError(f"{model.name} has no item-item weights: use a vector lens")
+    return weights
+
+
+LENSES: dict[str, Callable[[Any, sp.csr_matrix], Lens]] = {
+    "cosine": lambda model, known: cosine_lens(_factors(model)),
+    "centred": lambda model, known: centred_lens(_factors(model), known),
+    "debiased": lambda model, known: debiased_lens(_factors(model), known),
+    "weights": lambda model, known: weights_lens(_weights(model)),
+    "cooc-cosine": lambda model, known: cooccurrence_lens(known),
+    # beta and shrink chosen on validation (bench/NEIGHBOURS.md)
+    "cooc-damped": lambda model, known: cooccurrence_lens(known, beta=0.75, shrink=20.0),
+    "popularity": lambda model, known: popularity_lens(known),
+}

@@ -1,0 +1,184 @@
+"""Neighbour quality: the fast measure against slow loops, known answers, and the lenses."""
+
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.stats import spearmanr
+
+from recsys import neighbours as nb
+from recsys.config import TrainConfig
+from recsys.models import create_model
+from recsys.models.baselines import cosine_item_similarity
+
+
+def reference_quality(neighbours, items, genres, popularity, heldout, pool):
+    """Slow, obviously-correct loops over pairs and users."""
+    n_genres = genres.shape[1]
+    share = [sum(genres[j, g] for j in pool) / len(pool) for g in range(n_genres)]
+    weight = [-math.log(s) if s > 0 else 0.0 for s in share]
+
+    def jaccard(a, b):
+        inter = sum(weight[g] for g in range(n_genres) if genres[a, g] and genres[b, g])
+        union = sum(weight[g] for g in range(n_genres) if genres[a, g] or genres[b, g])
+        return inter / union if union > 0 else 0.0
+
+    pairs = [(q, n) for q, row in zip(items, neighbours, strict=True) for n in row]
+    agreement = np.mean([jaccard(q, n) for q, n in pairs])
+    chance = np.mean([jaccard(q, c) for q in items for c in pool if c != q])
+
+    def percentile(i):
+        below = sum(popularity[j] < popularity[i] for j in pool)
+        ties = sum(popularity[j] == popularity[i] for j in pool)
+        return (below + ties / 2) / len(pool) * 100
+
+    liked = [set(np.flatnonzero(heldout[u])) for u in range(heldout.shape[0])]
+
+    def co_liked(a, b):
+        return a != b and any(a in s and b in s for s in liked)
+
+    share_pairs = np.mean([co_liked(q, n) for q, n in pairs])
+    slots = [n for row in neighbours for n in row]
+    shuffled = np.mean([co_liked(q, n) for q in items for n in slots])
+    k = neighbours.shape[1]
+    rho = spearmanr([k - r for _ in items for r in range(k)],
+                    [popularity[n] for _, n in pairs])[0]
+    return {
+        "genre_agreement": agreement,
+        "genre_lift": agreement / chance,
+        "popularity_pct": float(np.median([percentile(n) for _, n in pairs])),
+        "popularity_spearman": rho,
+        "cowatch_share": share_pairs,
+        "cowatch_lift": share_pairs / shuffled,
+    }
+
+
+def test_measure_matches_reference():
+    rng = np.random.default_rng(0)
+    n_items, k = 25, 4
+    genres = rng.random((n_items, 5)) < 0.3
+    popularity = rng.integers(1, 30, n_items)
+    heldout = rng.random((40, n_items)) < 0.15
+    pool = np.arange(2, n_items)
+    items = pool[rng.permutation(len(pool))[:15]]
+    neighbours = np.array([rng.choice(pool[pool != q], k, replace=False) for q in items])
+    fast = nb.neighbour_quality(neighbours, items, genres, popularity,
+                                sp.csr_matrix(heldout), pool=pool)
+    slow = reference_quality(neighbours, items, genres, popularity, heldout, pool)
+    assert fast.keys() == slow.keys()
+    for name, value in slow.items():
+        assert math.isclose(fast[name], value, rel_tol=1e-9, abs_tol=1e-12), name
+
+
+def two_blocks(n_users=60, per_block=10, seed=0):
+    """Users like most of one genre block; block A is far more popular than block B."""
+    rng = np.random.default_rng(seed)
+    n_items = 2 * per_block
+    block = np.repeat([0, 1], per_block)
+    user_block = (np.arange(n_users) >= int(n_users * 0.8)).astype(int)  # 80% like block A
+    likes = (block[None, :] == user_block[:, None]) & (rng.random((n_users, n_items)) < 0.7)
+    genres = np.zeros((n_items, 3), bool)
+    genres[:, 0] = True  # a genre every movie has ("Drama") carries no weight
+    genres[np.arange(n_items), 1 + block] = True
+    return sp.csr_matrix(likes.astype(np.float32)), genres, block
+
+
+def test_known_answer_good_lens_scores_high_popularity_lens_low():
+    known, genres, block = two_blocks(seed=0)
+    heldout, _, _ = two_blocks(seed=1)
+    items = np.arange(known.shape[1])
+    popularity = nb.item_counts(known)
+    quality = {}
+    for name, lens in {"cosine": nb.cooccurrence_lens(known),
+                       "popularity": nb.popularity_lens(known)}.items():
+        neighbours = nb.top_k_neighbours(lens, items, k=5)
+        quality[name] = nb.neighbour_quality(neighbours, items, genres, popularity, heldout)
+    good, popular = quality["cosine"], quality["popularity"]
+    assert good["genre_agreement"] == pytest.approx(1.0)
+    assert good["genre_lift"] == pytest.approx(19 / 9)  # chance: 9 of 19 others share
+    assert popular["genre_agreement"] == pytest.approx(0.5)  # right for block A only
+    assert popular["popularity_pct"] > 70 and popular["popularity_spearman"] > 0.9
+    assert good["cowatch_lift"] > 1.5 > popular["cowatch_lift"]
+    # (nearly) the same list for every query: co-liked no more than when shuffled
+    assert popular["cowatch_lift"] == pytest.approx(1.0, abs=0.15)
+
+
+def test_blocked_top_k_matches_argsort():
+    rng = np.random.default_rng(3)
+    sims = rng.normal(size=(37, 37))
+    items = np.sort(rng.choice(37, 23, replace=False))
+    fast = nb.top_k_neighbours(lambda block: sims[block], items, k=6, block=5)
+    sub = sims[np.ix_(items, items)]
+    np.fill_diagonal(sub, -np.inf)
+    expected = items[np.argsort(-sub, axis=1, kind="stable")[:, :6]]
+    np.testing.assert_array_equal(fast, expected)
+
+
+def test_top_k_refuses_nan_and_too_small_catalogues():
+    with pytest.raises(ValueError, match="NaN"):
+        nb.top_k_neighbours(lambda block: np.full((len(block), 4), np.nan), np.arange(4), 2)
+    with pytest.raises(ValueError, match="more than"):
+        nb.top_k_neighbours(lambda block: np.zeros((len(block), 4)), np.arange(4), 4)
+
+
+@pytest.mark.parametrize("model", ["svd", "ease", "itemknn"])
+def test_every_lens_excludes_the_query(block_split, model):
+    fitted = create_model(TrainConfig.for_model(model, dim=4, refit=False)).fit(block_split)
+    known = block_split.train_pos.to_csr()
+    items = nb.catalogue(known, min_positives=1)
+    names = ["cooc-cosine", "cooc-damped", "popularity"]
+    names += ["weights"] if fitted.item_item_weights() is not None else []
+    names += ["cosine", "centred", "debiased"] if fitted.item_factors() is not None else []
+    for name in names:
+        neighbours = nb.top_k_neighbours(nb.lens_from_model(name, fitted, known), items, k=5)
+        assert not (neighbours == items[:, None]).any(), name
+        assert all(len(set(row)) == 5 for row in neighbours), name
+
+
+def test_lens_needs_what_it_reads(block_split):
+    fitted = create_model(TrainConfig.for_model("svd", dim=4, refit=False)).fit(block_split)
+    with pytest.raises(ValueError, match="no item-item weights"):
+        nb.lens_from_model("weights", fitted, block_split.train_pos.to_csr())
+
+
+def test_unknown_lens_names_the_choices(block_split):
+    with pytest.raises(ValueError, match="choose one of"):
+        nb.lens_from_model("telepathy", None, block_split.train_pos.to_csr())
+
+
+def test_debiased_lens_ignores_the_popularity_direction():
+    rng = np.random.default_rng(0)
+    block = np.repeat(np.arange(6), 5)  # six tastes, each with a blockbuster and a rarity
+    counts = np.tile([3, 10, 40, 150, 600], 6)
+    known = sp.csr_matrix((np.arange(1000)[:, None] < counts[None, :]).astype(np.float32))
+    # a strong popularity axis plus a weaker taste axis per block: cosine pairs blockbusters
+    vectors = np.column_stack([np.log(counts), np.eye(6)[block]])
+    vectors += rng.normal(scale=0.01, size=vectors.shape)
+    items = np.arange(len(block))
+    same = {}
+    for name, lens in {"cosine": nb.cosine_lens(vectors),
+                       "debiased": nb.debiased_lens(vectors, known)}.items():
+        neighbours = nb.top_k_neighbours(lens, items, k=3)
+        same[name] = (block[neighbours] == block[:, None]).mean()
+    assert same["debiased"] == 1.0
+    assert same["cosine"] < 0.95
+
+
+def test_cooccurrence_lens_spans_counts_cosine_and_lift():
+    known, _, _ = two_blocks()
+    items = np.arange(known.shape[1])
+    co = (known.T @ known).toarray()
+    np.testing.assert_allclose(nb.cooccurrence_lens(known, beta=0.0)(items), co)
+    cosine = cosine_item_similarity(known).toarray()
+    off = ~np.eye(len(items), dtype=bool)
+    np.testing.assert_allclose(nb.cooccurrence_lens(known)(items)[off], cosine[off], rtol=1e-5)
+    n = nb.item_counts(known)
+    lift = nb.cooccurrence_lens(known, beta=1.0, min_count=30)(items)
+    np.testing.assert_allclose(lift, np.where(co >= 30, co / np.outer(n, n), 0.0))
+
+
+def test_genre_matrix_skips_unknown():
+    g = nb.genre_matrix(["Comedy|Drama", "unknown", "", "Drama"])
+    assert g.shape == (4, 2)
+    assert g.tolist() == [[True, True], [False, False], [False, False], [False, True]]

@@ -1,0 +1,398 @@
+"""Shared state of the app, reached only through cached functions.
+
+Cached objects (the dataset, loaded runs, serving catalogs, projections) are shared by every
+visitor and never mutated. What differs per visitor (the active run, widget values, training
+jobs) lives in ``st.session_state``. One cache-key rule for runs: the run folder's path plus
+the modification time of its weights, so a retrained folder is never served stale.
+
+Which run a visitor sees: the one they picked (or trained) in this session, else ``?run=``,
+else the **pinned** run (``recsys pin RUN`` or the Train page), else the best embedding model
+on the default protocol. Runs trained on other data and damaged runs are listed apart and
+never become anyone's model.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from recsys import app_support as sup
+from recsys import funnel, index
+from recsys import projection as proj
+from recsys.config import SplitConfig, TrainConfig
+from recsys.data import DataUnavailableError, MovieLens, load_movielens
+from recsys.jobs import JobManager, JobSnapshot
+from recsys.models import MODELS
+from recsys.runs import (
+    Run,
+    RunError,
+    default_runs_dir,
+    list_runs,
+    load_run,
+    pin_run,
+    pinned_run_name,
+    prepare_split,
+)
+from recsys.serving import Catalog
+from recsys.splits import Split
+from ui import state
+from ui.text import plain, short
+
+RUN_KEY = "sb_run"  # the sidebar picker's key: the visitor's active run name
+PENDING_RUN = "pending_run"  # set by a page, applied by the picker before it is drawn
+FIRST_LAUNCH = "first-launch"  # owner of the job that trains the default model
+EMBEDDING_MODELS = tuple(name for name, cls in MODELS.items() if cls.has_embeddings)
+
+
+# ---------------------------------------------------------------------- dataset
+@st.cache_resource(show_spinner="Loading MovieLens 100K…")
+def _load_dataset() -> MovieLens:
+    return load_movielens(progress=False)
+
+
+def dataset() -> MovieLens:
+    """The dataset, or an error box with the loader's message and a stopped page."""
+    try:
+        return _load_dataset()
+    except DataUnavailableError as err:
+        problem, reason = "MovieLens 100K is not available on this machine.", err
+    except (ValueError, OSError) as err:  # a data folder that exists but cannot be read
+        problem, reason = "The MovieLens files could not be read.", err
+    st.error(f"{problem} {plain(reason)}\n\nFix the data folder (or unset `RECSYS_DATA_DIR`) and "
+             "reload the page; `recsys data` in a terminal shows the same check.",
+             icon=":material/error:")
+    st.stop()
+
+
+# ---------------------------------------------------------------------- runs
+def runs_dir() -> Path:
+    return default_runs_dir()
+
+
+def _stamp(path: str | Path) -> int:
+    """Part of every cache key of a run: when its weights were last written (ns)."""
+    return (Path(path) / "weights.npz").stat().st_mtime_ns
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _load_run(path: str, stamp: int) -> Run:
+    return load_run(path)
+
+
+def run_by_path(path: str | Path) -> Run:
+    return _load_run(str(path), _stamp(path))
+
+
+@dataclass
+class RunBook:
+    """The runs under the runs folder, sorted by what the app may do with them."""
+
+    usable: list[Run] = field(default_factory=list)  # this dataset's runs, newest first
+    other_data: list[Run] = field(default_factory=list)  # trained on other data: listed only
+    damaged: list[tuple[str, str]] = field(default_factory=list)  # (folder name, reason)
+
+    def by_name(self) -> dict[str, Run]:
+        return {r.name: r for r in self.usable}
+
+
+def run_book() -> RunBook:
+    """Every run folder, loaded (cached) and sorted into usable / other data / damaged."""
+    fingerprint = dataset().fingerprint()
+    book = RunBook()
+    for path in list_runs(runs_dir()):
+        try:
+            run = run_by_path(path)
+        except (RunError, OSError) as err:
+            book.damaged.append((path.name, str(err)))
+            continue
+        if run.dataset.get("fingerprint") == fingerprint:
+            book.usable.append(run)
+        else:
+            book.other_data.append(run)
+    return book
+
+
+def default_run(book: RunBook) -> Run:
+    """The pinned run, else the best embedding model on the default protocol, else the
+    newest usable run: never simply the newest experiment."""
+    by_name = book.by_name()
+    pinned = pinned_run_name(runs_dir())
+    if pinned in by_name:
+        return by_name[pinned]
+    default_protocol = sup.protocol_key(SplitConfig())
+    candidates = [r for r in book.usable if r.train_config.model in EMBEDDING_MODELS
+                  and sup.protocol_key(r.split_config) == default_protocol]
+    if candidates:
+        return max(candidates, key=lambda r: r.metrics.get("recall@10", 0.0))
+    return book.usable[0]
+
+
+def active_run() -> Run:
+    """This visitor's active run: their pick, else ``?run=``, else the default. Trains the
+    default model first when there is no usable run at all (first launch)."""
+    book = run_book()
+    if not book.usable:
+        first_launch(book)  # stops the page until the default model is trained
+    by_name = book.by_name()
+    if pinned_run_name(runs_dir()) is None:
+        pin_first_launch(by_name)
+    pending = st.session_state.pop(PENDING_RUN, None)
+    if pending in by_name:  # before the picker is drawn, so its state may still be set
+        st.session_state[RUN_KEY] = pending
+        state.remember(RUN_KEY, pending)
+    state.carry(RUN_KEY)
+    name = st.session_state.get(RUN_KEY)
+    if name not in by_name:
+        linked = state.query_value("run", str, lambda n: n in by_name)
+        name = linked or default_run(book).name
+        st.session_state[RUN_KEY] = name
+    return by_name[name]
+
+
+def select_run(name: str) -> None:
+    """Makes ``name`` this visitor's active run (applied on the next rerun); others keep
+    theirs."""
+    st.session_state[PENDING_RUN] = name
+
+
+def pin(run: Run) -> None:
+    """Makes ``run`` the default model of new visitors and links without ``?run=``."""
+    pin_run(runs_dir(), run.name)
+
+
+def pinned_name() -> str | None:
+    return pinned_run_name(runs_dir())
+
+
+# ---------------------------------------------------------------------- training jobs
+@st.cache_resource
+def job_manager() -> JobManager:
+    """One manager per server: workers run in their own processes, one at a time."""
+    return JobManager(runs_dir() / ".jobs", max_running=1)
+
+
+@st.cache_resource
+def _first_launch_lock() -> threading.Lock:
+    return threading.Lock()
+
+
+def first_launch(book: RunBook) -> None:
+    """No usable run: start (once per server) the default model's training in a worker,
+    show its progress, and pin the result when it is saved. Stops the page meanwhile."""
+    manager = job_manager()
+    with _first_launch_lock():
+        job = next((j for j in manager.unfinished() if j.owner == FIRST_LAUNCH), None)
+        if job is None:
+            config = TrainConfig()
+            job = manager.submit(FIRST_LAUNCH, SplitConfig(), config, runs_dir(),
+                                 out_dir=runs_dir() / f"{config.model}-default",
+                                 fingerprint=dataset().fingerprint())
+    st.info("First launch: no trained model on this machine yet, so the default model is "
+            "being trained now (a few seconds). Every page works as soon as it is saved.",
+            icon=":material/model_training:")
+    if book.other_data or book.damaged:
+        st.caption(f"{len(book.other_data)} run(s) of other data and {len(book.damaged)} "
+                   "damaged run(s) were found and are not used.")
+    _first_launch_progress(job.id)
+    st.stop()
+
+
+def pin_first_launch(by_name: dict[str, Run]) -> None:
+    """First launch pins what it trained (once; a pin made later is never replaced)."""
+    saved = [j.run_path.name for j in job_manager().jobs(FIRST_LAUNCH) if j.run_path]
+    if saved and saved[-1] in by_name:
+        try:
+            pin_run(runs_dir(), saved[-1])
+        except (RunError, OSError):
+            pass  # a read-only runs folder: the page shows the run anyway (default_run)
+
+
+@st.fragment(run_every=1.0)
+def _first_launch_progress(job_id: str) -> None:
+    job = job_manager().snapshot(job_id)
+    if job is None or job.run_path is not None:  # saved: redraw the page with it
+        st.rerun(scope="app")
+    if job.status == "failed":
+        st.error(f"Training the default model failed: {plain(job.error)}. Run `recsys train` "
+                 "in a terminal to see the full report, then reload.")
+        return
+    st.progress(job.progress, text=f"{plain(job.phase)} · {job.seconds:.0f} s")
+
+
+def job_from(job_id: str | None) -> JobSnapshot | None:
+    """A job by id (from the session or the URL), or None for an unknown or malformed id."""
+    if not job_id:
+        return None
+    return job_manager().snapshot(str(job_id))
+
+
+# ---------------------------------------------------------------------- data of a run
+@st.cache_resource(show_spinner="Preparing the split…", max_entries=8)
+def split_for(config: SplitConfig) -> Split:
+    return prepare_split(dataset(), config)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _catalogue(run_path: str, stamp: int) -> pd.DataFrame:
+    return sup.catalogue(dataset(), run_by_path(run_path))
+
+
+def catalogue(run: Run) -> pd.DataFrame:
+    """Movies aligned with the run's item indices (a copy: safe to change)."""
+    return _catalogue(str(run.path), _stamp(run.path))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _users(run_path: str, stamp: int) -> pd.DataFrame:
+    return sup.user_table(dataset(), run_by_path(run_path))
+
+
+def users(run: Run) -> pd.DataFrame:
+    return _users(str(run.path), _stamp(run.path))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _user_labels(run_path: str, stamp: int) -> dict[int, str]:
+    return sup.user_labels(_users(run_path, stamp))
+
+
+def user_labels(run: Run) -> dict[int, str]:
+    return _user_labels(str(run.path), _stamp(run.path))
+
+
+@st.cache_resource(show_spinner="Preparing the model for serving…", max_entries=16)
+def _catalog(path: str, stamp: int) -> Catalog:
+    return Catalog.build(_load_run(path, stamp), dataset())
+
+
+def catalog(run: Run) -> Catalog:
+    """The serving catalog of ``run`` (shared, read-only), or an error box and a stopped page
+    when the run does not fit the loaded data."""
+    try:
+        return _catalog(str(run.path), _stamp(run.path))
+    except ValueError as err:  # RunError included: other data, or a changed item mapping
+        st.error(f"Cannot serve run {short(run.name)}: {plain(err)}. Pick another run in the "
+                 "sidebar.")
+        st.stop()
+
+
+def has_item_embeddings(run: Run, purpose: str) -> bool:
+    """Whether ``run`` has movie vectors; if not, an info box saying which models do."""
+    if run.model.item_factors() is not None:
+        return True
+    st.info(f"The active run ({run.train_config.model}) has no movie vectors {purpose}. Pick "
+            f"a run of {', '.join(EMBEDDING_MODELS)} in the sidebar.")
+    return False
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _compare_reranking(run_path: str, stamp: int, config) -> pd.DataFrame:
+    ctx = _catalog(run_path, stamp)
+    table = funnel.compare_reranking(ctx, config)
+    keep = ["recall@10", "ndcg@10", "coverage@10", "novelty@10", "intra_list_diversity@10",
+            "candidate_recall"]
+    return table[[c for c in keep if c in table]]
+
+
+def compare_reranking(run: Run, config) -> pd.DataFrame:
+    """Funnel test metrics without and with ``config``'s re-ranking (cached per knobs)."""
+    return _compare_reranking(str(run.path), _stamp(run.path), config)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _ann_report(run_path: str, stamp: int, nlist: int, nprobe: int) -> dict:
+    factors = _load_run(run_path, stamp).model.item_factors()
+    return index.ann_recall_report(factors, nlist=nlist, nprobe=nprobe)
+
+
+def ann_report(run: Run, nlist: int, nprobe: int) -> dict:
+    """IVF recall and latency against exact search on the run's item factors."""
+    return _ann_report(str(run.path), _stamp(run.path), nlist, nprobe)
+
+
+# ---------------------------------------------------------------------- projections
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _projection(path: str, stamp: int, method: str) -> proj.Projection:
+    return proj.project_run(_load_run(path, stamp), method, movies=_catalogue(path, stamp))
+
+
+def projection(run: Run, method: str = "pca") -> proj.Projection:
+    """The run's 2-D item map (cached in memory and in the run dir); never mutate it.
+
+    ValueError when the run has no item embeddings (check ``run.model.item_factors()``)."""
+    return _projection(str(run.path), _stamp(run.path), method)
+
+
+def projection_is_cached(run: Run, method: str) -> bool:
+    """Whether the map was computed already (by the training worker or an earlier visit)."""
+    folder = Path(run.path) / "projections"
+    return folder.is_dir() and any(folder.glob(f"items-{method}-*.npz"))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _projection_frame(path: str, stamp: int, method: str) -> pd.DataFrame:
+    frame = _projection(path, stamp, method).frame
+    return sup.map_frame(frame, _catalogue(path, stamp))
+
+
+def projection_frame(run: Run, method: str = "pca") -> pd.DataFrame:
+    """The map's frame with ``genre`` and ``ratings`` columns (a copy: safe to extend)."""
+    return _projection_frame(str(run.path), _stamp(run.path), method)
+
+
+# ---------------------------------------------------------------------- sidebar
+def context() -> tuple[MovieLens, Run]:
+    """The dataset and this visitor's active run, with the sidebar's model section drawn."""
+    ml = dataset()
+    run = active_run()
+    sidebar(ml, run, run_book())
+    return ml, run
+
+
+def sidebar(ml: MovieLens, run: Run, book: RunBook) -> None:
+    """Run picker, the active run's protocol and metrics, skipped runs, dataset facts."""
+    by_name = book.by_name()
+    pinned = pinned_name()
+    with st.sidebar:
+        st.divider()
+        st.selectbox(
+            "Active model", list(by_name), key=RUN_KEY,
+            format_func=lambda n: f"{by_name[n].train_config.model} · R@10 "
+                                  f"{metric_text(by_name[n], 'recall@10')} · {n}"
+                                  f"{' · pinned' if n == pinned else ''}",
+            help="Your choice only: other visitors keep their own. The *pinned* run is the "
+                 "default for new visitors (pin another on the Train & evaluate page or with "
+                 "`recsys pin RUN`).")
+        state.remember(RUN_KEY, run.name)
+        st.query_params["run"] = run.name
+        st.caption(plain(run.split_config.describe()))
+        c1, c2 = st.columns(2)
+        c1.metric("Recall@10", metric_text(run, "recall@10"), help="test, K = 10")
+        c2.metric("NDCG@10", metric_text(run, "ndcg@10"), help="test, K = 10")
+        if book.damaged:
+            names = ", ".join(short(name, 40) for name, _ in book.damaged)
+            st.warning(f"Skipped {len(book.damaged)} damaged run folder"
+                       f"{'s' if len(book.damaged) > 1 else ''}: {names}. "
+                       f"{plain(book.damaged[0][1])}", icon=":material/warning:")
+        if book.other_data:
+            st.caption(f"{len(book.other_data)} run(s) trained on other data are not offered "
+                       "(listed on Train & evaluate).")
+        st.divider()
+        st.caption(f"**Data:** {plain(ml.name)} · {len(ml.ratings):,} ratings · "
+                   f"{ml.n_users:,} users · {ml.n_items:,} movies  \n"
+                   f"Source: {short(ml.source, 120)}")
+
+
+def metric_text(run: Run, name: str) -> str:
+    """A test metric of ``run`` for display ("–" when the run did not record it)."""
+    value = run.metrics.get(name)
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "–"
+
+
+def metric_row(items: dict[str, str]) -> None:
+    for col, (label, value) in zip(st.columns(len(items)), items.items(), strict=True):
+        col.metric(label, value)
