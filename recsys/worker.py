@@ -1,9 +1,9 @@
 """One training job in its own process: ``python -m recsys.worker JOB_DIR``.
 
 Started by :class:`recsys.jobs.JobManager`. It waits for a free training slot, loads
-MovieLens, trains, evaluates and saves the run, then caches the run's maps, appending an event
-to ``JOB_DIR/progress.jsonl`` at every step. SIGTERM (a cancel) unwinds as an exception, so a
-half-saved run never stays behind.
+MovieLens, trains, evaluates and saves the run, frees the slot, then caches the run's maps at
+a lower CPU priority, appending an event to ``JOB_DIR/progress.jsonl`` at every step.
+SIGTERM (a cancel) unwinds as an exception, so a half-saved run never stays behind.
 """
 
 from __future__ import annotations
@@ -59,6 +59,11 @@ def run_job(job_dir: Path, job: dict[str, Any]) -> int:
     try:
         slot = _take_slot(job_dir, job)
         run, ml = _train(job_dir, job)
+        # The run is saved: free the slot so the next visitor's training starts now, and
+        # compute the maps at a lower priority so they never slow that training down.
+        os.close(slot)
+        slot = None
+        os.nice(10)
         _compute_maps(job_dir, job, run, ml)
         return 0
     except Cancelled:

@@ -191,6 +191,20 @@ def test_cancel_while_mapping_keeps_the_saved_run(data_dir, tmp_path):
     assert not [p for p in snap.run_path.rglob("*") if ".tmp-" in p.name]
 
 
+def test_maps_do_not_hold_the_training_slot(data_dir, tmp_path):
+    manager = JobManager(tmp_path / "jobs", max_running=1)
+    first = manager.submit("a", SPLIT, tiny_config(), tmp_path / "runs", data_dir=data_dir,
+                           maps=("umap",))
+    wait_for(manager, first.id, lambda s: s.phase == "computing maps: UMAP")
+    second = manager.submit("b", SPLIT, tiny_config(), tmp_path / "runs", data_dir=data_dir,
+                            maps=())
+    # the second job trains while the first one's map is still being computed
+    wait_for(manager, second.id, lambda s: s.status in (RUNNING, DONE))
+    assert manager.snapshot(first.id).maps_pending == ("umap",)
+    manager.cancel(first.id)
+    assert wait_until_over(manager, second.id).status == DONE
+
+
 def test_second_job_waits_for_the_slot_then_runs(data_dir, tmp_path):
     manager = JobManager(tmp_path / "jobs", max_running=1)
     first = manager.submit("a", SPLIT, slow_config(), tmp_path / "runs", data_dir=data_dir,

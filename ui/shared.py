@@ -25,7 +25,7 @@ from recsys import funnel, index
 from recsys import projection as proj
 from recsys.config import SplitConfig, TrainConfig
 from recsys.data import DataUnavailableError, MovieLens, load_movielens
-from recsys.jobs import JobManager, JobSnapshot
+from recsys.jobs import JobManager, JobSnapshot, new_run_dir
 from recsys.models import MODELS
 from recsys.runs import (
     Run,
@@ -188,8 +188,10 @@ def first_launch(book: RunBook) -> None:
         job = next((j for j in manager.unfinished() if j.owner == FIRST_LAUNCH), None)
         if job is None:
             config = TrainConfig()
-            job = manager.submit(FIRST_LAUNCH, SplitConfig(), config, runs_dir(),
-                                 out_dir=runs_dir() / f"{config.model}-default",
+            out = runs_dir() / f"{config.model}-default"
+            if out.exists():  # e.g. a damaged or other-data run of that name
+                out = new_run_dir(runs_dir(), config.model)
+            job = manager.submit(FIRST_LAUNCH, SplitConfig(), config, runs_dir(), out_dir=out,
                                  fingerprint=dataset().fingerprint())
     st.info("First launch: no trained model on this machine yet, so the default model is "
             "being trained now (a few seconds). Every page works as soon as it is saved.",
