@@ -17,9 +17,11 @@ from ui.text import plain  # noqa: E402
 
 K = "map_"
 METHODS = {"PCA": "pca", "t-SNE": "tsne", "UMAP": "umap"}
-# Measured for ML-100K on the 2-core machine (bench/RESULTS.md): maps of runs trained in the
-# app are computed by the training worker, so these waits only meet older runs.
-SLOW = {"tsne": "about 10–30 seconds", "umap": "about 30 seconds, more on a busy machine"}
+# Measured for ML-100K on the 2-core machine, whole fresh processes (bench/APP_RESULTS.md):
+# t-SNE ~8 s; UMAP ~18 s with numba's cache warm, ~40 s the very first time after install.
+# Runs trained in the app get their maps from the training worker, so these waits only meet
+# runs trained elsewhere.
+SLOW = {"tsne": "about 10 seconds", "umap": "about 20 seconds, up to a minute the first time"}
 state.carry(K + "method", K + "colour", K + "search")
 
 ml, run = shared.context()
