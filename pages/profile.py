@@ -9,26 +9,32 @@ from ui import frame
 
 frame.page("Build your profile")
 
-import plotly.graph_objects as go  # noqa: E402  (heavy imports after the heading)
+import plotly.express as px  # noqa: E402  (heavy imports after the heading)
+import plotly.graph_objects as go  # noqa: E402
 
 from recsys import app_support as sup  # noqa: E402
-from recsys.coldstart import ColdStartConfig, cold_start  # noqa: E402
+from recsys.coldstart import (  # noqa: E402
+    ColdStartConfig,
+    blend_weight,
+    cold_start,
+    coldstart_curve,
+)
 from recsys.projection import place_user  # noqa: E402
 from ui import shared, state  # noqa: E402
 from ui.text import plain  # noqa: E402
 
 K = "prof_"
 BADGES = {"collaborative": "collaborative (fold-in)", "content": "content (title & genres)",
-          "popularity": "popularity"}
-state.carry(K + "liked", K + "disliked", K + "k")
+          "both": "both (fold-in + content)", "popularity": "popularity"}
+state.carry(K + "liked", K + "disliked", K + "k", K + "by_hand", K + "blend")
 
 ml, run = shared.context()
 ctx = shared.catalog(run)
 
 st.caption("Tell the model a few movies you liked (and some you did not). Your vector is "
            "*folded in* against the frozen movie vectors in under a millisecond — no "
-           "retraining. With fewer than 5 likes, title-and-genre similarity (content) is "
-           "blended in, and every row says which source placed it.")
+           "retraining. Title-and-genre similarity (content) is blended in by the weight that "
+           "measured best for that many likes, and every row says which source placed it.")
 
 movies = shared.catalogue(run).sort_values("popularity", ascending=False)
 titles = dict(zip(movies["item_id"], movies["title"], strict=True))
@@ -62,20 +68,32 @@ for param, chosen in (("likes", liked), ("dislikes", disliked)):
     else:
         st.query_params.pop(param, None)
 
-config = ColdStartConfig()
+model = run.train_config.model
+b1, b2 = st.columns([1, 3])
+by_hand = b1.toggle("Set the blend by hand", key=K + "by_hand",
+                    help="Off: the collaborative weight measured best for this many likes "
+                         "(bench/COLDSTART.md). On: your own weight, e.g. to show a class what "
+                         "pure content or pure fold-in gives.")
+measured = blend_weight(max(len(liked), 1), model)
+weight = b2.slider("Collaborative weight (1 = fold-in only, 0 = content only)", 0.0, 1.0,
+                   measured, 0.1, key=K + "blend", disabled=not by_hand)
+config = ColdStartConfig(blend=weight if by_hand else None)
 if not liked:
     st.info("Pick at least one movie you liked. Until then you see the most popular movies — "
             "what any new visitor gets.", icon=":material/touch_app:")
-elif len(liked) < config.min_likes:
-    st.info(f"{len(liked)} like{'s' if len(liked) > 1 else ''} so far: below "
-            f"{config.min_likes}, content similarity is blended in "
-            f"({len(liked) / config.min_likes:.0%} collaborative).", icon=":material/description:")
 
 try:
     recs = cold_start(ctx, liked, disliked, k=k, config=config)
 except ValueError as err:
     st.error(plain(err))
     st.stop()
+if liked:
+    w = float(recs["weight_collaborative"].iloc[0])
+    how = ("set by hand" if by_hand else
+           f"the blend measured best for {len(liked)} like{'s' if len(liked) > 1 else ''} "
+           f"with {plain(model)}")
+    st.info(f"{len(liked)} like{'s' if len(liked) > 1 else ''}: {w:.0%} collaborative, "
+            f"{1 - w:.0%} content similarity — {how}.", icon=":material/tune:")
 
 left, right = st.columns([3, 2], gap="large")
 with left:
@@ -118,3 +136,24 @@ with right:
         st.caption("PCA of the movie vectors; your folded-in vector goes through the same "
                    "linear map, scaled to a typical movie's length (only its direction "
                    "decides what you are recommended).")
+
+st.divider()
+st.subheader("How many likes does a new user need? (measured)")
+curve = coldstart_curve(model)
+if curve.empty:
+    curve, note = coldstart_curve("mf-als"), " (measured for mf-als; this model was not)"
+else:
+    note = ""
+left, right = st.columns([3, 2], gap="large")
+with left:
+    fig = px.line(curve, x="likes", y="recall@10", color="method", markers=True, log_x=True,
+                  height=320, labels={"likes": "likes revealed", "recall@10": "test Recall@10"})
+    fig.update_layout(margin=dict(l=0, r=0, t=10, b=0))
+    st.plotly_chart(fig, key=K + "curve")
+with right:
+    st.markdown(
+        f"Users held out of training entirely were folded in from their first *n* likes; "
+        f"Recall@10 counts their later likes{plain(note)}. **Content alone** (titles and "
+        "genres) is the weakest source at every *n*; **fold-in** already matches "
+        "popularity at one like and pulls ahead from a few; a light **blend** with content "
+        "helps a little. Details: `bench/COLDSTART.md`.")

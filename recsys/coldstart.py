@@ -8,9 +8,13 @@ liked items are targets 1 with confidence 1, disliked items targets 0 with confi
 Solving one d x d system takes well under a millisecond. Item-item models (itemknn, EASE)
 score the liked items' rows directly.
 
-Content: TF-IDF over title words and genres, cosine to the liked movies. With fewer than
-``min_likes`` likes the two are blended, the collaborative weight growing as likes grow; with
-no likes at all the list is the most popular movies. Every row says which source placed it.
+Content: TF-IDF over title words and genres, cosine to the liked movies.
+
+Both scores are z-scored over the rankable movies and blended, ``w * collaborative +
+(1 - w) * content``; the weight ``w`` for a number of likes is the one measured best on users
+held out of training (:data:`BLEND_BY_LIKES`, ``bench/COLDSTART.md``), or set by hand
+(``ColdStartConfig.blend``). With no likes the list is the most popular movies. Every row says
+which term placed it.
 """
 
 from __future__ import annotations
@@ -32,22 +36,110 @@ from recsys.serving import Catalog
 DOT_MODELS = ("mf-bpr", "mf-bce", "mf-mse", "mf-als", "svd")
 _CONTENT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Catalog -> TF-IDF matrix
 
+# Collaborative weight w by number of likes, per model: the w in 0, 0.1, ..., 1 with the best
+# Recall@10 on validation users held out of training (bench/COLDSTART.md, made by
+# `python -m bench.coldstart`). Linear in between, the last value beyond the last count.
+# Content alone is far worse than fold-in at every count, so w stays >= 0.5: a little content
+# breaks ties. Keyed by model because the z-scored fold-in scores spread differently (mf-bpr
+# loses a fifth of its Recall@10 at w = 0.5 with 5 likes, where mf-als is flat); per count the
+# choice is noisy (189 users), the curves are flat within about 0.1 of it.
+BLEND_BY_LIKES: dict[str, dict[int, float]] = {
+    "mf-bpr": {1: 0.9, 2: 0.9, 3: 0.8, 5: 0.8, 10: 0.6, 20: 0.8},
+    "mf-als": {1: 0.9, 2: 0.8, 3: 0.7, 5: 0.5, 10: 0.6, 20: 0.5},
+    "mf-bce": {1: 1.0, 2: 1.0, 3: 0.9, 5: 0.7, 10: 0.6, 20: 0.6},
+    "mf-mse": {1: 0.9, 2: 0.8, 3: 0.9, 5: 0.8, 10: 0.7, 20: 0.7},
+    "svd": {1: 1.0, 2: 0.8, 3: 0.7, 5: 0.5, 10: 0.6, 20: 0.6},
+    "itemknn": {1: 0.9, 2: 1.0, 3: 0.7, 5: 0.9, 10: 0.7, 20: 0.7},
+    "ease": {1: 1.0, 2: 0.6, 3: 0.7, 5: 0.6, 10: 0.6, 20: 0.4},
+}
+DEFAULT_SCHEDULE = "mf-als"  # for models the bench did not measure
+
+# Test Recall@10 of the same protocol (bench/COLDSTART.md), for the page to plot: model ->
+# method -> one value per count in CURVE_LIKES; "blend" uses the model's schedule above.
+CURVE_LIKES = (1, 2, 3, 5, 10, 20)
+CURVE: dict[str, dict[str, tuple[float, ...]]] = {
+    "mf-bpr": {
+        "collaborative": (0.0846, 0.0847, 0.0831, 0.0800, 0.0577, 0.0562),
+        "content": (0.0141, 0.0149, 0.0211, 0.0260, 0.0219, 0.0117),
+        "popularity": (0.0738, 0.0696, 0.0700, 0.0685, 0.0620, 0.0556),
+        "blend": (0.0829, 0.0833, 0.0889, 0.0873, 0.0723, 0.0583),
+    },
+    "mf-als": {
+        "collaborative": (0.0744, 0.0773, 0.0843, 0.0839, 0.0817, 0.0725),
+        "content": (0.0141, 0.0149, 0.0211, 0.0260, 0.0219, 0.0117),
+        "popularity": (0.0738, 0.0696, 0.0700, 0.0685, 0.0620, 0.0556),
+        "blend": (0.0754, 0.0801, 0.0866, 0.0881, 0.0826, 0.0726),
+    },
+    "mf-bce": {
+        "collaborative": (0.0963, 0.0929, 0.0959, 0.0936, 0.0830, 0.0671),
+        "content": (0.0141, 0.0149, 0.0211, 0.0260, 0.0219, 0.0117),
+        "popularity": (0.0738, 0.0696, 0.0700, 0.0685, 0.0620, 0.0556),
+        "blend": (0.0963, 0.0929, 0.0948, 0.0949, 0.0843, 0.0663),
+    },
+    "mf-mse": {
+        "collaborative": (0.0327, 0.0312, 0.0312, 0.0303, 0.0353, 0.0433),
+        "content": (0.0141, 0.0149, 0.0211, 0.0260, 0.0219, 0.0117),
+        "popularity": (0.0738, 0.0696, 0.0700, 0.0685, 0.0620, 0.0556),
+        "blend": (0.0339, 0.0356, 0.0368, 0.0395, 0.0474, 0.0403),
+    },
+    "svd": {
+        "collaborative": (0.0740, 0.0796, 0.0852, 0.0918, 0.0876, 0.0720),
+        "content": (0.0141, 0.0149, 0.0211, 0.0260, 0.0219, 0.0117),
+        "popularity": (0.0738, 0.0696, 0.0700, 0.0685, 0.0620, 0.0556),
+        "blend": (0.0740, 0.0817, 0.0884, 0.0939, 0.0831, 0.0690),
+    },
+    "itemknn": {
+        "collaborative": (0.0810, 0.0968, 0.1040, 0.1125, 0.1050, 0.0877),
+        "content": (0.0141, 0.0149, 0.0211, 0.0260, 0.0219, 0.0117),
+        "popularity": (0.0738, 0.0696, 0.0700, 0.0685, 0.0620, 0.0556),
+        "blend": (0.0799, 0.0968, 0.1015, 0.1113, 0.1021, 0.0827),
+    },
+    "ease": {
+        "collaborative": (0.0906, 0.0914, 0.0962, 0.1002, 0.0873, 0.0755),
+        "content": (0.0141, 0.0149, 0.0211, 0.0260, 0.0219, 0.0117),
+        "popularity": (0.0738, 0.0696, 0.0700, 0.0685, 0.0620, 0.0556),
+        "blend": (0.0906, 0.0927, 0.0975, 0.0986, 0.0894, 0.0698),
+    },
+}
 
 
 @dataclass(frozen=True)
 class ColdStartConfig:
     """How a new user's list is made."""
 
-    min_likes: int = _opt(5, "with fewer likes, content scores are blended in (0 = never)")
+    blend: float | None = _opt(None, "collaborative weight w of w * collaborative + (1 - w) * "
+                               "content, 0 to 1; None: the measured weight for the number of "
+                               "likes (BLEND_BY_LIKES)")
     reg: float = _opt(0.1, "ridge penalty, in units of the mean squared item-vector norm")
     unobserved_weight: float = _opt(0.05, "confidence that an unrated movie is not liked")
     disliked_weight: float = _opt(1.0, "confidence of a dislike (target 0)")
 
     def __post_init__(self) -> None:
-        if self.min_likes < 0 or self.reg <= 0 or self.unobserved_weight < 0 \
-                or self.disliked_weight < 0:
-            raise ValueError("min_likes and the weights must be >= 0 and reg > 0, got "
-                             f"{self}")
+        if self.blend is not None and not 0 <= self.blend <= 1:
+            raise ValueError(f"blend must be between 0 and 1 (or None), got {self.blend}")
+        if self.reg <= 0 or self.unobserved_weight < 0 or self.disliked_weight < 0:
+            raise ValueError(f"the weights must be >= 0 and reg > 0, got {self}")
+
+
+def blend_weight(n_liked: int, model: str, config: ColdStartConfig | None = None) -> float:
+    """Collaborative weight for ``n_liked`` likes: the hand-set ``config.blend``, else the
+    measured schedule of ``model`` (:data:`DEFAULT_SCHEDULE`'s when it was not measured)."""
+    config = config or ColdStartConfig()
+    if config.blend is not None:
+        return float(config.blend)
+    schedule = BLEND_BY_LIKES.get(model, BLEND_BY_LIKES[DEFAULT_SCHEDULE])
+    likes = sorted(schedule)
+    return float(np.interp(n_liked, likes, [schedule[n] for n in likes]))
+
+
+def coldstart_curve(model: str | None = None) -> pd.DataFrame:
+    """The measured test Recall@10 by likes and method (long format: model, likes, method,
+    recall@10), for plotting; ``model`` selects one model's rows."""
+    rows = [(name, n, method, value) for name, methods in CURVE.items()
+            for method, values in methods.items() for n, value in zip(CURVE_LIKES, values,
+                                                                       strict=True)]
+    frame = pd.DataFrame(rows, columns=["model", "likes", "method", "recall@10"])
+    return frame if model is None else frame[frame["model"] == model].reset_index(drop=True)
 
 
 def fold_in(ctx: Catalog, liked: Sequence[int], disliked: Sequence[int] = (),
@@ -56,24 +148,62 @@ def fold_in(ctx: Catalog, liked: Sequence[int], disliked: Sequence[int] = (),
     against the run's frozen item factors. Dot-product models only (mf-*, svd)."""
     config = config or ColdStartConfig()
     liked_idx, disliked_idx = _indices(ctx, liked, disliked)
-    return _solve(_dot_item_factors(ctx), liked_idx, disliked_idx, config)
+    return fold_in_vectors(_dot_item_factors(ctx), liked_idx[None], disliked_idx[None],
+                           config)[0]
 
 
-def _solve(q: np.ndarray, liked: np.ndarray, disliked: np.ndarray,
-           config: ColdStartConfig) -> np.ndarray:
-    """The mf-als user step for one user: base confidence ``unobserved_weight``, liked items
-    confidence 1 and target 1, disliked items confidence ``disliked_weight`` and target 0."""
+def fold_in_vectors(q: np.ndarray, liked: np.ndarray, disliked: np.ndarray | None = None,
+                    config: ColdStartConfig | None = None) -> np.ndarray:
+    """The mf-als user step for a batch of new users, one batched solve.
+
+    Parameters
+    ----------
+    q : (n_items, d) frozen item factors.
+    liked, disliked : (B, L) and (B, M) int item indices (every user the same counts).
+
+    Returns
+    -------
+    (B, d) float32 user vectors: base confidence ``unobserved_weight``, liked items
+    confidence 1 and target 1, disliked items confidence ``disliked_weight`` and target 0.
+    """
+    config = config or ColdStartConfig()
+    liked = np.asarray(liked, np.int64)
+    disliked = np.zeros((len(liked), 0), np.int64) if disliked is None else \
+        np.asarray(disliked, np.int64)
     q = torch.from_numpy(np.asarray(q, np.float64))
     w0 = config.unobserved_weight
     lam = config.reg * float((q * q).sum(1).mean())
     gram = w0 * (q.T @ q) + lam * torch.eye(q.shape[1], dtype=torch.float64)
-    observed = np.concatenate([liked, disliked]).astype(np.int64)
-    extra = np.r_[np.full(len(liked), 1.0 - w0), np.full(len(disliked),
-                                                          config.disliked_weight - w0)]
-    target = np.r_[np.ones(len(liked)), np.zeros(len(disliked))]
-    x = weighted_ridge(gram, q[observed][None], torch.from_numpy(extra[None]),
-                       torch.from_numpy(target[None]))
-    return x[0].numpy().astype(np.float32)
+    observed = np.concatenate([liked, disliked], axis=1)
+    extra = np.concatenate([np.full(liked.shape, 1.0 - w0),
+                            np.full(disliked.shape, config.disliked_weight - w0)], axis=1)
+    target = np.concatenate([np.ones(liked.shape), np.zeros(disliked.shape)], axis=1)
+    x = weighted_ridge(gram, q[torch.from_numpy(observed)], torch.from_numpy(extra),
+                       torch.from_numpy(target))
+    return x.numpy().astype(np.float32)
+
+
+def collaborative_scores(model, liked: np.ndarray, disliked: np.ndarray | None = None,
+                         config: ColdStartConfig | None = None):
+    """Scores (B, n_items) of every item for a batch of new users (``liked`` (B, L) item
+    indices), and their folded-in vectors (B, d) (None for item-item models)."""
+    liked = np.asarray(liked, np.int64)
+    if model.name in DOT_MODELS:
+        q = model.item_factors()
+        vectors = fold_in_vectors(q, liked, disliked, config)
+        scores = vectors.astype(np.float64) @ q.T.astype(np.float64)
+        if hasattr(model, "item_biases"):
+            scores = scores + model.item_biases()  # the model's own item prior
+        return scores, vectors
+    weights = model.item_item_weights()
+    if weights is not None:
+        rows = np.repeat(np.arange(len(liked)), liked.shape[1])
+        x = sp.csr_matrix((np.ones(liked.size), (rows, liked.ravel())),
+                          shape=(len(liked), model.n_items))
+        scores = x @ weights  # sparse or dense weights: sum of the liked items' rows
+        return np.asarray(scores.toarray() if sp.issparse(scores) else scores, np.float64), None
+    raise ValueError(f"{model.name} cannot score a new user from likes: use an mf-*, svd, "
+                     "itemknn or ease run (NCF scores through an MLP; popularity ignores likes)")
 
 
 def cold_start(ctx: Catalog, liked: Sequence[int], disliked: Sequence[int] = (), k: int = 10,
@@ -83,9 +213,11 @@ def cold_start(ctx: Catalog, liked: Sequence[int], disliked: Sequence[int] = (),
     Returns
     -------
     DataFrame with rank, item_id, title, year, genres, score (the blended score),
-    collaborative and content (each z-scored over the catalogue; NaN when unused),
-    weight_collaborative and source ("collaborative" / "content" / "popularity").
-    ``attrs["vector"]`` holds the folded-in vector (dot-product models) for the map.
+    collaborative and content (each z-scored over the rankable movies; content NaN when its
+    weight is 0), weight_collaborative and source: "collaborative" / "content" (the term that
+    contributed more to the row's score), "both" (each gave at least a third of it) or
+    "popularity" (nothing liked). ``attrs["vector"]`` holds the folded-in vector
+    (dot-product models) for the map.
     """
     config = config or ColdStartConfig()
     if k < 1:
@@ -93,21 +225,22 @@ def cold_start(ctx: Catalog, liked: Sequence[int], disliked: Sequence[int] = (),
     liked_idx, disliked_idx = _indices(ctx, liked, disliked)
     banned = np.union1d(liked_idx, disliked_idx)
     n = ctx.model.n_items
-    weight, vector = _collaborative_weight(len(liked_idx), config), None
+    weight, vector = 0.0, None
     collab = content = np.full(n, np.nan)
     if len(liked_idx) == 0:
         score = ctx.item_counts.astype(np.float64)
         source = np.full(n, "popularity", dtype=object)
     else:
-        collab, vector = _collaborative(ctx, liked_idx, disliked_idx, config)
-        collab = _zscore(collab, banned)
+        weight = blend_weight(len(liked_idx), ctx.run.train_config.model, config)
+        mask = np.zeros((1, n), bool)
+        mask[0, banned] = True
+        scores, vectors = collaborative_scores(ctx.model, liked_idx[None], disliked_idx[None],
+                                               config)
+        collab, vector = zscore_rows(scores, mask)[0], None if vectors is None else vectors[0]
         if weight < 1:
-            content = _zscore(content_scores(ctx, liked_idx, disliked_idx), banned)
-            score = weight * collab + (1 - weight) * content
-            source = np.where(weight * collab >= (1 - weight) * content,
-                              "collaborative", "content").astype(object)
-        else:
-            score, source = collab, np.full(n, "collaborative", dtype=object)
+            raw = profile_scores(content_matrix(ctx), liked_idx[None], disliked_idx[None])
+            content = zscore_rows(raw, mask)[0]
+        score, source = blend(collab, content, weight)
     score = score.copy()
     score[banned] = -np.inf
     top = np.argsort(-score, kind="stable")[:min(k, n - len(banned))]
@@ -115,38 +248,34 @@ def cold_start(ctx: Catalog, liked: Sequence[int], disliked: Sequence[int] = (),
     frame.insert(0, "rank", np.arange(1, len(top) + 1))
     frame["score"] = score[top]
     frame["collaborative"], frame["content"] = collab[top], content[top]
-    frame["weight_collaborative"] = weight if len(liked_idx) else 0.0
+    frame["weight_collaborative"] = weight
     frame["source"] = source[top]
     frame.attrs["vector"] = vector
     return frame
 
 
-def _collaborative_weight(n_liked: int, config: ColdStartConfig) -> float:
-    """0 with no likes, rising linearly to 1 at ``min_likes``."""
-    if config.min_likes == 0:
-        return 1.0
-    return min(1.0, n_liked / config.min_likes)
+def blend(collab: np.ndarray, content: np.ndarray, weight: float):
+    """``weight * collab + (1 - weight) * content`` and, per entry, which term placed it:
+    "both" when each gave at least a third of a positive score, else the larger term."""
+    if weight >= 1:
+        return collab.copy(), np.full(collab.shape, "collaborative", dtype=object)
+    if weight <= 0:
+        return content.copy(), np.full(content.shape, "content", dtype=object)
+    a, b = weight * collab, (1 - weight) * content
+    small = np.minimum(a, b)
+    both = (small > 0) & (2 * small >= np.maximum(a, b))
+    larger = np.where(a >= b, "collaborative", "content")
+    return a + b, np.where(both, "both", larger).astype(object)
 
 
-def _collaborative(ctx: Catalog, liked: np.ndarray, disliked: np.ndarray,
-                   config: ColdStartConfig):
-    """Scores of every item for the new user, and the folded-in vector (None for item-item
-    models)."""
-    model, name = ctx.model, ctx.run.train_config.model
-    if name in DOT_MODELS:
-        vector = _solve(model.item_factors(), liked, disliked, config)
-        scores = model.item_factors() @ vector
-        if hasattr(model, "item_biases"):
-            scores = scores + model.item_biases()  # the model's own item prior
-        return scores.astype(np.float64), vector
-    weights = model.item_item_weights()
-    if weights is not None:
-        x = np.zeros(model.n_items)
-        x[liked] = 1.0
-        scores = weights.T @ x  # sparse or dense, a plain (n_items,) array either way
-        return np.asarray(scores, np.float64).ravel(), None
-    raise ValueError(f"{name} cannot score a new user from likes: use an mf-*, svd, itemknn or "
-                     "ease run (NCF scores through an MLP; popularity ignores likes)")
+def zscore_rows(values: np.ndarray, banned: np.ndarray) -> np.ndarray:
+    """Each row minus its mean over the unbanned entries, over their standard deviation: puts
+    scores of different kinds on one scale before blending."""
+    keep = ~np.asarray(banned, bool)
+    count = np.maximum(keep.sum(axis=1, keepdims=True), 1)
+    mean = (values * keep).sum(axis=1, keepdims=True) / count
+    std = np.sqrt((((values - mean) ** 2) * keep).sum(axis=1, keepdims=True) / count)
+    return (values - mean) / np.maximum(std, 1e-12)
 
 
 def _dot_item_factors(ctx: Catalog) -> np.ndarray:
@@ -162,11 +291,12 @@ def content_matrix(ctx: Catalog) -> sp.csr_matrix:
     """TF-IDF rows (L2-normalised) over title words and genre tokens, one per item index;
     computed once per catalogue."""
     if ctx not in _CONTENT:
-        _CONTENT[ctx] = _tfidf(ctx.movies)
+        _CONTENT[ctx] = tfidf(ctx.movies)
     return _CONTENT[ctx]
 
 
-def _tfidf(movies: pd.DataFrame) -> sp.csr_matrix:
+def tfidf(movies: pd.DataFrame) -> sp.csr_matrix:
+    """TF-IDF rows of a movies table (title, genres), in its row order."""
     titles = movies["title"].astype(str).str.replace(r"\(\d{4}\)", " ", regex=True)
     genres = movies["genres"].astype(str).str.split("|").map(
         lambda gs: " ".join("genre_" + "".join(c if c.isalnum() else "_" for c in g.lower())
@@ -178,12 +308,28 @@ def _tfidf(movies: pd.DataFrame) -> sp.csr_matrix:
 
 def content_scores(ctx: Catalog, liked: np.ndarray, disliked: np.ndarray = ()) -> np.ndarray:
     """Cosine of every item's TF-IDF row with the liked profile (minus half the disliked)."""
-    x = content_matrix(ctx)
-    profile = np.asarray(x[liked].mean(axis=0)).ravel()
-    if len(disliked):
-        profile -= 0.5 * np.asarray(x[np.asarray(disliked)].mean(axis=0)).ravel()
-    norm = np.linalg.norm(profile)
-    return np.asarray(x @ (profile / max(norm, 1e-12))).ravel()
+    liked = np.asarray(liked, np.int64)[None]
+    return profile_scores(content_matrix(ctx), liked, np.asarray(disliked, np.int64)[None])[0]
+
+
+def profile_scores(x: sp.csr_matrix, liked: np.ndarray,
+                   disliked: np.ndarray | None = None) -> np.ndarray:
+    """(B, n_items) cosines of TF-IDF rows ``x`` with each user's profile: the mean of the
+    liked rows minus half the mean of the disliked, for ``liked`` (B, L) item indices."""
+    profile = _mean_rows(x, liked)
+    if disliked is not None and np.size(disliked):
+        profile = profile - 0.5 * _mean_rows(x, disliked)
+    norms = np.sqrt(np.asarray(profile.multiply(profile).sum(axis=1)).ravel())
+    profile = sp.diags(1.0 / np.maximum(norms, 1e-12)) @ profile
+    return np.asarray((profile @ x.T).toarray(), np.float64)
+
+
+def _mean_rows(x: sp.csr_matrix, rows: np.ndarray) -> sp.csr_matrix:
+    rows = np.asarray(rows, np.int64)
+    users = np.repeat(np.arange(len(rows)), rows.shape[1])
+    average = sp.csr_matrix((np.full(rows.size, 1.0 / rows.shape[1]), (users, rows.ravel())),
+                            shape=(len(rows), x.shape[0]))
+    return (average @ x).tocsr()
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -195,10 +341,3 @@ def _indices(ctx: Catalog, liked: Sequence[int], disliked: Sequence[int]):
         raise ValueError(f"movies {ctx.run.item_ids[both].tolist()} are both liked and "
                          "disliked: keep each in one list")
     return liked_idx, disliked_idx
-
-
-def _zscore(values: np.ndarray, banned: np.ndarray) -> np.ndarray:
-    keep = np.ones(len(values), bool)
-    keep[banned] = False
-    mean, std = values[keep].mean(), values[keep].std()
-    return (values - mean) / max(std, 1e-12)

@@ -204,12 +204,19 @@ def test_profile_folds_in_likes_with_sources(app):
     ok(app)
     recs = frame_with(app, "source")
     assert not {"Star Wars (1977)", "Return of the Jedi (1983)"} & set(recs["title"])
-    assert any("content similarity is blended" in i.value for i in app.info)
+    assert any("collaborative" in i.value and "measured best for 2 likes" in i.value
+               for i in app.info)
     assert "popularity" not in set(recs["source"])
     spec = json.loads(app.get("plotly_chart")[0].proto.spec)
     assert spec["data"][-1]["name"] == "you"
     app.multiselect(key="prof_liked").set_value([50, 181, 172, 174, 1, 100]).run()
-    assert set(frame_with(app, "source")["source"]) == {"collaborative (fold-in)"}
+    assert set(frame_with(app, "source")["source"]) <= {
+        "collaborative (fold-in)", "content (title & genres)", "both (fold-in + content)"}
+    # A lecturer sets the blend by hand: content only.
+    app.toggle(key="prof_by_hand").set_value(True).run()
+    app.slider(key="prof_blend").set_value(0.0).run()
+    assert set(frame_with(ok(app), "source")["source"]) == {"content (title & genres)"}
+    assert any("set by hand" in i.value for i in app.info)
 
 
 def test_profile_likes_come_from_the_link(runs_dir):

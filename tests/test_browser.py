@@ -223,7 +223,7 @@ def test_profile_like_a_movie_and_share_it(server, page):
     page.keyboard.type("Star Wars (1977)")
     page.keyboard.press("Enter")
     page.keyboard.press("Escape")
-    visible(page, "content similarity is blended")
+    visible(page, "content similarity —")
     settle(page)
     visible(page, "PCA of the movie vectors")
     assert "likes=50" in page.url

@@ -3,11 +3,28 @@ import time
 import numpy as np
 import pytest
 
-from recsys.coldstart import ColdStartConfig, cold_start, content_scores, fold_in
+from bench.coldstart import choose_weights, measure, reveal
+from recsys.coldstart import (
+    BLEND_BY_LIKES,
+    CURVE_LIKES,
+    DEFAULT_SCHEDULE,
+    ColdStartConfig,
+    blend,
+    blend_weight,
+    cold_start,
+    coldstart_curve,
+    content_matrix,
+    content_scores,
+    fold_in,
+    fold_in_vectors,
+    zscore_rows,
+)
+from recsys.interactions import Interactions
 from tests.synthetic import block_of_item, block_of_user, fit, make_world
 
 SCI_FI = [1, 2, 3, 4, 5, 6]  # block 0 of the synthetic world
 ROMANCE = [11, 12, 13, 14, 15, 16]
+PURE = ColdStartConfig(blend=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -29,17 +46,22 @@ def test_fold_in_lands_near_users_with_the_same_taste(svd):
         assert {block_of_user(u) for u in svd.run.user_ids[nearest]} == {block}
 
 
-def test_fold_in_is_fast(svd):
+def test_fold_in_is_fast_and_batches_agree(svd):
     times = []
     for _ in range(20):
         start = time.perf_counter()
         fold_in(svd, SCI_FI, disliked=[11])
         times.append(time.perf_counter() - start)
     assert np.median(times) < 0.05
+    q = svd.model.item_factors()
+    liked = np.array([[0, 1, 2], [10, 11, 12]])
+    batch = fold_in_vectors(q, liked)
+    for row, items in zip(batch, liked, strict=True):
+        np.testing.assert_allclose(row, fold_in_vectors(q, items[None])[0], rtol=1e-5)
 
 
-def test_enough_likes_is_purely_collaborative(svd):
-    got = cold_start(svd, SCI_FI[:5], k=3)
+def test_a_hand_set_weight_of_one_is_purely_collaborative(svd):
+    got = cold_start(svd, SCI_FI[:5], k=3, config=PURE)
     assert set(got["source"]) == {"collaborative"}
     assert got["weight_collaborative"].eq(1.0).all() and got["content"].isna().all()
     assert {block_of_item(i) for i in got["item_id"]} == {0}
@@ -47,17 +69,59 @@ def test_enough_likes_is_purely_collaborative(svd):
     assert got.attrs["vector"].shape == (svd.model.item_factors().shape[1],)
 
 
-def test_content_blends_in_below_the_threshold(svd):
-    config = ColdStartConfig(min_likes=5)
-    few = cold_start(svd, [1, 2], k=4, config=config)
+def test_a_hand_set_blend_overrides_the_schedule(svd):
+    few = cold_start(svd, [1, 2], k=4, config=ColdStartConfig(blend=0.4))
     assert few["weight_collaborative"].eq(0.4).all()
     assert few["content"].notna().all() and few["collaborative"].notna().all()
     np.testing.assert_allclose(few["score"], 0.4 * few["collaborative"] + 0.6 * few["content"])
     assert {block_of_item(i) for i in few["item_id"]} == {0}
-    only_content = cold_start(svd, [1], k=3, config=ColdStartConfig(min_likes=1000))
+    only_content = cold_start(svd, [1], k=3, config=ColdStartConfig(blend=0.0))
     assert set(only_content["source"]) == {"content"}
-    at_threshold = cold_start(svd, [1, 2], k=3, config=ColdStartConfig(min_likes=2))
-    assert set(at_threshold["source"]) == {"collaborative"}
+    with pytest.raises(ValueError, match="blend"):
+        ColdStartConfig(blend=1.5)
+
+
+def test_the_measured_schedule_is_used(svd):
+    schedule = BLEND_BY_LIKES[DEFAULT_SCHEDULE]
+    likes = sorted(schedule)
+    for model, table in BLEND_BY_LIKES.items():
+        assert [blend_weight(n, model) for n in sorted(table)] == [table[n] for n in sorted(table)]
+        assert min(table.values()) >= 0.4  # measured: content never dominates
+        assert table[1] >= 0.9  # not even from one like
+        assert blend_weight(1000, model) == table[max(table)]
+    assert blend_weight(4, "no-such-model") == pytest.approx((schedule[3] + schedule[5]) / 2)
+    assert blend_weight(likes[-1] + 50, "ncf") == schedule[likes[-1]]
+    # svd's run reads its own measured weights (or the default schedule when unmeasured)
+    for n in (1, 3, 5):
+        got = cold_start(svd, SCI_FI[:n], k=3)
+        assert got["weight_collaborative"].eq(blend_weight(n, "svd")).all()
+
+
+def test_sources_say_which_term_placed_each_row(svd):
+    collab, content = np.array([2.0, 0.0, 1.0, -1.0, 3.0]), np.array([0.0, 2.0, 1.0, 3.0, 1.0])
+    score, source = blend(collab, content, 0.5)
+    np.testing.assert_allclose(score, [1.0, 1.0, 1.0, 1.0, 2.0])
+    assert source.tolist() == ["collaborative", "content", "both", "content", "collaborative"]
+    assert blend(collab, content, 1.0)[1].tolist() == ["collaborative"] * 5
+    # Nobody rated Star Trek (21): its svd vector is 0, so fold-in ranks nothing; content does
+    trek = cold_start(svd, [21], k=6, config=ColdStartConfig(blend=0.5))
+    assert trek["collaborative"].eq(0).all() and set(trek["source"]) == {"content"}
+    assert trek["item_id"].iloc[0] == 22  # the other Star Trek
+    got = cold_start(svd, SCI_FI[:2], k=20, config=ColdStartConfig(blend=0.5))
+    a, b = 0.5 * got["collaborative"], 0.5 * got["content"]
+    both = (np.minimum(a, b) > 0) & (2 * np.minimum(a, b) >= np.maximum(a, b))
+    expected = np.where(both, "both", np.where(a >= b, "collaborative", "content"))
+    assert got["source"].tolist() == expected.tolist()
+
+
+def test_revealed_items_are_never_recommended(svd, knn):
+    liked, disliked = SCI_FI[:3], [11, 12]
+    for ctx in (svd, knn):
+        for config in (ColdStartConfig(), ColdStartConfig(blend=0.0), PURE,
+                       ColdStartConfig(blend=0.5)):
+            got = cold_start(ctx, liked, disliked, k=100, config=config)
+            assert not set(got["item_id"]) & set(liked + disliked)
+            assert len(got) == ctx.model.n_items - 5
 
 
 def test_no_likes_means_popularity(svd):
@@ -75,10 +139,16 @@ def test_content_scores_follow_titles_and_genres(svd):
     assert block_of_item(order[2]) == 0  # then the sci-fi genre
 
 
+def test_zscores_ignore_banned_entries():
+    values = np.array([[1.0, 2.0, 3.0, 100.0]])
+    got = zscore_rows(values, np.array([[False, False, False, True]]))
+    np.testing.assert_allclose(got[0, :3], [-np.sqrt(1.5), 0.0, np.sqrt(1.5)])
+
+
 def test_dislikes_and_item_item_models(svd, knn):
     got = cold_start(svd, SCI_FI[:5], disliked=[7], k=5)
     assert 7 not in set(got["item_id"])
-    item_item = cold_start(knn, SCI_FI[:5], k=3)
+    item_item = cold_start(knn, SCI_FI[:5], k=3, config=PURE)
     assert {block_of_item(i) for i in item_item["item_id"]} == {0}
     assert item_item.attrs["vector"] is None
     with pytest.raises(ValueError, match="dot-product model"):
@@ -92,3 +162,44 @@ def test_bad_inputs_raise(svd):
         cold_start(svd, [1, 2], disliked=[2])
     with pytest.raises(ValueError):
         ColdStartConfig(reg=0)
+
+
+def test_the_measured_curve_is_there_to_plot():
+    curve = coldstart_curve()
+    assert list(curve.columns) == ["model", "likes", "method", "recall@10"]
+    assert set(curve["likes"]) == set(CURVE_LIKES)
+    assert curve["recall@10"].between(0, 1).all()
+    wide = curve.pivot_table(index=["model", "likes"], columns="method", values="recall@10")
+    assert (wide["content"] < wide["collaborative"]).all()
+    one = coldstart_curve("mf-als")
+    assert set(one["model"]) == {"mf-als"} and {"blend", "collaborative"} <= set(one["method"])
+
+
+# ---------------------------------------------------------------------- the bench's measure
+def _new_users(ctx, liked_lists) -> Interactions:
+    """Positives of users the model never saw, in the given time order."""
+    users = np.repeat(np.arange(len(liked_lists)), [len(x) for x in liked_lists])
+    items = np.array([ctx.item_index(i) for x in liked_lists for i in x])
+    return Interactions(users, items, np.full(len(items), 5.0, np.float32),
+                        np.arange(len(items), dtype=np.int64) * 10,
+                        np.arange(1000, 1000 + len(liked_lists)), ctx.run.item_ids)
+
+
+def test_reveal_shows_the_earliest_likes_and_holds_out_the_rest(svd):
+    positives = _new_users(svd, [[3, 1, 2, 4], [11, 12]])
+    users, revealed, held_out = reveal(positives, 2)
+    assert users.tolist() == [0]  # the second user has no positive left to find
+    assert svd.run.item_ids[revealed[0]].tolist() == [3, 1]
+    assert sorted(svd.run.item_ids[held_out[0].indices]) == [2, 4]
+
+
+def test_fold_in_from_two_likes_finds_the_rest_of_the_block(svd):
+    sci_fi = [3, 9, 1, 2, 4, 5, 6, 7, 8, 10]  # the earliest two are well-known movies
+    positives = _new_users(svd, [sci_fi, list(range(11, 21))])
+    got = measure(svd.model, content_matrix(svd), positives, svd.item_counts, likes=(2,),
+                  weights=(0.0, 0.5, 1.0)).set_index(["method", "w"])
+    assert got.loc[("collaborative", 1.0), "recall@10"] == 1.0
+    assert got.loc[("collaborative", 1.0), "users"] == 2
+    assert got.loc[("blend", 1.0), "recall@10"] == 1.0
+    assert got["recall@10"].between(0, 1).all()
+    assert choose_weights(got.reset_index()) == {2: 1.0}  # ties go to fold-in
