@@ -11,6 +11,8 @@ read only the positives their model saw. The catalogue is every movie with at le
     python -m bench.neighbours                      # P2 all candidates, P1 finalists
     python -m bench.neighbours --small              # < 60 s smoke run, prints the tables
     python -m bench.neighbours --results bench/NEIGHBOURS.md
+    python -m bench.neighbours --defaults --results bench/NEIGHBOURS.md   # every model's
+        # default config, the app's lists before / after (also writes bench/RESULTS.md)
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from recsys import neighbours as nb
 from recsys.config import TrainConfig
 from recsys.data import load_movielens, movies_for
 from recsys.evaluation import evaluate_model
-from recsys.models import create_model
+from recsys.models import MODELS, create_model
 from recsys.runs import prepare_split, train_run
 
 K, HEAD = 10, 100
@@ -77,12 +79,18 @@ EYEBALL = ("mf-bpr default/cosine", "mf-bpr default/debiased", "mf-als default/c
 QUALITY = ("genre lift", "genre lift head", "pop pct", "pop rho", "cowatch lift",
            "cowatch lift head", "cowatch share")
 COLUMNS = ("protocol", "model", "lens", "R@10", "NDCG@10", *QUALITY, "fit s")
+APP_LENSES = ("cosine", "debiased", "dot")  # serving.EMBEDDING_LENSES
+BEFORE_AFTER = ("model", "list", "before", "after", *(f"{q} {w}" for q in QUALITY[:6]
+                                                     for w in ("before", "after")))
+RECALL_MODELS = ("mf-bpr", "mf-als")  # Recall/NDCG on both protocols
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     info = machine()  # the load before our own work adds to it
     ml = load_movielens(download=not args.offline, progress=False)
+    if args.defaults:
+        return defaults_main(ml, args, info)
     rows: dict[str, list[dict[str, Any]]] = {"valid": [], "test": []}
     eyeball_lines: list[str] = []
     for protocol in protocol_names("P2" if args.small else args.protocols):
@@ -115,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model/lens pairs whose lists for ten famous movies are printed")
     p.add_argument("--results", default=None, help="markdown file to write the section into")
     p.add_argument("--offline", action="store_true", help="never download MovieLens")
+    p.add_argument("--defaults", action="store_true", help="every model at its default config: "
+                   "the app's lists before (cosine + item-kNN cosine) and after (default lens "
+                   "+ damped co-occurrence), P2; mf-bpr / mf-als recall on P1 and P2")
     return p
 
 
@@ -224,6 +235,144 @@ def report(tables: dict[str, str], eyeball_lines: list[str], info: dict[str, Any
         *eyeball_lines,
     ]
     return "\n".join(lines).rstrip() + "\n"
+
+
+# ---------------------------------------------------------------------------- --defaults
+def defaults_main(ml, args, info: dict[str, Any]) -> int:
+    """Every registered model at its default config: all app lenses on P2 validation and
+    test, the before/after table of the app's lists, and mf-bpr / mf-als recall on P1."""
+    names = SMALL_DEFAULTS if args.small else tuple(MODELS)
+    views, recall = defaults_views(ml, "P2", names, args.small), []
+    for protocol in ("P2", "P1"):
+        for name in RECALL_MODELS:
+            recall.append(views["recall"][name] if protocol == "P2"
+                          else fit_both(ml, protocol, name, args.small)[1])
+    tables = {part: markdown_table(views[part].rows, COLUMNS) for part in ("valid", "test")}
+    change = before_after(views["test"].rows, names)
+    recall_table = markdown_table(recall, ("protocol", "model", "valid R@10", "valid NDCG@10",
+                                           "test R@10", "test NDCG@10", "fit s"))
+    change_table = markdown_table(change, BEFORE_AFTER)
+    for title, table in (("test", tables["test"]), ("before/after", change_table),
+                         ("recall", recall_table)):
+        print(f"\n### {title}\n\n{table}")
+    if args.results:
+        body = defaults_report(tables, change_table, recall_table, info)
+        write_section(Path(args.results), "neighbours-defaults", body)
+        write_section(Path(args.results).with_name("RESULTS.md"), "neighbour-quality",
+                      results_section(change_table, recall_table))
+        write_json(json_path(args.results, "neighbours-defaults"),
+                   {"command": command_line(), "small": args.small, "change": change,
+                    "recall": recall, "test": views["test"].rows, "valid": views["valid"].rows})
+        print(f"wrote the neighbours-defaults section of {args.results} and RESULTS.md")
+    return 0
+
+
+SMALL_DEFAULTS = ("mf-bpr", "mf-als", "itemknn")
+
+
+def defaults_views(ml, protocol: str, names, small: bool) -> dict[str, Any]:
+    split = prepare_split(ml, PROTOCOLS[protocol])
+    movies = movies_for(ml, split.train.item_ids)
+    views = {"valid": View(split.train_pos.to_csr(), split.valid_pos.to_csr(), movies),
+             "test": View(split.seen_at_test.to_csr(), split.test_pos.to_csr(), movies)}
+    for view in views.values():
+        for lens in ("cooc-cosine", "cooc-damped"):
+            view.add(protocol, "data", lens, nb.lens_from_model(lens, None, view.known), {})
+    recall = {}
+    for name in names:
+        fitted, recall[name] = fit_both(ml, protocol, name, small, split)
+        for part, model in fitted.items():
+            row = recall[name]
+            scores = {"R@10": row[f"{part} R@10"], "NDCG@10": row[f"{part} NDCG@10"],
+                      "fit s": row["fit s"]}
+            lenses = (APP_LENSES if model.item_factors() is not None
+                      else ("weights",) if model.item_item_weights() is not None else ())
+            for lens in lenses:
+                views[part].add(protocol, name, lens,
+                                nb.lens_from_model(lens, model, views[part].known), scores)
+    return {**views, "recall": recall}
+
+
+def fit_both(ml, protocol: str, name: str, small: bool, split=None):
+    """(models fitted on train only and by train_run, their recall row)."""
+    split = split or prepare_split(ml, PROTOCOLS[protocol])
+    config = replace(TrainConfig.for_model(name), threads=1)
+    if small:
+        config = replace(config, epochs=min(config.epochs, 2))
+    validated = create_model(replace(config, refit=False)).fit(split)
+    valid = evaluate_model(validated, split, part="valid").metrics
+    run = train_run(ml, PROTOCOLS[protocol], config, split=split)
+    print(f"   {protocol} {name:>10}: valid R@10 {valid['recall@10']:.4f}, test R@10 "
+          f"{run.metrics['recall@10']:.4f}, fit {run.metrics['fit_seconds']:.1f}s",
+          file=sys.stderr, flush=True)
+    row = {"protocol": protocol, "model": name, "valid R@10": valid["recall@10"],
+           "valid NDCG@10": valid["ndcg@10"], "test R@10": run.metrics["recall@10"],
+           "test NDCG@10": run.metrics["ndcg@10"], "fit s": run.metrics["fit_seconds"]}
+    return {"valid": validated, "test": run.model}, row
+
+
+def before_after(rows: list[dict[str, Any]], names) -> list[dict[str, Any]]:
+    """The app's lists per model: today's (cosine / item-kNN cosine) against the new
+    defaults (``DEFAULT_LENS`` / damped co-occurrence), test view."""
+    found = {(r["model"], r["lens"]): r for r in rows}
+    out = []
+    pairs = [("co-occurrence (every model)", ("data", "cooc-cosine"), ("data", "cooc-damped"))]
+    for name in names:
+        after = nb.DEFAULT_LENS.get(name)
+        if after is not None and (name, "cosine") in found:
+            pairs.append((name, (name, "cosine"), (name, after)))
+    for label, old, new in pairs:
+        b, a = found[old], found[new]
+        row = {"model": label, "list": "embedding" if old[0] != "data" else "reference",
+               "before": old[1], "after": new[1]}
+        for q in QUALITY[:6]:
+            row[f"{q} before"], row[f"{q} after"] = b[q], a[q]
+        out.append(row)
+    return out
+
+
+def defaults_report(tables, change_table: str, recall_table: str, info) -> str:
+    return "\n".join([
+        "## Every model at its default config (`bench/neighbours.py --defaults`)",
+        "",
+        *machine_lines(info),
+        f"- command: `{command_line()}`",
+        f"- P2 = {PROTOCOLS['P2'].describe()}; P1 = {PROTOCOLS['P1'].describe()}",
+        "- before = today's app lists (embedding cosine; item-kNN cosine of known positives); "
+        "after = `neighbours.DEFAULT_LENS` and `cooc-damped`; test view (models from "
+        "`train_run`, judged on the test positives). itemknn and popularity have no "
+        "embedding list (co-occurrence only).",
+        "",
+        "### Before / after (P2, test)",
+        "",
+        change_table,
+        "",
+        "### Recall (mf-bpr, mf-als; both protocols)",
+        "",
+        recall_table,
+        "",
+        "### Every app lens, P2 validation (choose on these)",
+        "",
+        tables["valid"],
+        "",
+        "### Every app lens, P2 test",
+        "",
+        tables["test"],
+    ]) + "\n"
+
+
+def results_section(change_table: str, recall_table: str) -> str:
+    return "\n".join([
+        "## Neighbour quality (`bench/neighbours.py --defaults`)",
+        "",
+        "Similar-movies lists over every movie with >= 5 known positives, k = 10, P2 test "
+        "(bench/NEIGHBOURS.md has the measure and every lens): before = today's lists, "
+        "after = the app's default lens per model and the damped co-occurrence list.",
+        "",
+        change_table,
+        "",
+        recall_table,
+    ]) + "\n"
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from ui import frame
 frame.page("Similar movies")
 
 from recsys import app_support as sup  # noqa: E402  (heavy imports after the heading)
-from recsys import serving  # noqa: E402
+from recsys import neighbours, serving  # noqa: E402
 from ui import shared, state  # noqa: E402
 from ui.text import plain  # noqa: E402
 
@@ -50,12 +50,16 @@ st.query_params["movie"] = str(movie_id)
 
 c1, c2, _ = st.columns([1, 1, 2])
 k = c1.slider("Neighbours", 5, 30, 10, key=K + "k")
-scoring = c2.radio("Embedding similarity", ["cosine", "dot"], horizontal=True, key=K + "scoring",
-                   help="cosine compares directions only; dot also rewards long vectors, which "
-                        "usually belong to popular movies.")
+lenses = list(serving.EMBEDDING_LENSES)
+if st.session_state.get(K + "scoring") not in lenses:
+    st.session_state[K + "scoring"] = serving.default_lens(ctx) or "cosine"
+lens = c2.radio("Embedding similarity (lens)", lenses, horizontal=True, key=K + "scoring",
+                help="  \n".join(f"**{n}**: {serving.LENS_DESCRIPTIONS[n]}" for n in lenses)
+                + f"  \nThe default for {run.train_config.model} is the lens measured best "
+                  "for it (bench/NEIGHBOURS.md).")
 
 try:
-    result = serving.similar_movies(ctx, int(movie_id), k=k, scoring=scoring)
+    result = serving.similar_movies(ctx, int(movie_id), k=k, lens=lens)
 except ValueError as err:
     st.error(plain(err))
     st.stop()
@@ -80,16 +84,32 @@ config = {"score": st.column_config.NumberColumn(format="%.3f", width=56),
           "also_cooccurrence": st.column_config.CheckboxColumn("in both", width=56),
           "also_embedding": st.column_config.CheckboxColumn("in both", width=56)}
 with cols[0]:
-    st.subheader(f"Embedding neighbours ({scoring})")
+    st.subheader(f"Embedding neighbours ({lens})")
     if result.embedding is None:
         st.info("This model has no movie embeddings.")
     else:
+        st.caption(serving.LENS_DESCRIPTIONS[lens])
         st.dataframe(sup.readable(result.embedding), hide_index=True, key=K + "embedding",
                      column_config=config, column_order=ORDER)
 with cols[1]:
     st.subheader("Co-occurrence neighbours")
+    st.caption(serving.LENS_DESCRIPTIONS[serving.COOCCURRENCE_LENS])
     st.dataframe(sup.readable(result.cooccurrence), hide_index=True, key=K + "cooc",
                  column_config=config, column_order=ORDER)
+st.caption(f"Neighbours are movies with at least {neighbours.MIN_POSITIVES} known likes: rarer "
+           "ones have vectors too noisy to show.")
+
+st.subheader("How good are these lists, over the whole catalogue?")
+measured = {}
+if result.embedding is not None:
+    measured[f"embedding · {lens}"] = shared.lens_quality(run, lens)
+measured["co-occurrence · damped"] = shared.lens_quality(run, serving.COOCCURRENCE_LENS)
+st.dataframe(sup.neighbour_quality_table(measured), hide_index=True, key=K + "quality")
+st.caption("Every movie's top 10, never hand-picked. Genre agreement counts shared genres "
+           "weighted by rarity (×random: 1 = no better than chance; \"100 most popular\" is "
+           "where popularity lists show). Popularity percentile: 50 = neighbours as popular as "
+           "a typical movie, 99 = only blockbusters. Co-watch lift: how much more often than "
+           "chance the pairs were liked by the same held-out users.")
 
 st.divider()
 st.subheader("Exact vs approximate search (FAISS IVF)")

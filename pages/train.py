@@ -15,7 +15,7 @@ import plotly.graph_objects as go  # noqa: E402  (heavy imports after the headin
 from plotly.subplots import make_subplots  # noqa: E402
 
 from recsys import app_support as sup  # noqa: E402
-from recsys.config import SplitConfig, TrainConfig  # noqa: E402
+from recsys.config import DEFAULT_MODEL, SplitConfig, TrainConfig  # noqa: E402
 from recsys.jobs import CANCELLED, DONE, FAILED, QUEUED, new_run_dir  # noqa: E402
 from recsys.models import MODELS  # noqa: E402
 from recsys.runs import train_run  # noqa: E402
@@ -78,7 +78,8 @@ def field_widget(spec: sup.FieldSpec, scope: str = ""):
 
 
 state.carry(K + "model")
-model_spec = next(s for s in sup.field_specs(TrainConfig) if s.name == "model")
+model_spec = next(s for s in sup.field_specs(TrainConfig, TrainConfig.for_model(DEFAULT_MODEL))
+                  if s.name == "model")
 model = field_widget(model_spec)
 settings = MODELS[model].settings  # only the fields this model reads
 train_specs = {s.name: s for s in sup.field_specs(TrainConfig, TrainConfig.for_model(model))

@@ -279,3 +279,21 @@ def readable(frame: pd.DataFrame) -> pd.DataFrame:
     if "genres" in out:
         out["genres"] = out["genres"].fillna("").astype(str).str.replace("|", ", ")
     return out
+
+
+# Display names of the neighbour-quality keys (recsys.neighbours.run_neighbour_quality).
+NEIGHBOUR_QUALITY_LABELS = {
+    "nq_genre_lift@10": "genre agreement ×random",
+    "nq_head_genre_lift@10": "… of the 100 most popular",
+    "nq_popularity_pct@10": "popularity percentile",
+    "nq_cowatch_lift@10": "co-watch lift",
+    "nq_head_cowatch_lift@10": "… of the 100 most popular ",
+}
+
+
+def neighbour_quality_table(measured: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """One row per similar-movie list (name -> ``nq_*`` dict), with readable column names."""
+    rows = [{"list": name, **{label: quality.get(key)
+                               for key, label in NEIGHBOUR_QUALITY_LABELS.items()}}
+            for name, quality in measured.items()]
+    return pd.DataFrame(rows).round(2)

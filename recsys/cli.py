@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import json
+import errno
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, NoReturn
 
 import numpy as np
 
-from recsys.config import MODEL_DEFAULTS, SplitConfig, TrainConfig
-from recsys.data import DataUnavailableError, MovieLens, load_movielens, movies_for
+from recsys.config import DEFAULT_MODEL, MODEL_DEFAULTS, SplitConfig, TrainConfig, resolve_device
+from recsys.data import DataUnavailableError, MovieLens, load_movielens
 from recsys.evaluation import evaluate_model
+from recsys.export import npz_arrays, projector_tables
+from recsys.jobs import new_run_dir
+from recsys.runs import FILES as RUN_FILES
 from recsys.runs import (
     RunError,
     default_runs_dir,
@@ -24,14 +27,14 @@ from recsys.runs import (
     pin_run,
     pinned_run_name,
     prepare_split,
+    to_json,
     train_run,
     unpin_run,
 )
 from recsys.trainer import TrainingDivergedError
 
-# OSError: a file the user named cannot be read or written (permissions, a full disk).
-EXPECTED_ERRORS = (ValueError, RunError, DataUnavailableError, TrainingDivergedError,
-                   OSError, KeyError)
+EXPECTED_ERRORS = (ValueError, RunError, DataUnavailableError, TrainingDivergedError)
+MAX_SEED = 2**32 - 1  # numpy and torch both take seeds in 0 .. 2**32 - 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,16 +43,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except EXPECTED_ERRORS as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"recsys {args.command}: error: {message}", file=sys.stderr)
-        return 2
+        message = str(err)
+    except OSError as err:  # a file the user named cannot be read or written
+        message = _os_message(err)
+    except KeyError as err:  # a bug, not a user error: say so rather than print a bare key
+        message = f"unexpected missing entry {err} (a bug: please report the command you ran)"
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    print(f"recsys {args.command}: error: {message}", file=sys.stderr)
+    return 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors that point at ``--help``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="recsys",
         description="Train, evaluate and inspect embedding recommenders on MovieLens.",
     )
@@ -63,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_flags(p)
     _add_dataclass_flags(p, SplitConfig)
     _add_dataclass_flags(p, TrainConfig, model_defaults=True)
-    p.add_argument("--out", type=Path, help="run directory (default: runs/<model>-<split>-<time>)")
+    p.add_argument("--out", type=Path,
+                   help="new run directory (default: runs/<model>-<split>-<time>-<random>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_train)
 
@@ -77,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write a run's embeddings as .npz or for the TF Projector")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--format", choices=("npz", "projector"), default="npz")
-    p.add_argument("--out", type=Path, required=True, help="file (npz) or directory (projector)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="file (npz; .npz is added if missing) or directory (projector)")
+    p.add_argument("--force", action="store_true", help="replace existing output files")
     _add_data_flags(p)
     p.set_defaults(handler=cmd_export)
 
@@ -115,16 +132,12 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    split_config = _dataclass_from_args(SplitConfig, args)
-    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
-             if getattr(args, f.name) is not None and f.name != "model"}
-    train_config = TrainConfig.for_model(args.model, **given)
+    split_config, train_config = _train_configs(args)  # all checked before any data is read
+    out = args.out or new_run_dir(default_runs_dir(), f"{train_config.model}-{split_config.split}")
+    if os.path.lexists(out):
+        raise RunError(f"--out {out} already exists: choose another --out or delete it")
+    _check_writable_folder(out, "--out")
     ml = _load_data(args)
-    out = args.out or default_runs_dir() / (
-        f"{train_config.model}-{split_config.split}-{time.strftime('%Y%m%d-%H%M%S')}"
-    )
-    if out.exists():
-        raise RunError(f"{out} already exists: choose another --out or delete it")
     split = prepare_split(ml, split_config)
     print(split.describe(), file=sys.stderr)
     callbacks = [] if args.quiet else [_progress_bar(train_config)]
@@ -139,57 +152,50 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    if args.k < 1:
-        raise ValueError(f"--k must be at least 1, got {args.k}")
+    check_k(args.k)
     run = load_run(args.run_dir)
+    k = check_k(args.k, len(run.item_ids), "movies")
     ml = _load_data(args)
     run.check_dataset(ml)
     split = prepare_split(ml, run.split_config)
-    result = evaluate_model(run.model, split, k=args.k, part="test")
+    result = evaluate_model(run.model, split, k=k, part="test")
     payload = {**result.to_dict(), "model": run.train_config.model, "run": str(args.run_dir)}
     if args.json:
-        print(json.dumps(payload, indent=2))
+        print(to_json(payload))
     else:
         print(f"{run.train_config.model} on {split.config.describe()}; "
-              f"{result.protocol['users_evaluated']} users, K={args.k}")
+              f"{result.protocol['users_evaluated']} users, K={k}")
         for name, value in result.metrics.items():
             print(f"  {name:<14} {value:.4f}")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.format == "npz":
+        out = args.out if args.out.name.endswith(".npz") else args.out.with_name(
+            args.out.name + ".npz")  # what np.savez would name it anyway
+        check_new_output(out, args.force)
+    else:
+        out = args.out
+        for name in ("vectors.tsv", "metadata.tsv"):
+            check_new_output(out / name, args.force)
     run = load_run(args.run_dir)
     ml = _load_data(args)
     run.check_dataset(ml)
-    items = run.model.item_factors()
-    if items is None:
-        raise ValueError(f"{run.train_config.model} has no item embeddings to export; "
-                         "export an mf-*, ncf, svd or ease run")
-    movies = movies_for(ml, run.item_ids)
     if args.format == "npz":
-        split = prepare_split(ml, run.split_config)
-        arrays: dict[str, Any] = {
-            "item_factors": items,
-            "user_ids": run.user_ids,
-            "item_ids": run.item_ids,
-            "titles": movies["title"].to_numpy(str),
-            "train_pairs": split.train_pos.raw_pairs(),
-            "test_pairs": split.test_pos.raw_pairs(),
-        }
-        users = run.model.user_factors()
-        if users is not None:
-            arrays["user_factors"] = users
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(args.out, **arrays)
-        print(f"wrote {args.out} ({', '.join(arrays)})")
+        arrays = npz_arrays(run, ml)
+        write_new_file(out, lambda f: np.savez(f, **arrays), args.force)
+        print(f"wrote {out} ({', '.join(arrays)}); its `meta` says how to recompute the "
+              "reported metrics from these arrays")
     else:
-        args.out.mkdir(parents=True, exist_ok=True)
-        np.savetxt(args.out / "vectors.tsv", items, delimiter="\t", fmt="%.6g")
-        meta = movies[["title", "genres", "year", "popularity"]].copy()
-        meta["title"] = meta["title"].str.replace("\t", " ")
-        meta.to_csv(args.out / "metadata.tsv", sep="\t", index=False)
-        print(f"wrote {args.out}/vectors.tsv and metadata.tsv ({len(items)} movies): load them "
-              "in the TensorFlow Embedding Projector")
+        items, meta = projector_tables(run, ml)
+        write_new_file(out / "vectors.tsv",
+                       lambda f: np.savetxt(f, items, delimiter="\t", fmt="%.6g"), args.force)
+        write_new_file(out / "metadata.tsv",
+                       lambda f: f.write(meta.to_csv(sep="\t", index=False).encode()), args.force)
+        print(f"wrote {out}/vectors.tsv (the movie vectors of {run.train_config.model}, one row "
+              f"per movie) and metadata.tsv ({len(items)} movies): load them in the TensorFlow "
+              "Embedding Projector")
     return 0
 
 
@@ -230,7 +236,124 @@ def _add_data_flags(p: argparse.ArgumentParser) -> None:
 def _load_data(args: argparse.Namespace) -> MovieLens:
     ml = load_movielens(args.data_dir, download=not args.no_download, progress=True)
     print(f"data: {ml.name} from {ml.source}", file=sys.stderr)
+    for note in ml.notes:
+        print(f"data: note: {note}", file=sys.stderr)
     return ml
+
+
+def _train_configs(args: argparse.Namespace) -> tuple[SplitConfig, TrainConfig]:
+    """The split and train configs of ``recsys train``, every value checked (errors name the
+    flag), and the device known to exist on this machine."""
+    try:
+        split_config = _dataclass_from_args(SplitConfig, args)
+        given = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
+                 if getattr(args, f.name) is not None and f.name != "model"}
+        train_config = TrainConfig.for_model(args.model, **given)
+        for name, seed in (("split_seed", split_config.split_seed), ("seed", train_config.seed)):
+            if not 0 <= seed <= MAX_SEED:
+                raise ValueError(f"{name} must be between 0 and {MAX_SEED}, got {seed}")
+        resolve_device(train_config.device)
+    except ValueError as err:
+        raise ValueError(_name_flags(str(err))) from err
+    return split_config, train_config
+
+
+def _name_flags(message: str) -> str:
+    """A config message in CLI words: a leading field name becomes its flag."""
+    for f in (*fields(SplitConfig), *fields(TrainConfig)):
+        for prefix in (f"{f.name} ", f"unknown {f.name} "):
+            if message.startswith(prefix):
+                flag = "--" + f.name.replace("_", "-")
+                return message.replace(f.name, flag, 1)
+    return message
+
+
+def check_k(k: int, available: int | None = None, what: str = "items") -> int:
+    """``--k`` checked (at least 1) and capped at the ``available`` items it ranks: asking
+    for more than exist returns them all, and never allocates room for a trillion."""
+    if k < 1:
+        raise ValueError(f"--k must be at least 1, got {k}")
+    if available is not None and k > available:
+        print(f"note: --k {k} is more than the {available:,} {what}: showing all of them",
+              file=sys.stderr)
+        return available
+    return k
+
+
+# ---------------------------------------------------------------------------- output files
+def check_new_output(path: Path, force: bool = False, flag: str = "--out") -> None:
+    """Refuses, before any work, an output file that would replace a run's file, an existing
+    file (unless ``force``), or could not be created (under a file, in a read-only folder)."""
+    if path.name in RUN_FILES and all((path.parent / n).exists() for n in RUN_FILES):
+        raise ValueError(f"{flag} {path} is a file of the run in {path.parent}, which is "
+                         "never overwritten: choose another file name")
+    if os.path.lexists(path):
+        if os.path.isdir(path):
+            raise ValueError(f"{flag} {path} is a folder: give a file name")
+        if not force:
+            raise ValueError(f"{flag} {path} already exists: choose another name, or add "
+                             "--force to replace it")
+    _check_writable_folder(path, flag)
+
+
+def _check_writable_folder(path: Path, flag: str) -> None:
+    """Raises unless ``path`` could be created: its nearest existing ancestor is a folder we
+    may write in."""
+    parent = Path(os.path.abspath(path)).parent
+    while not os.path.lexists(parent) and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{flag} {path}: {parent} is a file, not a folder: choose a path in "
+                         "a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path}: no permission to write in {parent}: choose a folder "
+                         "you can write to")
+
+
+def write_new_file(path: Path, write: Callable[[BinaryIO], Any], force: bool = False) -> None:
+    """Writes ``path`` through ``write(binary_file)`` in a temporary sibling, then puts it in
+    place in one step: without ``force`` only if nothing has that name by then (of two
+    writers one wins, the other gets a clear error); a failed write leaves nothing behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{time.time_ns()}")
+    try:
+        with open(tmp, "xb") as f:
+            write(f)
+        if force:
+            os.replace(tmp, path)
+        else:
+            _link_new(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _link_new(tmp: Path, path: Path) -> None:
+    """Gives ``tmp``'s content the name ``path`` unless that name exists (a hard link never
+    replaces; where links are not supported, a checked rename)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise ValueError(f"--out {path} already exists (just created by another process): "
+                         "choose another name, or add --force to replace it") from None
+    except OSError as err:
+        if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        if os.path.lexists(path):
+            raise ValueError(f"--out {path} already exists: choose another name, or add "
+                             "--force to replace it") from None
+        os.replace(tmp, path)
+
+
+def _os_message(err: OSError) -> str:
+    """A failed read or write in one line: which file, what happened, what to do."""
+    where = f"{err.filename}: " if err.filename else ""
+    what = err.strerror or str(err)
+    hint = {errno.ENOSPC: "free some disk space or write elsewhere",
+            errno.EDQUOT: "free some disk space or write elsewhere",
+            errno.EACCES: "choose a file or folder you may use",
+            errno.EPERM: "choose a file or folder you may use",
+            errno.EROFS: "choose a folder on a writable disk"}.get(err.errno, "check the path")
+    return f"{where}{what}: {hint}"
 
 
 def _add_dataclass_flags(p: argparse.ArgumentParser, cls: type,
@@ -242,9 +365,12 @@ def _add_dataclass_flags(p: argparse.ArgumentParser, cls: type,
         flag = "--" + f.name.replace("_", "-")
         kind = type(f.default)
         default = None if model_defaults and f.name != "model" else f.default
+        if f.name == "model":
+            default = DEFAULT_MODEL
         own = [f"{m}: {d[f.name]}" for m, d in MODEL_DEFAULTS.items() if f.name in d]
         note = f"; {', '.join(own)}" if model_defaults and own else ""
-        help_text = f"{f.metadata.get('help', '')} (default {f.default}{note})"
+        shown = default if f.name == "model" else f.default
+        help_text = f"{f.metadata.get('help', '')} (default {shown}{note})"
         if kind is bool:
             group.add_argument(flag, dest=f.name, default=default, help=help_text,
                                action=argparse.BooleanOptionalAction)

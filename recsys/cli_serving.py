@@ -7,15 +7,27 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
+from recsys.cli import check_k, check_new_output, write_new_file
 from recsys.data import load_movielens
 from recsys.runs import load_run
-from recsys.serving import Catalog, recommend, similar_movies, similar_users
+from recsys.serving import (
+    COOCCURRENCE_LENS,
+    EMBEDDING_LENSES,
+    LENS_DESCRIPTIONS,
+    Catalog,
+    as_records,
+    default_lens,
+    recommend,
+    similar_movies,
+    similar_users,
+)
 
 
 def add_commands(subparsers, add_data_flags: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -29,6 +41,7 @@ def add_commands(subparsers, add_data_flags: Callable[[argparse.ArgumentParser],
     p.add_argument("--explain", action="store_true",
                    help="show the history movies behind each pick (and MF score parts)")
     p.add_argument("--include-seen", action="store_true", help="do not filter known positives")
+    p.add_argument("--json", action="store_true", help="print JSON records (stable keys)")
     add_data_flags(p)
     p.set_defaults(handler=cmd_recommend)
 
@@ -38,7 +51,13 @@ def add_commands(subparsers, add_data_flags: Callable[[argparse.ArgumentParser],
     p.add_argument("--movie", required=True, help="raw movie id or title words, e.g. "
                                                   "'star wars' or 'toy story 1995'")
     p.add_argument("--k", type=int, default=10, help="neighbours (default 10)")
-    p.add_argument("--scoring", choices=("cosine", "dot"), default="cosine")
+    p.add_argument("--lens", choices=EMBEDDING_LENSES, default=None,
+                   help="embedding similarity: " + "; ".join(
+                       f"{name}: {LENS_DESCRIPTIONS[name]}" for name in EMBEDDING_LENSES)
+                   + " (default: the lens measured best for the run's model)")
+    p.add_argument("--scoring", choices=("cosine", "dot"), default=None,
+                   help=argparse.SUPPRESS)  # the old name of --lens
+    p.add_argument("--json", action="store_true", help="print JSON (stable keys)")
     add_data_flags(p)
     p.set_defaults(handler=cmd_similar)
 
@@ -46,6 +65,7 @@ def add_commands(subparsers, add_data_flags: Callable[[argparse.ArgumentParser],
     p.add_argument("run_dir", type=Path)
     p.add_argument("--user", type=int, required=True, help="raw MovieLens user id")
     p.add_argument("--k", type=int, default=10, help="neighbours (default 10)")
+    p.add_argument("--json", action="store_true", help="print JSON records (stable keys)")
     add_data_flags(p)
     p.set_defaults(handler=cmd_similar_users)
 
@@ -54,34 +74,45 @@ def add_commands(subparsers, add_data_flags: Callable[[argparse.ArgumentParser],
     p.add_argument("--method", choices=("pca", "tsne", "umap"), default="pca")
     p.add_argument("--what", choices=("items", "users"), default="items")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, help="also write the map as CSV here")
+    p.add_argument("--out", type=Path, help="also write the map as CSV here (a new file)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
     add_data_flags(p)
     p.set_defaults(handler=cmd_project)
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     ctx = _catalog(args)
-    frame = recommend(ctx, args.user, args.k, exclude_seen=not args.include_seen,
+    k = check_k(args.k, len(ctx.run.item_ids), "movies")
+    frame = recommend(ctx, args.user, k, exclude_seen=not args.include_seen,
                       scoring=args.scoring, explain=args.explain)
-    print(f"{ctx.run.train_config.model} ({args.scoring}) for user {args.user}:")
-    columns = ["rank", "item_id", "title", "score"]
-    if args.explain:
+    columns = ["rank", "item_id", "title", "score", "popularity"]
+    if args.explain:  # the score's parts, leaving out those that are zero for this model
         columns += ["because"] + [c for c in ("dot", "item_bias", "user_bias", "global_mean")
-                                  if c in frame]
+                                  if c in frame and frame[c].abs().max() > 0]
+    columns = [c for c in columns if c in frame]
+    if args.json:
+        _print_json(as_records(frame[columns]))
+        return 0
+    print(f"{ctx.run.train_config.model} ({args.scoring}) for user {args.user}:")
     _print(frame[columns])
     return 0
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
     ctx = _catalog(args)
-    result = similar_movies(ctx, args.movie, args.k, args.scoring)
+    k = check_k(args.k, len(ctx.run.item_ids) - 1, "other movies")
+    lens = args.scoring or args.lens or default_lens(ctx) or "cosine"
+    result = similar_movies(ctx, args.movie, k, lens)
+    if args.json:
+        _print_json(result.to_dict())
+        return 0
     print(f"nearest to {result.movie['title']} [id {result.movie['item_id']}]")
     if result.embedding is not None:
-        print(f"\nembedding ({args.scoring}):")
+        print(f"\nembedding ({lens}): {LENS_DESCRIPTIONS[lens]}")
         _print(result.embedding[["rank", "item_id", "title", "score", "popularity"]])
     else:
         print(f"\n{result.note}")
-    print("\nco-occurrence (item-kNN cosine on known positives):")
+    print(f"\nco-occurrence: {LENS_DESCRIPTIONS[COOCCURRENCE_LENS]}")
     _print(result.cooccurrence[["rank", "item_id", "title", "score", "popularity"]])
     if result.embedding is not None:
         print(f"\noverlap: {len(result.overlap)} of {len(result.cooccurrence)}")
@@ -90,7 +121,11 @@ def cmd_similar(args: argparse.Namespace) -> int:
 
 def cmd_similar_users(args: argparse.Namespace) -> int:
     ctx = _catalog(args)
-    frame = similar_users(ctx, args.user, args.k)
+    frame = similar_users(ctx, args.user, check_k(args.k, len(ctx.run.user_ids) - 1,
+                                                  "other users"))
+    if args.json:
+        _print_json(as_records(frame))
+        return 0
     print(f"users nearest to {args.user} by {frame.attrs['space']}:")
     shown = frame.assign(shared=frame["shared"].map(lambda t: "; ".join(t[:3])))
     _print(shown)
@@ -100,6 +135,8 @@ def cmd_similar_users(args: argparse.Namespace) -> int:
 def cmd_project(args: argparse.Namespace) -> int:
     from recsys.projection import project_run
 
+    if args.out:
+        check_new_output(args.out, args.force)
     ctx = _catalog(args)
     result = project_run(ctx.run, args.method, args.what, ctx.movies, args.seed,
                          progress=lambda fraction, message: print(message, file=sys.stderr))
@@ -107,8 +144,8 @@ def cmd_project(args: argparse.Namespace) -> int:
         shares = ", ".join(f"{v:.1%}" for v in result.explained_variance)
         print(f"explained variance: {shares}")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        result.frame.to_csv(args.out, index=False)
+        csv = result.frame.to_csv(index=False).encode()
+        write_new_file(args.out, lambda f: f.write(csv), args.force)
         print(f"wrote {args.out} ({len(result.frame)} points)")
     else:
         _print(result.frame.head(10))
@@ -116,12 +153,16 @@ def cmd_project(args: argparse.Namespace) -> int:
 
 
 def _catalog(args: argparse.Namespace) -> Catalog:
-    if getattr(args, "k", 1) < 1:
-        raise ValueError(f"--k must be at least 1, got {args.k}")
+    if hasattr(args, "k"):
+        check_k(args.k)  # before any loading; capped at the catalogue once it is known
     run = load_run(args.run_dir)
     ml = load_movielens(args.data_dir, download=not args.no_download)
     run.check_dataset(ml)
     return Catalog.build(run, ml)
+
+
+def _print_json(value) -> None:
+    print(json.dumps(value, indent=2, allow_nan=False, ensure_ascii=False))
 
 
 def _print(frame: pd.DataFrame) -> None:

@@ -11,6 +11,8 @@ import csv
 import hashlib
 import io
 import os
+import re
+import stat
 import subprocess
 import sys
 import tempfile
@@ -29,6 +31,8 @@ __all__ = [
     "GENRES_100K",
     "GROUPLENS_URL",
     "DataUnavailableError",
+    "cache_folders",
+    "user_cache_dir",
     "MovieLens",
     "load_movielens",
     "read_grouplens_dir",
@@ -62,7 +66,12 @@ OCCUPATIONS_1M: tuple[str, ...] = (
     "self-employed", "technician/engineer", "tradesman/craftsman", "unemployed", "writer",
 )  # fmt: skip
 
-_RATING_DTYPES = {"u": "int64", "i": "int64", "r": "float32", "t": "int64"}
+# What a ratings file may hold; anything else is refused with its file and line.
+RATING_SCALE = (0.5, 5.0)  # every GroupLens layout: 1-5 stars (ml-latest-small in half stars)
+MAX_ID = 2**31 - 1  # GroupLens ids are positive 32-bit numbers; 0 is accepted too
+MAX_TIMESTAMP = 253_402_300_799  # 9999-12-31 23:59:59 UTC, in Unix seconds
+ENCODINGS = ("utf-8-sig", "latin-1")  # tried in order: UTF-8 (with or without BOM), then the
+# Latin-1 of the older GroupLens files (which never fails, so it comes last)
 
 # Layout name -> (ratings, movies, users-or-None) file names.
 _LAYOUTS: dict[str, tuple[str, str, str | None]] = {
@@ -88,13 +97,17 @@ class DataUnavailableError(RuntimeError):
 
 @dataclass(frozen=True, eq=False)
 class MovieLens:
-    """One MovieLens dataset as three tables plus where it came from."""
+    """One MovieLens dataset as three tables plus where it came from.
+
+    ``notes`` lists what loading changed, one sentence each (e.g. repeated ratings dropped).
+    """
 
     ratings: pd.DataFrame
     movies: pd.DataFrame
     users: pd.DataFrame
     name: str
     source: str
+    notes: tuple[str, ...] = ()
 
     @property
     def n_users(self) -> int:
@@ -150,18 +163,6 @@ def validate_100k_counts(ml: MovieLens) -> None:
 
 
 # --------------------------------------------------------------------------- table helpers
-
-
-def _ratings_frame(user, item, rating, timestamp) -> pd.DataFrame:
-    """Build the ratings table with the canonical dtypes."""
-    return pd.DataFrame(
-        {
-            "user_id": pd.to_numeric(user).astype("int64"),
-            "item_id": pd.to_numeric(item).astype("int64"),
-            "rating": pd.to_numeric(rating).astype("float32"),
-            "timestamp": pd.to_numeric(timestamp).astype("int64"),
-        }
-    ).reset_index(drop=True)
 
 
 def _movies_frame(item_id, title, year, genres) -> pd.DataFrame:
@@ -221,77 +222,193 @@ def _canonical_100k_genres(genres: pd.Series, sep: str) -> pd.Series:
     return _join_flags(flags, GENRES_100K)
 
 
-def _read_double_colon(path: Path, names: list[str], encoding: str, dtype=str) -> pd.DataFrame:
-    """Read an ML-1M "::"-separated file fast by turning "::" into tabs before parsing."""
-    raw = path.read_bytes().replace(b"::", b"\t")
-    return pd.read_csv(
-        io.BytesIO(raw), sep="\t", header=None, names=names, dtype=dtype,
-        encoding=encoding, quoting=csv.QUOTE_NONE, keep_default_na=False,
-    )  # fmt: skip
+# --------------------------------------------------------------------------- reading files
+
+
+def _read_text(path: Path) -> str:
+    """The text of the regular file ``path``, decoded with the first of :data:`ENCODINGS`
+    that fits. Folders, pipes and devices (e.g. a link to /dev/zero) are refused before
+    anything is read: a pipe would block and a device never end."""
+    try:  # O_NONBLOCK: opening a FIFO returns at once instead of waiting for a writer
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as err:
+        raise ValueError(f"{path} cannot be read ({err.strerror}): check the file") from err
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ValueError(f"{path} is not a regular file (a folder, pipe or device): put "
+                         "the MovieLens file itself there")
+    with os.fdopen(fd, "rb") as f:
+        try:
+            raw = f.read()
+        except OSError as err:
+            raise ValueError(f"{path} cannot be read ({err.strerror}): check the file") from err
+    for encoding in ENCODINGS:
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise AssertionError("latin-1 decodes any bytes")  # pragma: no cover
+
+
+def _read_fields(path: Path, names: list[str], sep: str, header: bool = False) -> pd.DataFrame:
+    """Every non-blank line of ``path`` split at ``sep`` into the ``names`` columns, as text
+    ("" where a line is short), plus its 1-based ``line`` number for messages.
+
+    With ``header`` the first line names the columns (CSV quoting allowed), and every name in
+    ``names`` must be among them."""
+    text = _read_text(path)
+    if sep == "::":  # ML-1M: "::" becomes a tab, so the fast C parser can split it
+        text, sep = text.replace("::", "\t"), "\t"
+    numbers, lines = [], []
+    for number, line in enumerate(text.split("\n"), 1):
+        if line.strip():
+            numbers.append(number)
+            lines.append(line)
+    if not lines:
+        raise ValueError(f"{path} is empty: put the MovieLens file there")
+    try:
+        df = pd.read_csv(
+            io.StringIO("\n".join(lines)), sep=sep, header=0 if header else None, dtype=str,
+            quoting=csv.QUOTE_MINIMAL if header else csv.QUOTE_NONE, na_filter=False,
+        )  # fmt: skip
+    except pd.errors.ParserError as err:
+        raise ValueError(f"{path}: {_parser_problem(err, numbers)}") from None
+    rows = numbers[1:] if header else numbers
+    # One row per line, unless a quoted CSV field spans lines: then count rows instead.
+    df.index = rows if len(rows) == len(df) else df.index + (2 if header else 1)
+    if header:
+        missing = [n for n in names if n not in df.columns]
+        if missing:
+            raise ValueError(f"{path} line {numbers[0]}: the header lacks the column(s) "
+                             f"{', '.join(missing)}; expected {','.join(names)}")
+        df = df[names]
+    elif df.shape[1] > len(names):
+        extra = (df.iloc[:, len(names):].fillna("") != "").any(axis=1)
+        raise ValueError(f"{path} line {extra.idxmax()} has more than {len(names)} fields "
+                         f"(separated by {sep!r}): fix or delete that line")
+    else:
+        df = df.reindex(columns=range(len(names)), fill_value="").set_axis(names, axis=1)
+    return df.fillna("").rename_axis("line").reset_index()
+
+
+def _parser_problem(err: pd.errors.ParserError, numbers: list[int]) -> str:
+    """pandas' tokenizer error in words, e.g. "line 4 has 5 fields, expected 4"; ``numbers``
+    maps the parsed (non-blank) lines back to the file's line numbers."""
+    found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(err))
+    if found:
+        want, line, got = (int(g) for g in found.groups())
+        line = numbers[line - 1] if 0 < line <= len(numbers) else line
+        return f"line {line} has {got} fields, expected {want}: fix or delete that line"
+    return f"cannot be parsed ({str(err).strip().splitlines()[0]}): check the file"
+
+
+def _numbers(df: pd.DataFrame, column: str, path: Path | str, what: str,
+             low: float, high: float, whole: bool = True) -> pd.Series:
+    """``df[column]`` as numbers, each finite and in ``[low, high]`` (and whole if asked);
+    else a ValueError naming the file, the first bad line and the value."""
+    values = pd.to_numeric(df[column], errors="coerce").astype("float64")
+    ok = np.isfinite(values) & (values >= low) & (values <= high)
+    if whole:
+        ok &= values % 1 == 0
+    if not ok.all():
+        bad = np.flatnonzero(~ok.to_numpy())
+        shown = repr(df[column].iloc[bad[0]]) if df[column].iloc[bad[0]] else "nothing"
+        kind = "a whole number" if whole else "a number"
+        more = f" ({len(bad) - 1:,} more lines like it)" if len(bad) > 1 else ""
+        raise ValueError(f"{path} line {df['line'].iloc[bad[0]]}: {what} is {shown}, not "
+                         f"{kind} from {low:g} to {high:g}{more}: fix or delete that line")
+    return values.astype("int64") if whole else values
+
+
+def _parse_ratings(df: pd.DataFrame, path: Path | str) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """Validated ratings from text columns u, i, r, t (and ``line``), plus notes on repeats."""
+    if df.empty:
+        raise ValueError(f"{path} holds no ratings: put the MovieLens ratings file there")
+    ratings = pd.DataFrame({
+        "user_id": _numbers(df, "u", path, "the user id", 0, MAX_ID),
+        "item_id": _numbers(df, "i", path, "the movie id", 0, MAX_ID),
+        "rating": _numbers(df, "r", path, "the rating", *RATING_SCALE, whole=False)
+        .astype("float32"),
+        "timestamp": _numbers(df, "t", path, "the timestamp (Unix seconds)", 0, MAX_TIMESTAMP),
+    }).reset_index(drop=True)
+    return _drop_repeats(ratings, path)
+
+
+def _drop_repeats(ratings: pd.DataFrame, path: Path | str) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """One rating per (user, movie): the latest by timestamp, ties going to the later line.
+
+    A repeat would count twice in training and could land on both sides of the train/test
+    split; a re-rating most likely replaces the old one, so the latest is kept and a note
+    says how many were dropped."""
+    pairs = ["user_id", "item_id"]
+    if not ratings.duplicated(pairs).any():
+        return ratings, ()
+    latest = ratings.sort_values("timestamp", kind="stable").drop_duplicates(pairs, keep="last")
+    kept = ratings.loc[np.sort(latest.index.to_numpy())].reset_index(drop=True)
+    dropped = len(ratings) - len(kept)
+    return kept, (f"{Path(str(path)).name}: {dropped:,} repeated rating(s) of a movie by the "
+                  "same user dropped; kept each pair's latest (by timestamp, then line)",)
+
+
+def _ids(df: pd.DataFrame, column: str, path: Path, what: str) -> pd.Series:
+    return _numbers(df, column, path, what, 0, MAX_ID)
 
 
 # --------------------------------------------------------------------------- directory layouts
 
+Tables = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, tuple[str, ...]]
 
-def _read_100k(d: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+
+def _read_100k(d: Path) -> Tables:
     """Read the GroupLens ML-100K files (u.data, u.item, u.user)."""
-    r = pd.read_csv(
-        d / "u.data", sep="\t", header=None, names=["u", "i", "r", "t"], dtype=_RATING_DTYPES,
-        quoting=csv.QUOTE_NONE,
-    )  # fmt: skip
-    ratings = _ratings_frame(r["u"], r["i"], r["r"], r["t"])
+    ratings, notes = _parse_ratings(_read_fields(d / "u.data", list("uirt"), "\t"), d / "u.data")
 
     flag_cols = [f"g{k}" for k in range(len(GENRES_100K))]
-    m = pd.read_csv(
-        d / "u.item", sep="|", header=None, dtype=str, encoding="latin-1",
-        names=["item_id", "title", "date", "video_date", "url", *flag_cols],
-        quoting=csv.QUOTE_NONE, keep_default_na=False,
-    )  # fmt: skip
+    m = _read_fields(d / "u.item", ["item_id", "title", "date", "video_date", "url",
+                                    *flag_cols], "|")
     flags = m[flag_cols].apply(pd.to_numeric, errors="coerce").fillna(0).astype("int8")
     year = _year_from_date(m["date"]).fillna(_year_from_title(m["title"]))
-    movies = _movies_frame(m["item_id"], m["title"], year, _join_flags(flags, GENRES_100K))
+    movies = _movies_frame(_ids(m, "item_id", d / "u.item", "the movie id"), m["title"], year,
+                           _join_flags(flags, GENRES_100K))
 
     users = _users_frame()
-    if (d / "u.user").is_file():
-        u = pd.read_csv(
-            d / "u.user", sep="|", header=None, dtype=str, encoding="latin-1",
-            names=["user_id", "age", "gender", "occupation", "zip"],
-            quoting=csv.QUOTE_NONE, keep_default_na=False,
-        )  # fmt: skip
-        users = _users_frame(u["user_id"], u["age"], u["gender"], u["occupation"])
-    return ratings, movies, users
+    if os.path.lexists(d / "u.user"):
+        u = _read_fields(d / "u.user", ["user_id", "age", "gender", "occupation", "zip"], "|")
+        users = _users_frame(_ids(u, "user_id", d / "u.user", "the user id"), u["age"],
+                             u["gender"], u["occupation"])
+    return ratings, movies, users, notes
 
 
-def _read_1m(d: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def _read_1m(d: Path) -> Tables:
     """Read the GroupLens ML-1M files (ratings.dat, movies.dat, users.dat)."""
-    r = _read_double_colon(d / "ratings.dat", ["u", "i", "r", "t"], "latin-1", _RATING_DTYPES)
-    ratings = _ratings_frame(r["u"], r["i"], r["r"], r["t"])
+    path = d / "ratings.dat"
+    ratings, notes = _parse_ratings(_read_fields(path, list("uirt"), "::"), path)
 
-    m = _read_double_colon(d / "movies.dat", ["item_id", "title", "genres"], "latin-1")
-    movies = _movies_frame(m["item_id"], m["title"], _year_from_title(m["title"]), m["genres"])
+    m = _read_fields(d / "movies.dat", ["item_id", "title", "genres"], "::")
+    movies = _movies_frame(_ids(m, "item_id", d / "movies.dat", "the movie id"), m["title"],
+                           _year_from_title(m["title"]), m["genres"])
 
     users = _users_frame()
-    if (d / "users.dat").is_file():
-        u = _read_double_colon(
-            d / "users.dat", ["user_id", "gender", "age", "occupation", "zip"], "latin-1"
-        )
+    if os.path.lexists(d / "users.dat"):
+        u = _read_fields(d / "users.dat", ["user_id", "gender", "age", "occupation", "zip"], "::")
         codes = pd.to_numeric(u["occupation"], errors="coerce")
         occupation = codes.map(dict(enumerate(OCCUPATIONS_1M))).fillna(u["occupation"])
-        users = _users_frame(u["user_id"], u["age"], u["gender"], occupation)
-    return ratings, movies, users
+        users = _users_frame(_ids(u, "user_id", d / "users.dat", "the user id"), u["age"],
+                             u["gender"], occupation)
+    return ratings, movies, users, notes
 
 
-def _read_latest_small(d: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def _read_latest_small(d: Path) -> Tables:
     """Read ml-latest-small CSVs (ratings.csv, movies.csv); it has no users table."""
-    r = pd.read_csv(
-        d / "ratings.csv",
-        dtype={"userId": "int64", "movieId": "int64", "rating": "float32", "timestamp": "int64"},
-    )
-    ratings = _ratings_frame(r["userId"], r["movieId"], r["rating"], r["timestamp"])
-    m = pd.read_csv(d / "movies.csv", dtype=str, keep_default_na=False, encoding="utf-8")
+    path = d / "ratings.csv"
+    r = _read_fields(path, ["userId", "movieId", "rating", "timestamp"], ",", header=True)
+    r.columns = ["line", *"uirt"]
+    ratings, notes = _parse_ratings(r, path)
+    m = _read_fields(d / "movies.csv", ["movieId", "title", "genres"], ",", header=True)
     genres = m["genres"].replace("(no genres listed)", "")
-    movies = _movies_frame(m["movieId"], m["title"], _year_from_title(m["title"]), genres)
-    return ratings, movies, _users_frame()
+    movies = _movies_frame(_ids(m, "movieId", d / "movies.csv", "the movie id"), m["title"],
+                           _year_from_title(m["title"]), genres)
+    return ratings, movies, _users_frame(), notes
 
 
 _READERS = {"ml-100k": _read_100k, "ml-1m": _read_1m, "ml-latest-small": _read_latest_small}
@@ -300,7 +417,7 @@ _READERS = {"ml-100k": _read_100k, "ml-1m": _read_1m, "ml-latest-small": _read_l
 def _detect_layout(d: Path) -> str | None:
     """Name of the first layout whose ratings file exists in ``d``, else None."""
     for name, (ratings_file, _, _) in _LAYOUTS.items():
-        if (d / ratings_file).is_file():
+        if os.path.lexists(d / ratings_file):  # even a folder or a pipe: refused when read
             return name
     return None
 
@@ -309,6 +426,16 @@ def read_grouplens_dir(path: str | Path) -> MovieLens:
     """Detect the MovieLens layout (ml-100k, ml-1m, ml-latest-small) in a directory and read it.
 
     A parent directory holding exactly one such unzipped folder (e.g. ``ml-100k/``) also works.
+
+    Every file is checked as it is read, and a ValueError names the file and line of the
+    first problem: ids must be whole numbers from 0 to :data:`MAX_ID`, ratings finite and on
+    the MovieLens scale :data:`RATING_SCALE`, timestamps Unix seconds from 0 to
+    :data:`MAX_TIMESTAMP`; empty files, lines with too many fields, folders, pipes and devices
+    are refused. Text is decoded as UTF-8, else Latin-1 (:data:`ENCODINGS`).
+
+    Repeated ratings (one user rating one movie on several lines) are not an error: the
+    latest by timestamp is kept (ties: the later line), and ``MovieLens.notes`` says how many
+    were dropped.
     """
     d = Path(path).expanduser()
     if not d.is_dir():
@@ -328,10 +455,11 @@ def read_grouplens_dir(path: str | Path) -> MovieLens:
             "Point at the unzipped GroupLens folder (e.g. .../ml-100k containing u.data)."
         )
     _, movies_file, _ = _LAYOUTS[layout]
-    if not (d / movies_file).is_file():
-        raise ValueError(f"{d} looks like {layout} but {movies_file} is missing")
-    ratings, movies, users = _READERS[layout](d)
-    return MovieLens(ratings, movies, users, layout, f"directory {d} (GroupLens layout)")
+    if not os.path.lexists(d / movies_file):
+        raise ValueError(f"{d} looks like {layout} but {movies_file} is missing: put it "
+                         "beside the ratings file")
+    ratings, movies, users, notes = _READERS[layout](d)
+    return MovieLens(ratings, movies, users, layout, f"directory {d} (GroupLens layout)", notes)
 
 
 # --------------------------------------------------------------------------- recbole wheel
@@ -359,10 +487,9 @@ def read_recbole_wheel(wheel_path: str | Path) -> MovieLens:
         item = _read_recbole_table(zf, "item")
         user = _read_recbole_table(zf, "user")
 
-    ratings = _ratings_frame(
-        inter["user_id"], inter["item_id"], inter["rating"],
-        pd.to_numeric(inter["timestamp"]).round(),
-    )  # fmt: skip
+    where = f"{wheel_path.name}:{_RECBOLE_PREFIX}.inter"
+    fields = inter[["user_id", "item_id", "rating", "timestamp"]].set_axis(list("uirt"), axis=1)
+    ratings, notes = _parse_ratings(fields.assign(line=fields.index + 2), where)
 
     # RecBole split "Title (1995)" into title + release_year; item 267 reads "unkonwn" (sic).
     placeholder = item["movie_title"].str.strip().str.lower().isin(["unkonwn", "unknown"])
@@ -376,7 +503,8 @@ def read_recbole_wheel(wheel_path: str | Path) -> MovieLens:
     movies = _movies_frame(item["item_id"], title, year, genres)
 
     users = _users_frame(user["user_id"], user["age"], user["gender"], user["occupation"])
-    return MovieLens(ratings, movies, users, "ml-100k", f"{RECBOLE_SPEC} wheel {wheel_path}")
+    return MovieLens(ratings, movies, users, "ml-100k", f"{RECBOLE_SPEC} wheel {wheel_path}",
+                     notes)
 
 
 # --------------------------------------------------------------------------- acquisition chain
@@ -385,6 +513,24 @@ def read_recbole_wheel(wheel_path: str | Path) -> MovieLens:
 def _default_cache_dir() -> Path:
     """Cache directory from RECSYS_CACHE_DIR, read at call time so it can be changed at runtime."""
     return Path(os.environ.get(_CACHE_ENV, _DEFAULT_CACHE_STR)).expanduser()
+
+
+def user_cache_dir(*parts: str) -> Path:
+    """The project's per-user cache folder joined with ``parts``: ``$RECSYS_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/movielens-embeddings``, else ``~/.cache/movielens-embeddings``.
+
+    Derived files (FAISS indexes, 2-D maps) go here when the run that owns them is read-only.
+    """
+    root = os.environ.get(_CACHE_ENV) or (
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "movielens-embeddings")
+    return Path(root).expanduser().joinpath(*parts)
+
+
+def cache_folders(preferred: str | Path, kind: str) -> list[Path]:
+    """Where a derived file of ``kind`` ("index", "projections") is looked for and written, in
+    order: ``preferred`` (inside the run) and then the user cache, which is always writable
+    when the run is not (a read-only copy, another user's run)."""
+    return [Path(preferred), user_cache_dir(kind)]
 
 
 def _fetch_grouplens_zip(url: str, dest: Path, timeout: float, progress: bool) -> None:

@@ -6,14 +6,18 @@ Built indexes can be cached on disk (``faiss.write_index``: FAISS's own format, 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import stat
 import time
 from pathlib import Path
 
 import faiss
 import numpy as np
 import scipy.sparse as sp
+
+from recsys.data import cache_folders
 
 METRICS = ("cosine", "dot")
 KINDS = ("flat", "ivf")
@@ -55,11 +59,8 @@ class VectorIndex:
         self.n, self.dim = vectors.shape
         self.nlist = _check_nlist(nlist, self.n) if kind == "ivf" else None
         self.index = _index if _index is not None else self._build(vectors, seed)
-        if self.index.ntotal != self.n or self.index.d != self.dim:
-            raise ValueError(
-                f"index holds {self.index.ntotal} x {self.index.d} vectors, expected "
-                f"{self.n} x {self.dim}: the cached index is stale, delete it"
-            )
+        if _index is not None:
+            self._check_holds(vectors)
         self.nprobe = nprobe
 
     def _build(self, vectors: np.ndarray, seed: int) -> faiss.Index:
@@ -73,6 +74,25 @@ class VectorIndex:
             index.train(data)
         index.add(data)
         return index
+
+    def _check_holds(self, vectors: np.ndarray) -> None:
+        """Raises ValueError unless the (loaded) index is of this kind and holds exactly
+        ``vectors``: a damaged or stale cache file must never answer queries."""
+        index = self.index
+        want = faiss.IndexFlatIP if self.kind == "flat" else faiss.IndexIVFFlat
+        if (not isinstance(index, want) or index.metric_type != faiss.METRIC_INNER_PRODUCT
+                or index.ntotal != self.n or index.d != self.dim
+                or (self.kind == "ivf" and index.nlist != self.nlist)):
+            raise ValueError(f"the cached index is not a {self.kind} index of {self.n} x "
+                             f"{self.dim} vectors")
+        try:
+            if self.kind == "ivf":
+                index.make_direct_map()
+            stored = index.reconstruct_n(0, self.n)
+        except RuntimeError as err:  # faiss: e.g. damaged ids in the inverted lists
+            raise ValueError("the cached index is damaged") from err
+        if not np.array_equal(stored, self._prepare(vectors)):
+            raise ValueError("the cached index holds other vectors than the model's")
 
     @property
     def nprobe(self) -> int:
@@ -147,23 +167,56 @@ class VectorIndex:
         parameters, else builds and writes it there (``cache_dir=None``: just builds).
 
         The file name carries a hash of the vectors, so a retrained run never reuses a stale
-        index. ``nprobe`` is a search-time setting and is not part of the key.
+        index. ``nprobe`` is a search-time setting and is not part of the key. A cached file
+        is used only if it holds exactly these vectors; a truncated or damaged one is rebuilt
+        and replaced. When ``cache_dir`` cannot be written (a read-only run) the user cache
+        is used instead (:func:`recsys.data.cache_folders`); when nothing can be written the
+        index is just built.
         """
         vectors = _as_matrix(vectors, "vectors")
         if cache_dir is None:
             return cls(vectors, metric, kind, nlist, nprobe, seed)
         nlist = _check_nlist(nlist, len(vectors)) if kind == "ivf" else None
         key = f"{name}-{metric}-{kind}" + (f"-nlist{nlist}-seed{seed}" if nlist else "")
-        path = Path(cache_dir) / f"{key}-{_fingerprint(vectors)}.faiss"
-        if path.exists():
-            return cls(vectors, metric, kind, nlist, nprobe, seed,
-                       _index=faiss.read_index(str(path)))
+        file_name = f"{key}-{_fingerprint(vectors)}.faiss"
+        folders = cache_folders(cache_dir, "index")
+        for folder in folders:
+            loaded = _read_index(folder / file_name)
+            if loaded is not None:
+                try:
+                    return cls(vectors, metric, kind, nlist, nprobe, seed, _index=loaded)
+                except ValueError:  # readable but not these vectors: rebuild below
+                    continue
         built = cls(vectors, metric, kind, nlist, nprobe, seed)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{time.time_ns()}")
-        faiss.write_index(built.index, str(tmp))
-        os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+        _write_index(built.index, folders, file_name)
         return built
+
+
+def _read_index(path: Path) -> faiss.Index | None:
+    """The index stored at ``path``, or None when there is none or it cannot be read."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # never open a pipe or a device
+            return None
+        return faiss.read_index(str(path))
+    except (OSError, RuntimeError, MemoryError):  # faiss: RuntimeError on a damaged file
+        return None
+
+
+def _write_index(index: faiss.Index, folders: list[Path], file_name: str) -> Path | None:
+    """Writes ``index`` into the first folder that takes it; None if none does (a cache is
+    only a shortcut, so failing to write one never fails the caller)."""
+    for folder in folders:
+        path = folder / file_name
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{time.time_ns()}")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            faiss.write_index(index, str(tmp))
+            os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+            return path
+        except (OSError, RuntimeError):  # read-only, full disk; faiss raises RuntimeError
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+    return None
 
 
 def ann_recall_report(

@@ -1,7 +1,8 @@
 """2-D maps of item (or user) factors: PCA, t-SNE or UMAP, seeded and cached in the run dir.
 
 A map is computed once per (run, vectors, method, parameters, seed) and saved as ``.npz``
-(arrays only) under ``<run>/projections``; later calls load it and do no work. New points
+(arrays only) under ``<run>/projections`` (or the user cache when the run is read-only); later
+calls load it and do no work, unless the file is damaged, when it is recomputed. New points
 (e.g. a folded-in user) are placed on an existing map without recomputing it: exactly for
 PCA, by a neighbour-weighted average of 2-D positions for t-SNE and UMAP (see
 :func:`place_point`).
@@ -9,10 +10,14 @@ PCA, by a neighbour-weighted average of 2-D positions for t-SNE and UMAP (see
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import stat
 import sys
 import time
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recsys.data import cache_folders
 from recsys.runs import Run
 
 METHODS = ("pca", "tsne", "umap")
@@ -65,7 +71,9 @@ def project(
 
     ``params`` override :data:`DEFAULTS` (t-SNE: perplexity, max_iter; UMAP: n_neighbors,
     min_dist). With ``cache_dir`` the result is loaded from / saved to
-    ``<cache_dir>/<name>-<method>-<params>-seed<seed>-<hash of vectors>.npz``.
+    ``<cache_dir>/<name>-<method>-<params>-seed<seed>-<hash of vectors>.npz``, or to the user
+    cache when ``cache_dir`` cannot be written (:func:`recsys.data.cache_folders`). A cached
+    map that is truncated or does not fit ``vectors`` is recomputed and replaced.
     """
     if method not in METHODS:
         raise ValueError(f"unknown projection {method!r}: choose one of {', '.join(METHODS)}")
@@ -78,17 +86,17 @@ def project(
         raise ValueError(f"need at least 3 finite vectors to project, got shape {vectors.shape}")
     params = {**DEFAULTS[method], **params}
     report = progress or (lambda fraction, message: None)
-    path = _cache_path(cache_dir, name, method, params, seed, vectors)
-    if path is not None and path.exists():
-        with np.load(path, allow_pickle=False) as saved:
-            arrays = {k: saved[k] for k in saved.files}
-        report(1.0, f"{method.upper()} map loaded from cache")
-        return _projection(method, params, seed, vectors, arrays, from_cache=True)
+    file_name = _cache_name(name, method, params, seed, vectors)
+    folders = cache_folders(cache_dir, "projections") if cache_dir is not None else []
+    for folder in folders:
+        arrays = _load(folder / file_name, method, vectors)
+        if arrays is not None:
+            report(1.0, f"{method.upper()} map loaded from cache")
+            return _projection(method, params, seed, vectors, arrays, from_cache=True)
     report(0.0, f"computing the {method.upper()} map of {len(vectors):,} points")
     start = time.perf_counter()
     arrays = _compute(vectors, method, params, seed)
-    if path is not None:
-        _save(path, arrays)
+    _save(folders, file_name, arrays)
     report(1.0, f"{method.upper()} map computed in {time.perf_counter() - start:.1f}s")
     return _projection(method, params, seed, vectors, arrays, from_cache=False)
 
@@ -227,18 +235,48 @@ def _projection(method, params, seed, vectors, arrays, from_cache) -> Projection
                       arrays.get("pca_components"), from_cache, frame)
 
 
-def _cache_path(cache_dir, name, method, params, seed, vectors) -> Path | None:
-    if cache_dir is None:
-        return None
+def _cache_name(name, method, params, seed, vectors) -> str:
     digest = hashlib.sha256(vectors.tobytes()).hexdigest()[:12]
     settings = "-".join(f"{k}{v:g}" if isinstance(v, float) else f"{k}{v}"
                         for k, v in sorted(params.items()))
     stem = "-".join(part for part in (name, method, settings, f"seed{seed}", digest) if part)
-    return Path(cache_dir) / f"{stem}.npz"
+    return f"{stem}.npz"
 
 
-def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}-{time.time_ns()}.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)  # atomic: another session never reads half a file
+def _load(path: Path, method: str, vectors: np.ndarray) -> dict[str, np.ndarray] | None:
+    """The arrays of a cached map, or None when there is none or it is damaged (unreadable,
+    truncated, pickled, or of the wrong shapes for ``vectors``), so the map is recomputed."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # never open a pipe or a device
+            return None
+        with np.load(path, allow_pickle=False) as saved:
+            arrays = {k: saved[k] for k in saved.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, AttributeError):
+        return None  # AttributeError: a lone .npy array has no .files
+    n, d = vectors.shape
+    shapes = {"coords": (n, 2)}
+    if method == "pca":
+        shapes.update(explained_variance=(2,), pca_mean=(d,), pca_components=(2, d))
+    for key, shape in shapes.items():
+        value = arrays.get(key)
+        if (value is None or value.shape != shape or value.dtype.kind != "f"
+                or not np.isfinite(value).all()):
+            return None
+    return arrays
+
+
+def _save(folders: list[Path], file_name: str, arrays: dict[str, np.ndarray]) -> Path | None:
+    """Writes the map into the first folder that takes it; None if none does (a cache only
+    saves time, so failing to write one never fails the map)."""
+    for folder in folders:
+        path = folder / file_name
+        tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}-{time.time_ns()}.npz")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            np.savez(tmp, **arrays)
+            os.replace(tmp, path)  # atomic: another session never reads half a file
+            return path
+        except OSError:  # read-only folder, full disk
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+    return None

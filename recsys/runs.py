@@ -3,8 +3,12 @@ fingerprint, written atomically and loaded without unpickling anything."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import math
 import os
+import re
 import shutil
 import stat
 import time
@@ -19,10 +23,11 @@ from typing import Any
 import numpy as np
 
 from recsys.config import SplitConfig, TrainConfig, from_dict, to_dict
-from recsys.data import MovieLens
+from recsys.data import MovieLens, movies_for
 from recsys.evaluation import evaluate_model
 from recsys.interactions import Interactions
 from recsys.models import Recommender, create_model
+from recsys.neighbours import run_neighbour_quality
 from recsys.splits import Split, make_split
 
 FILES = ("config.json", "metrics.json", "history.json", "mappings.json", "dataset.json",
@@ -105,6 +110,8 @@ def train_run(
     test = evaluate_model(model, split, k=k, part="test")
     metrics = {
         **test.to_dict(),
+        # how good its similar-movie lists are, over the whole catalogue (~0.3 s)
+        **run_neighbour_quality(model, split, movies_for(ml, split.train.item_ids)),
         "fit_seconds": fit_seconds,
         "split_counts": split.counts(),
         "model": train_config.model,
@@ -129,34 +136,102 @@ def train_run(
 
 def save_run(run: Run, out_dir: str | Path, overwrite: bool = False) -> Path:
     """Writes the run into a temporary sibling directory, then renames it into place, so an
-    interrupted save never leaves a half-written run."""
+    interrupted save never leaves a half-written run.
+
+    Without ``overwrite`` the rename itself claims the name: of two processes saving to the
+    same folder at once exactly one succeeds, the other gets a :class:`RunError` and nothing
+    of the first is touched. Temporary folders left beside it by processes that died are
+    removed first (:func:`remove_stale_temporaries`).
+    """
     out = Path(out_dir)
-    if out.exists() and not overwrite:
-        raise RunError(f"{out} already exists: choose another --out or delete it")
+    if os.path.lexists(out) and not overwrite:
+        raise _exists(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out.parent)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{time.time_ns()}"
     tmp.mkdir()
     try:
-        _write_json(tmp / "config.json",
-                    {"split": to_dict(run.split_config), "train": to_dict(run.train_config)})
-        _write_json(tmp / "metrics.json", run.metrics)
-        _write_json(tmp / "history.json", run.history)
-        _write_json(tmp / "dataset.json", run.dataset)
-        _write_json(tmp / "mappings.json", {"user_ids": run.user_ids.tolist(),
-                                            "item_ids": run.item_ids.tolist()})
-        np.savez(tmp / "weights.npz", **run.model.state())
-        if out.exists():
+        _write_run_files(run, tmp)
+        if overwrite and out.exists():
             trash = out.parent / f".{out.name}.old-{time.time_ns()}"
             out.rename(trash)
             tmp.rename(out)
             shutil.rmtree(trash, ignore_errors=True)
         else:
-            tmp.rename(out)
+            _claim(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     run.path = out
     return out
+
+
+def _write_run_files(run: Run, folder: Path) -> None:
+    _write_json(folder / "config.json",
+                {"split": to_dict(run.split_config), "train": to_dict(run.train_config)})
+    _write_json(folder / "metrics.json", run.metrics)
+    _write_json(folder / "history.json", run.history)
+    _write_json(folder / "dataset.json", run.dataset)
+    _write_json(folder / "mappings.json", {"user_ids": run.user_ids.tolist(),
+                                           "item_ids": run.item_ids.tolist()})
+    np.savez(folder / "weights.npz", **run.model.state())
+
+
+def _claim(tmp: Path, out: Path) -> None:
+    """Renames the full folder ``tmp`` to ``out`` unless something already has that name.
+
+    rename(2) replaces only an empty folder, so a run that another process has just put at
+    ``out`` (or a file there) makes it fail; the check before catches an empty folder too."""
+    if os.path.lexists(out):
+        raise _exists(out)
+    try:
+        os.rename(tmp, out)
+    except OSError as err:
+        if err.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+            raise _exists(out) from err
+        raise
+
+
+def _exists(out: Path) -> RunError:
+    return RunError(f"{out} already exists: choose another --out or delete it")
+
+
+_TEMPORARY = re.compile(r"\..+\.tmp-(\d+)-\d+(\.npz)?")
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Removes the temporary files and folders (``.NAME.tmp-PID-NS``) that processes which
+    are no longer alive left in ``folder`` (killed while saving); returns what was removed.
+
+    A temporary of a live process, including this one, is never touched."""
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        found = _TEMPORARY.fullmatch(entry.name)
+        if found and not pid_is_alive(int(found.group(1))):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+            removed.append(entry)
+    return removed
+
+
+def pid_is_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (one we may not signal counts)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # someone else's process, or a number we cannot check: leave it
+    return True
 
 
 def load_run(path: str | Path) -> Run:
@@ -496,7 +571,26 @@ def _check_model_fits(path: Path, model: Recommender, n_user_ids: int, n_item_id
 
 
 def _write_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, indent=2, default=_json_default) + "\n")
+    path.write_text(to_json(value) + "\n")
+
+
+def to_json(value: Any) -> str:
+    """Standard JSON (RFC 8259) of ``value``: numpy values become numbers or lists, and NaN
+    or infinite numbers, which JSON cannot hold, become null."""
+    return json.dumps(_finite(value), indent=2, default=_json_default, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float (Python or numpy) replaced by None."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _finite(value.tolist())
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    return value
 
 
 def _json_default(value: Any) -> Any:

@@ -7,6 +7,7 @@ positions in ``run.item_ids`` / ``run.user_ids``.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recsys import neighbours as nb
 from recsys.data import MovieLens, movies_for
 from recsys.index import VectorIndex
 from recsys.models.baselines import cosine_item_similarity
@@ -23,6 +25,17 @@ from recsys.runs import Run, prepare_split
 from recsys.splits import Split
 
 SCORINGS = ("dot", "cosine")
+EMBEDDING_LENSES = ("cosine", "debiased", "dot")  # similar_movies' choices of embedding list
+COOCCURRENCE_LENS = "cooc-damped"  # the reference list beside it
+LENS_DESCRIPTIONS = {
+    "cosine": "Movies whose embedding points the same way: the angle only, vector length and "
+              "biases ignored.",
+    "debiased": "Cosine after removing the embedding's shared popularity direction, so famous "
+                "movies stop being everyone's neighbour.",
+    "dot": "Raw inner product of embeddings: long vectors, usually popular movies, rank high.",
+    "cooc-damped": "Liked by the same people, no model at all: co-likes divided by "
+                   "(n_a·n_b)^0.75 + 20, which damps both blockbusters and tiny counts.",
+}
 MOVIE_COLUMNS = ["item_id", "title", "year", "genres"]
 _ARTICLE = re.compile(r"^(?P<name>.*), (?P<article>the|a|an|les|la|le|il|das|der|die)$")
 _YEAR = re.compile(r"^(?P<text>.*?)[\s,]*\(?(?P<year>(?:18|19|20)\d\d)\)?$")
@@ -84,8 +97,19 @@ class Catalog:
 
     @cached_property
     def cooccurrence(self) -> sp.csr_matrix:
-        """Item x item cosine of the known-positive columns (item-kNN similarity, untruncated)."""
+        """Item x item cosine of the known-positive columns (item-kNN similarity, untruncated):
+        explains recommendations of models without item vectors."""
         return cosine_item_similarity(self.seen.astype(np.float32))
+
+    @cached_property
+    def damped_cooccurrence(self) -> nb.Lens:
+        """The "cooc-damped" lens over the known positives: similar movies' reference list."""
+        return nb.cooccurrence_lens(self.seen, nb.COOC_BETA, nb.COOC_SHRINK, nb.COOC_MIN_COUNT)
+
+    @cached_property
+    def debiased_item_factors(self) -> np.ndarray:
+        """Item factors without their popularity direction (:func:`nb.debiased_vectors`)."""
+        return nb.debiased_vectors(self.item_factors("the debiased lens"), self.seen)
 
     @cached_property
     def search_keys(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -127,10 +151,13 @@ class Catalog:
 
     def index(self, metric: str = "cosine", kind: str = "flat", of: str = "items",
               **params) -> VectorIndex:
-        """The FAISS index of item (or user) factors, cached in memory and in the run dir."""
+        """The FAISS index of item, debiased item (``of="items-debiased"``) or user factors,
+        cached in memory and in the run dir."""
         key = (of, metric, kind, tuple(sorted(params.items())))
         if key not in self._indexes:
+            _check_choice("index of", of, ("items", "items-debiased", "users"))
             vectors = (self.item_factors("a similarity index") if of == "items"
+                       else self.debiased_item_factors if of == "items-debiased"
                        else self.user_factors("a user similarity index"))
             cache_dir = Path(self.run.path) / "index" if self.run.path else None
             self._indexes[key] = VectorIndex.cached(vectors, cache_dir, of, metric, kind,
@@ -236,60 +263,125 @@ def _item_similarity(ctx: Catalog, items: np.ndarray, others: np.ndarray) -> np.
 # ---------------------------------------------------------------------------- similar movies
 @dataclass(frozen=True, eq=False)
 class SimilarMovies:
-    """Neighbours of one movie in embedding space and by co-occurrence, and their overlap."""
+    """Neighbours of one movie in embedding space (through ``lens``) and by damped
+    co-occurrence, and their overlap."""
 
     movie: pd.Series  # the query movie's row
     embedding: pd.DataFrame | None  # None when the model has no item embeddings
     cooccurrence: pd.DataFrame
     overlap: list[int]  # raw ids in both lists
     note: str = ""
+    lens: str | None = None  # the embedding list's lens; None when there is no such list
 
     @property
     def overlap_share(self) -> float:
         n = len(self.cooccurrence)
         return len(self.overlap) / n if n else 0.0
 
+    def to_dict(self) -> dict:
+        """Plain JSON-ready form (for ``--json``): the movie, both lists and their overlap."""
+        return {
+            "movie": as_records(self.movie.to_frame().T[[*MOVIE_COLUMNS, "popularity"]])[0],
+            "lens": self.lens,
+            "embedding": None if self.embedding is None else as_records(self.embedding),
+            "cooccurrence": as_records(self.cooccurrence),
+            "overlap": self.overlap,
+            "note": self.note,
+        }
+
 
 def similar_movies(
-    ctx: Catalog, movie: int | str, k: int = 10, scoring: str = "cosine"
+    ctx: Catalog, movie: int | str, k: int = 10, lens: str = "cosine",
+    scoring: str | None = None, min_positives: int = nb.MIN_POSITIVES,
 ) -> SimilarMovies:
     """The ``k`` movies nearest to ``movie`` (raw id or title query) in item-factor space
-    (FAISS; ``scoring`` cosine or dot), the ``k`` nearest by co-occurrence (item-kNN cosine on
-    the known positives), and which movies both lists share."""
+    through ``lens`` (one of :data:`EMBEDDING_LENSES`, FAISS), the ``k`` nearest by damped
+    co-occurrence on the known positives (:data:`COOCCURRENCE_LENS`), and which movies both
+    lists share. ``scoring`` is the old name of ``lens`` (cosine or dot) and overrides it.
+
+    Neighbours come only from movies with at least ``min_positives`` known positives: rarer
+    ones have barely trained vectors that otherwise surface as noise (the query may be any).
+
+    Every list has rank, item_id, title, year, genres, score, popularity (number of ratings),
+    lens and ``also_cooccurrence`` / ``also_embedding`` (in the other list too).
+    """
     _check_k(k)
-    _check_choice("scoring", scoring, SCORINGS)
+    lens = scoring or lens
+    _check_choice("lens", lens, EMBEDDING_LENSES)
     item = resolve_movie(ctx, movie)
-    cooc = _neighbour_frame(ctx, *_cooccurrence_neighbours(ctx, item, k))
+    rare = np.flatnonzero(ctx.item_counts < min_positives)
+    banned = np.union1d(rare, [item])
+    cooc = _neighbour_frame(ctx, *_cooccurrence_neighbours(ctx, item, k, banned),
+                            COOCCURRENCE_LENS)
     embedding, note = None, ""
     if ctx.model.item_factors() is None:
         note = f"{ctx.run.train_config.model} has no item embeddings: co-occurrence only"
     else:
-        vectors = ctx.item_factors("similar movies")
-        ids, scores = ctx.index(scoring).search(vectors[item], k, exclude=np.array([item]))
-        keep = ids[0] >= 0
-        embedding = _neighbour_frame(ctx, ids[0][keep], scores[0][keep])
-        shared = set(embedding["item_id"]) & set(cooc["item_id"])
+        embedding = _neighbour_frame(ctx, *_embedding_neighbours(ctx, item, k, lens, banned),
+                                     lens)
+    shared = set() if embedding is None else set(embedding["item_id"]) & set(cooc["item_id"])
+    if embedding is not None:
         embedding["also_cooccurrence"] = embedding["item_id"].isin(shared)
         cooc["also_embedding"] = cooc["item_id"].isin(shared)
-    overlap = [] if embedding is None else [
-        int(i) for i in embedding["item_id"] if i in set(cooc["item_id"])]
-    return SimilarMovies(ctx.movies.iloc[item], embedding, cooc, overlap, note)
+    overlap = [] if embedding is None else [int(i) for i in embedding["item_id"] if i in shared]
+    return SimilarMovies(ctx.movies.iloc[item], embedding, cooc, overlap, note,
+                         None if embedding is None else lens)
 
 
-def _cooccurrence_neighbours(ctx: Catalog, item: int, k: int):
-    row = ctx.cooccurrence[item]
-    order = np.argsort(-row.data, kind="stable")
-    candidates = row.indices[order]
-    keep = candidates != item
-    return candidates[keep][:k], row.data[order][keep][:k]
+def default_lens(ctx: Catalog) -> str | None:
+    """The lens the Similar movies page selects first for this run's model
+    (:data:`recsys.neighbours.DEFAULT_LENS`); None when the model has no item embeddings."""
+    if ctx.model.item_factors() is None:
+        return None
+    return nb.DEFAULT_LENS.get(ctx.run.train_config.model) or "cosine"
 
 
-def _neighbour_frame(ctx: Catalog, items: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
+def _embedding_neighbours(ctx: Catalog, item: int, k: int, lens: str, banned: np.ndarray):
+    if lens == "debiased":
+        index, vectors = ctx.index("cosine", of="items-debiased"), ctx.debiased_item_factors
+    else:
+        index, vectors = ctx.index(lens), ctx.item_factors("similar movies")
+    ids, scores = index.search(vectors[item], k, exclude=banned)
+    keep = ids[0] >= 0
+    return ids[0][keep], scores[0][keep]
+
+
+def _cooccurrence_neighbours(ctx: Catalog, item: int, k: int, banned: np.ndarray):
+    """Top ``k`` by damped co-occurrence among movies co-liked at least once."""
+    row = ctx.damped_cooccurrence(np.array([item]))[0]
+    row[banned] = 0.0
+    candidates = np.flatnonzero(row > 0)
+    top = candidates[np.argsort(-row[candidates], kind="stable")[:k]]
+    return top, row[top]
+
+
+def _neighbour_frame(ctx: Catalog, items: np.ndarray, scores: np.ndarray,
+                     lens: str) -> pd.DataFrame:
     frame = ctx.rows(items)
     frame.insert(0, "rank", np.arange(1, len(items) + 1))
     frame["score"] = np.asarray(scores, np.float64)
     frame["popularity"] = ctx.movies["popularity"].to_numpy()[np.asarray(items, np.int64)]
+    frame["lens"] = lens
     return frame
+
+
+def as_records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as plain-Python dicts (int, float, str, bool, list, None) for JSON: numpy scalars
+    unwrapped, missing values and non-finite floats as None."""
+    return [{key: _plain(value) for key, value in row.items()}
+            for row in frame.to_dict(orient="records")]
+
+
+def _plain(value):
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in value]
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 # ---------------------------------------------------------------------------- similar users

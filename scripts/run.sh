@@ -6,9 +6,9 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/recsys data
 runs_dir="${RECSYS_RUNS_DIR:-runs}"
-default_run="$runs_dir/mf-bpr-default"
+default_run="$runs_dir/default"
 if [ ! -f "$default_run/weights.npz" ]; then
-  echo "==> training the default model (mf-bpr) so every page works on first launch"
+  echo "==> training the default model (mf-als) so every page works on first launch"
   .venv/bin/recsys train --out "$default_run"
 fi
 if ! .venv/bin/recsys pin --show --runs-dir "$runs_dir" | grep -qv "no run is pinned"; then

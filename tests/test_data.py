@@ -85,7 +85,9 @@ def test_read_100k_layout(tmp_path):
     check_dtypes(ml)
     assert ml.name == "ml-100k"
     assert "GroupLens layout" in ml.source and str(tmp_path) in ml.source
-    assert len(ml.ratings) == 4  # duplicate event kept
+    assert len(ml.ratings) == 3  # the repeated (user 1, movie 1) rating kept once
+    assert ml.notes == ("u.data: 1 repeated rating(s) of a movie by the same user dropped; "
+                        "kept each pair's latest (by timestamp, then line)",)
     movies = ml.movies.set_index("item_id")
     assert movies.loc[1, "title"] == "Toy Story (1995)"
     assert movies.loc[1, "genres"] == "Animation|Children's|Comedy"
@@ -97,7 +99,7 @@ def test_read_100k_layout(tmp_path):
     assert ml.users["user_id"].tolist() == [1, 2]
     assert ml.users["age"].tolist() == [24, 53]
     assert ml.users["occupation"].tolist() == ["technician", "other"]
-    assert "ratings=4" in repr(ml) and "users=2" in repr(ml) and "items=2" in repr(ml)
+    assert "ratings=3" in repr(ml) and "users=2" in repr(ml) and "items=2" in repr(ml)
 
 
 def test_read_parent_of_unzipped_folder(tmp_path):
@@ -160,7 +162,9 @@ def test_read_recbole_wheel(tmp_path):
     ml = read_recbole_wheel(write_wheel(tmp_path / "recbole.whl"))
     check_dtypes(ml)
     assert ml.name == "ml-100k"
-    assert ml.ratings["timestamp"].tolist() == [t for *_, t in RATINGS]
+    # the repeat of line 1 on the last line is kept there (same time: the later line wins)
+    assert ml.ratings["timestamp"].tolist() == [t for *_, t in RATINGS[1:]]
+    assert len(ml.notes) == 1 and "1 repeated rating(s)" in ml.notes[0]
     movies = ml.movies.set_index("item_id")
     assert movies.loc[1, "title"] == "Toy Story (1995)"
     assert movies.loc[1, "genres"] == "Animation|Children's|Comedy"
@@ -177,7 +181,8 @@ def test_fingerprint_same_across_sources(tmp_path):
     b = read_recbole_wheel(write_wheel(tmp_path / "recbole.whl"))
     assert a.fingerprint() == b.fingerprint()
     assert len(a.fingerprint()) == 16
-    c = read_recbole_wheel(write_wheel(tmp_path / "other.whl", RATINGS[:-1]))
+    c = read_recbole_wheel(write_wheel(tmp_path / "other.whl", RATINGS[:1] + RATINGS[2:]))
+    assert len(c.ratings) == 2  # no (1, 2); the repeat of (1, 1) dropped, as in ``a``
     assert c.fingerprint() != a.fingerprint()
     assert a.movies[["item_id", "title", "genres"]].equals(
         b.movies.loc[b.movies.item_id != 1412, ["item_id", "title", "genres"]].reset_index(
@@ -213,7 +218,7 @@ def no_network(monkeypatch):
 def test_load_explicit_data_dir(tmp_path, no_network):
     d = write_100k(tmp_path / "mine")
     ml = load_movielens(d, cache_dir=tmp_path / "cache")
-    assert str(d) in ml.source and len(ml.ratings) == 4
+    assert str(d) in ml.source and len(ml.ratings) == 3
 
 
 def test_load_data_dir_from_env(tmp_path, no_network, monkeypatch):
@@ -270,7 +275,7 @@ def test_load_uses_wheel_when_counts_relaxed(tmp_path, no_network, monkeypatch):
     monkeypatch.setattr(data, "validate_100k_counts", lambda ml: None)
     ml = load_movielens(cache_dir=cache, progress=False)
     assert "recbole==1.2.1 wheel" in ml.source and str(wheel) in ml.source
-    assert len(ml.ratings) == 4
+    assert len(ml.ratings) == 3
 
 
 def test_load_pip_download_path(tmp_path, no_network, monkeypatch):

@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 from scipy.stats import spearmanr
@@ -182,3 +183,48 @@ def test_genre_matrix_skips_unknown():
     g = nb.genre_matrix(["Comedy|Drama", "unknown", "", "Drama"])
     assert g.shape == (4, 2)
     assert g.tolist() == [[True, True], [False, False], [False, False], [False, True]]
+
+
+def test_debiased_vectors_have_no_mean_or_top_direction():
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(30, 5)) + np.outer(rng.normal(size=30) * 4, rng.normal(size=5))
+    known = sp.csr_matrix(rng.random((40, 30)) < 0.3)
+    out = nb.debiased_vectors(vectors, known)
+    seen = nb.item_counts(known) > 0
+    centred = vectors - vectors[seen].mean(axis=0)
+    top = np.linalg.svd(centred[seen], full_matrices=False)[2][0]
+    np.testing.assert_allclose(out @ top, 0.0, atol=1e-10)
+    np.testing.assert_allclose(out[seen].mean(axis=0), 0.0, atol=1e-10)
+    items = np.arange(30)
+    np.testing.assert_allclose(nb.debiased_lens(vectors, known)(items),
+                               nb.cosine_lens(out)(items))
+
+
+def test_run_neighbour_quality_is_the_measure_of_the_models_own_lens(block_split):
+    genres = ["Sci-Fi|Action" if i < block_split.train.n_items // 2 else "Romance"
+              for i in range(block_split.train.n_items)]
+    movies = pd.DataFrame({"genres": genres})
+    known = block_split.seen_at_test.to_csr()
+    items = nb.catalogue(known)
+    for name, lens in (("svd", "cosine"), ("itemknn", "weights")):
+        model = create_model(TrainConfig.for_model(name, dim=4, refit=False)).fit(block_split)
+        got = nb.run_neighbour_quality(model, block_split, movies, k=3)
+        assert list(got) == [f"nq_{key}@3" for key in nb.RUN_KEYS]
+        neighbours = nb.top_k_neighbours(nb.lens_from_model(lens, model, known), items, 3)
+        direct = nb.neighbour_quality(neighbours, items, nb.genre_matrix(genres),
+                                      nb.item_counts(known), block_split.test_pos.to_csr())
+        assert got["nq_genre_lift@3"] == pytest.approx(direct["genre_lift"])
+        assert got["nq_cowatch_lift@3"] == pytest.approx(direct["cowatch_lift"])
+        assert got["nq_head_genre_lift@3"] == got["nq_genre_lift@3"]  # head = all < HEAD
+        assert got["nq_genre_lift@3"] > 1.5  # the blocks are the genres
+    popularity = create_model(TrainConfig.for_model("popularity")).fit(block_split)
+    assert nb.run_neighbour_quality(popularity, block_split, movies) == dict.fromkeys(
+        [f"nq_{key}@10" for key in nb.RUN_KEYS])
+
+
+def test_default_lens_names_a_serving_lens_for_every_model():
+    from recsys.models import MODELS
+    from recsys.serving import EMBEDDING_LENSES
+
+    assert set(nb.DEFAULT_LENS) == set(MODELS)
+    assert set(nb.DEFAULT_LENS.values()) <= {*EMBEDDING_LENSES, None}

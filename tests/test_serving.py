@@ -1,9 +1,12 @@
 """Serving on a synthetic two-taste world where every right answer is known."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from recsys import neighbours as nb
 from recsys import serving
 from tests.synthetic import (
     block_of_item,
@@ -147,3 +150,75 @@ def test_a_seen_movie_is_not_explained_by_itself(bpr):
     explained = serving.explain_items(bpr, user_id, np.array([seen_item]))
     reasons = explained["because_items"][0]
     assert reasons and all(item != bpr.run.item_ids[seen_item] for item, _, _ in reasons)
+
+
+@pytest.mark.parametrize("lens", serving.EMBEDDING_LENSES)
+def test_every_lens_finds_the_movies_block(svd, lens):
+    result = serving.similar_movies(svd, 4, k=5, lens=lens)
+    assert result.lens == lens and set(result.embedding["lens"]) == {lens}
+    if lens != "debiased":  # here the top principal axis is the taste itself, not popularity
+        assert {block_of_item(i) for i in result.embedding["item_id"]} == {0}
+    assert result.embedding["score"].is_monotonic_decreasing
+    assert set(result.cooccurrence["lens"]) == {serving.COOCCURRENCE_LENS}
+    popularity = svd.movies.set_index("item_id")["popularity"]
+    for frame in (result.embedding, result.cooccurrence):
+        assert frame["popularity"].tolist() == popularity[frame["item_id"]].tolist()
+    assert set(serving.LENS_DESCRIPTIONS) == {*serving.EMBEDDING_LENSES,
+                                              serving.COOCCURRENCE_LENS}
+
+
+def test_debiased_lens_matches_numpy_on_the_debiased_vectors(bpr):
+    vectors = nb.debiased_vectors(bpr.item_factors("test"), bpr.seen)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    item = bpr.item_index(4)
+    sims = unit @ unit[item]
+    sims[np.flatnonzero(bpr.item_counts < nb.MIN_POSITIVES)] = -np.inf
+    sims[item] = -np.inf
+    expected = np.argsort(-sims, kind="stable")[:5]
+    result = serving.similar_movies(bpr, 4, k=5, lens="debiased")
+    assert result.embedding["item_id"].tolist() == bpr.run.item_ids[expected].tolist()
+    np.testing.assert_allclose(result.embedding["score"], sims[expected], rtol=1e-5, atol=1e-6)
+
+
+def test_cooccurrence_list_is_the_damped_one(knn):
+    item = knn.item_index(12)
+    x = knn.seen.toarray() > 0
+    n = x.sum(axis=0)
+    slow = {}
+    for other in range(x.shape[1]):
+        co = int((x[:, item] & x[:, other]).sum())
+        if other != item and co > 0 and n[other] >= nb.MIN_POSITIVES:
+            slow[other] = co / ((n[item] * n[other]) ** nb.COOC_BETA + nb.COOC_SHRINK)
+    expected = sorted(slow, key=lambda j: (-slow[j], j))[:6]
+    result = serving.similar_movies(knn, 12, k=6)
+    assert result.cooccurrence["item_id"].tolist() == knn.run.item_ids[expected].tolist()
+    np.testing.assert_allclose(result.cooccurrence["score"], [slow[j] for j in expected])
+
+
+def test_rare_movies_are_never_neighbours(svd):
+    floor = int(np.sort(svd.item_counts[svd.item_counts > 0])[5])  # drops a few movies
+    result = serving.similar_movies(svd, 4, k=19, min_positives=floor)
+    for frame in (result.embedding, result.cooccurrence):
+        counts = svd.item_counts[[svd.item_index(i) for i in frame["item_id"]]]
+        assert (counts >= floor).all() and len(frame) > 0
+    assert len(serving.similar_movies(svd, 4, k=19).embedding) == 19  # 21 rated-or-not - 2
+
+
+def test_old_scoring_name_and_unknown_lens(svd):
+    assert serving.similar_movies(svd, 4, k=3, scoring="dot").lens == "dot"
+    with pytest.raises(ValueError, match="unknown lens 'l2'"):
+        serving.similar_movies(svd, 4, lens="l2")
+
+
+def test_records_are_plain_json(svd, knn):
+    for ctx in (svd, knn):
+        result = serving.similar_movies(ctx, 4, k=3)
+        payload = result.to_dict()
+        text = json.dumps(payload, allow_nan=False)
+        assert json.loads(text) == payload
+        rows = payload["cooccurrence"]
+        assert {"rank", "item_id", "title", "score", "popularity", "lens"} <= set(rows[0])
+        assert all(type(row["item_id"]) is int and type(row["score"]) is float for row in rows)
+    assert payload["embedding"] is None and payload["lens"] is None  # knn: no embeddings
+    frame = pd.DataFrame({"x": [np.float32(np.inf), np.nan], "y": pd.array([1, None], "Int64")})
+    assert serving.as_records(frame) == [{"x": None, "y": 1}, {"x": None, "y": None}]

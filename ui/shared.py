@@ -21,9 +21,9 @@ import pandas as pd
 import streamlit as st
 
 from recsys import app_support as sup
-from recsys import funnel, index
+from recsys import funnel, index, neighbours
 from recsys import projection as proj
-from recsys.config import SplitConfig, TrainConfig
+from recsys.config import DEFAULT_MODEL, SplitConfig, TrainConfig
 from recsys.data import DataUnavailableError, MovieLens, load_movielens
 from recsys.jobs import JobManager, JobSnapshot, new_run_dir
 from recsys.models import MODELS
@@ -187,8 +187,8 @@ def first_launch(book: RunBook) -> None:
     with _first_launch_lock():
         job = next((j for j in manager.unfinished() if j.owner == FIRST_LAUNCH), None)
         if job is None:
-            config = TrainConfig()
-            out = runs_dir() / f"{config.model}-default"
+            config = TrainConfig.for_model(DEFAULT_MODEL)
+            out = runs_dir() / "default"  # the name scripts/run.sh gives it too
             if out.exists():  # e.g. a damaged or other-data run of that name
                 out = new_run_dir(runs_dir(), config.model)
             job = manager.submit(FIRST_LAUNCH, SplitConfig(), config, runs_dir(), out_dir=out,
@@ -314,6 +314,19 @@ def _ann_report(run_path: str, stamp: int, nlist: int, nprobe: int) -> dict:
 def ann_report(run: Run, nlist: int, nprobe: int) -> dict:
     """IVF recall and latency against exact search on the run's item factors."""
     return _ann_report(str(run.path), _stamp(run.path), nlist, nprobe)
+
+
+@st.cache_data(show_spinner="Measuring the lists over the whole catalogue…", max_entries=64)
+def _lens_quality(run_path: str, stamp: int, lens: str) -> dict:
+    run = _load_run(run_path, stamp)
+    return neighbours.run_neighbour_quality(run.model, split_for(run.split_config),
+                                            _catalogue(run_path, stamp), lens=lens)
+
+
+def lens_quality(run: Run, lens: str) -> dict:
+    """Neighbour quality of ``run``'s similar-movie lens ``lens`` over the whole catalogue
+    (``nq_*@10`` keys, None where it cannot be measured)."""
+    return _lens_quality(str(run.path), _stamp(run.path), lens)
 
 
 # ---------------------------------------------------------------------- projections
