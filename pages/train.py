@@ -252,22 +252,38 @@ if missing and st.button(f"Train baselines ({', '.join(missing)}) on this protoc
 labels = sup.METRIC_LABELS.values()
 pinned = shared.pinned_name()
 board.insert(0, "default", board["run"].map(lambda n: "✓" if n == pinned else ""))
-metric_width = {c: st.column_config.NumberColumn(c, width=84) for c in labels if c in board}
-st.dataframe(
-    board.style.format({**{c: "{:.4f}" for c in labels if c in board}, "fit s": "{:.1f}"},
-                       na_rep="–")
-    .highlight_max(subset=[c for c in ("Recall@10", "NDCG@10", "MRR@10") if c in board],
-                   color="#FDE2D8"),
-    hide_index=True, key=K + "board",
-    column_config={**metric_width,
-                   "default": st.column_config.TextColumn(
-                       "pin", width=36, help="✓ = the pinned default model for new visitors"),
-                   "run": st.column_config.TextColumn("run", width=190),
-                   "model": st.column_config.TextColumn("model", width=80),
-                   "dim": st.column_config.TextColumn("dim", width=40),
-                   "epochs": st.column_config.TextColumn("epochs", width=52),
-                   "fit s": st.column_config.NumberColumn("fit s", width=48)},
-)
+quality = list(sup.NEIGHBOUR_QUALITY_LABELS.values())
+ranking_tab, neighbours_tab = st.tabs(["Ranking metrics", "Similar-movie quality"])
+with ranking_tab:
+    shown = board.drop(columns=[c for c in quality if c in board])
+    metric_width = {c: st.column_config.NumberColumn(c, width=84) for c in labels if c in shown}
+    st.dataframe(
+        shown.style.format({**{c: "{:.4f}" for c in labels if c in shown}, "fit s": "{:.1f}"},
+                           na_rep="–")
+        .highlight_max(subset=[c for c in ("Recall@10", "NDCG@10", "MRR@10") if c in shown],
+                       color="#FDE2D8"),
+        hide_index=True, key=K + "board",
+        column_config={**metric_width,
+                       "default": st.column_config.TextColumn(
+                           "pin", width=36, help="✓ = the pinned default model for new visitors"),
+                       "run": st.column_config.TextColumn("run", width=190),
+                       "model": st.column_config.TextColumn("model", width=80),
+                       "dim": st.column_config.TextColumn("dim", width=40),
+                       "epochs": st.column_config.TextColumn("epochs", width=52),
+                       "fit s": st.column_config.NumberColumn("fit s", width=48)},
+    )
+with neighbours_tab:
+    st.dataframe(board[["default", "run", "model", *[c for c in quality if c in board]]]
+                 .style.format({c: "{:.2f}" for c in quality}, na_rep="–"),
+                 hide_index=True, key=K + "nq_board",
+                 column_config={"default": st.column_config.TextColumn("pin", width=36),
+                                "run": st.column_config.TextColumn("run", width=190)})
+    st.caption("How good each model's similar-movie list (cosine of its movie vectors) is, over "
+               "every movie's top 10 on the test period: genre agreement weighted by rarity "
+               "(1 = chance), the neighbours' popularity percentile (50 = typical movie, 99 = "
+               "only blockbusters) and co-watch lift (how much more often than chance both "
+               "were liked by the same held-out users). The Similar movies page shows them "
+               "per lens.")
 others = board[board["model"] != "popularity"]
 if run.name in set(others["run"]):
     target = run.name

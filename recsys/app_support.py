@@ -12,6 +12,7 @@ import pandas as pd
 
 from recsys.config import SplitConfig, TrainConfig
 from recsys.data import MovieLens, movies_for
+from recsys.models import MODELS
 from recsys.runs import Run
 from recsys.splits import Split
 
@@ -24,6 +25,14 @@ METRIC_LABELS = {
     "coverage@10": "Coverage@10",
     "novelty@10": "Novelty@10",
     "rmse": "RMSE",
+}
+# Display names of the neighbour-quality keys (recsys.neighbours.run_neighbour_quality).
+NEIGHBOUR_QUALITY_LABELS = {
+    "nq_genre_lift@10": "genre agreement ×random",
+    "nq_head_genre_lift@10": "genre agreement, 100 most popular",
+    "nq_popularity_pct@10": "popularity percentile",
+    "nq_cowatch_lift@10": "co-watch lift",
+    "nq_head_cowatch_lift@10": "co-watch lift, 100 most popular",
 }
 BASELINES = ("popularity", "itemknn", "ease", "svd")
 # Form layout: the first fields are shown, the rest go into an "advanced" expander.
@@ -91,9 +100,12 @@ def run_row(run: Run) -> dict[str, Any]:
     for key, label in METRIC_LABELS.items():
         row[label] = run.metrics.get(key, np.nan)
     # NaN, not None: the table shows "–" for models without dimensions or epochs.
-    row["dim"] = cfg.dim if cfg.model not in ("popularity", "itemknn", "ease") else np.nan
+    row["dim"] = cfg.dim if "dim" in MODELS[cfg.model].settings else np.nan
     row["epochs"] = len(run.history) or np.nan
     row["fit s"] = run.metrics.get("fit_seconds", np.nan)
+    for key, label in NEIGHBOUR_QUALITY_LABELS.items():  # older runs did not measure them
+        value = run.metrics.get(key)
+        row[label] = value if isinstance(value, (int, float)) else np.nan
     row["protocol"] = protocol_key(run.split_config)
     return row
 
@@ -279,16 +291,6 @@ def readable(frame: pd.DataFrame) -> pd.DataFrame:
     if "genres" in out:
         out["genres"] = out["genres"].fillna("").astype(str).str.replace("|", ", ")
     return out
-
-
-# Display names of the neighbour-quality keys (recsys.neighbours.run_neighbour_quality).
-NEIGHBOUR_QUALITY_LABELS = {
-    "nq_genre_lift@10": "genre agreement ×random",
-    "nq_head_genre_lift@10": "… of the 100 most popular",
-    "nq_popularity_pct@10": "popularity percentile",
-    "nq_cowatch_lift@10": "co-watch lift",
-    "nq_head_cowatch_lift@10": "… of the 100 most popular ",
-}
 
 
 def neighbour_quality_table(measured: dict[str, dict[str, Any]]) -> pd.DataFrame:
