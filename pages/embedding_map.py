@@ -10,9 +10,8 @@ import numpy as np  # noqa: E402  (heavy imports after the heading is on screen)
 import plotly.express as px  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 
-from recsys import app_support as sup  # noqa: E402
-from recsys import serving  # noqa: E402
-from ui import shared, state  # noqa: E402
+from recsys import projection, serving  # noqa: E402
+from ui import display, shared, state  # noqa: E402
 from ui.text import plain  # noqa: E402
 
 K = "map_"
@@ -82,7 +81,7 @@ fig.update_layout(margin=dict(l=0, r=0, t=30, b=0), dragmode="lasso",
 event = st.plotly_chart(fig, key=K + "chart", on_select="rerun",
                         selection_mode=("points", "box", "lasso"))
 
-chosen = sup.selected_ids(st.session_state.get(K + "chart") or event)
+chosen = display.selected_ids(st.session_state.get(K + "chart") or event)
 if not chosen:
     st.caption("Tip: drag a lasso around a cluster to see what it is made of.")
 else:
@@ -119,7 +118,7 @@ with left:
     norm_fig.update_layout(margin=dict(l=0, r=0, t=10, b=0))
     st.plotly_chart(norm_fig, key=K + "norms")
 with right:
-    corr = sup.norm_popularity_correlation(frame)
+    corr = projection.norm_popularity_correlation(frame)
     st.metric("Rank correlation of length and popularity", f"{corr:+.2f}")
     st.markdown(
         "A dot product is *length × length × cos(angle)*. When popular movies get longer "

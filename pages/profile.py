@@ -12,7 +12,6 @@ frame.page("Build your profile")
 import plotly.express as px  # noqa: E402  (heavy imports after the heading)
 import plotly.graph_objects as go  # noqa: E402
 
-from recsys import app_support as sup  # noqa: E402
 from recsys.coldstart import (  # noqa: E402
     ColdStartConfig,
     blend_weight,
@@ -20,7 +19,7 @@ from recsys.coldstart import (  # noqa: E402
     coldstart_curve,
 )
 from recsys.projection import place_user  # noqa: E402
-from ui import shared, state  # noqa: E402
+from ui import display, shared, state  # noqa: E402
 from ui.text import plain  # noqa: E402
 
 K = "prof_"
@@ -98,7 +97,7 @@ if liked:
 left, right = st.columns([3, 2], gap="large")
 with left:
     st.subheader("Recommended for you")
-    table = sup.readable(recs)  # also drops attrs: the vector there is not serialisable
+    table = display.readable(recs)  # also drops attrs: the vector there is not serialisable
     table["source"] = table["source"].map(BADGES).fillna(table["source"])
     st.dataframe(table[["rank", "title", "source", "score", "genres"]],
                  hide_index=True, key=K + "recs",

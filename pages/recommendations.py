@@ -8,10 +8,10 @@ frame.page("Recommendations")
 
 import pandas as pd  # noqa: E402  (heavy imports after the heading is on screen)
 
-from recsys import app_support as sup  # noqa: E402
 from recsys import serving  # noqa: E402
+from recsys import users as users_of_run  # noqa: E402
 from recsys.funnel import FunnelConfig, intra_list_diversity, run_funnel  # noqa: E402
-from ui import shared, state  # noqa: E402
+from ui import display, shared, state  # noqa: E402
 from ui.text import plain, short  # noqa: E402
 
 K = "rec_"
@@ -58,7 +58,7 @@ st.query_params["user"] = str(user_id)
 row = users[users["user_id"] == user_id].iloc[0]
 user_index = int(row["user_index"])
 split = shared.split_for(run.split_config)
-held_out = sup.held_out_items(run, split, user_index)
+held_out = users_of_run.held_out_items(run, split, user_index)
 shared.metric_row({
     "Age": str(row["age"]) if pd.notna(row["age"]) else "–",
     "Gender": row["gender"] if isinstance(row["gender"], str) else "–",
@@ -72,14 +72,14 @@ try:
 except ValueError as err:
     st.error(f"Cannot recommend for user {user_id}: {plain(err)}")
     st.stop()
-recs = sup.readable(sup.mark_hits(recs, held_out))
+recs = display.readable(users_of_run.mark_hits(recs, held_out))
 # Titles only: the similarities behind each reason would crowd the column.
 recs["because"] = [" · ".join(title for _, title, _ in items) for items in recs["because_items"]]
 
 left, right = st.columns([5, 7], gap="medium")
 with left:
     st.subheader("History")
-    history = sup.user_history(ml, run, split, user_index)
+    history = users_of_run.user_ratings(ml, run, split, user_index)
     st.dataframe(history[["title", "rating", "part", "date", "genres"]], hide_index=True,
                  height=420, key=K + "history",
                  column_config={"rating": st.column_config.NumberColumn(
@@ -128,9 +128,9 @@ else:
         factors = run.model.item_factors()
         b_col, a_col = st.columns(2)
         for col, title, frame in ((b_col, "Ranking only", before), (a_col, "Re-ranked", after)):
-            items = sup.item_indices(run, frame["item_id"])
+            items = ctx.item_indices(frame["item_id"])
             diversity = intra_list_diversity(factors, items[None, :])
-            marked = sup.mark_hits(frame, held_out)
+            marked = users_of_run.mark_hits(frame, held_out)
             with col:
                 st.markdown(f"**{title}** · list diversity {diversity:.3f} · "
                             f"{int(marked['test hit'].sum())} test hits")

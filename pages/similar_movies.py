@@ -6,9 +6,8 @@ from ui import frame
 
 frame.page("Similar movies")
 
-from recsys import app_support as sup  # noqa: E402  (heavy imports after the heading)
-from recsys import neighbours, serving  # noqa: E402
-from ui import shared, state  # noqa: E402
+from recsys import leaderboard, neighbours, serving  # noqa: E402  (heavy imports after the heading)
+from ui import display, shared, state  # noqa: E402
 from ui.text import plain  # noqa: E402
 
 K = "sim_"
@@ -89,12 +88,12 @@ with cols[0]:
         st.info("This model has no movie embeddings.")
     else:
         st.caption(serving.LENS_DESCRIPTIONS[lens])
-        st.dataframe(sup.readable(result.embedding), hide_index=True, key=K + "embedding",
+        st.dataframe(display.readable(result.embedding), hide_index=True, key=K + "embedding",
                      column_config=config, column_order=ORDER)
 with cols[1]:
     st.subheader("Co-occurrence neighbours")
     st.caption(serving.LENS_DESCRIPTIONS[serving.COOCCURRENCE_LENS])
-    st.dataframe(sup.readable(result.cooccurrence), hide_index=True, key=K + "cooc",
+    st.dataframe(display.readable(result.cooccurrence), hide_index=True, key=K + "cooc",
                  column_config=config, column_order=ORDER)
 st.caption(f"Neighbours are movies with at least {neighbours.MIN_POSITIVES} known likes: rarer "
            "ones have vectors too noisy to show.")
@@ -104,7 +103,7 @@ measured = {}
 if result.embedding is not None:
     measured[f"embedding · {lens}"] = shared.lens_quality(run, lens)
 measured["co-occurrence · damped"] = shared.lens_quality(run, serving.COOCCURRENCE_LENS)
-st.dataframe(sup.neighbour_quality_table(measured), hide_index=True, key=K + "quality")
+st.dataframe(leaderboard.neighbour_quality_table(measured), hide_index=True, key=K + "quality")
 st.caption("Every movie's top 10, never hand-picked. Genre agreement counts shared genres "
            "weighted by rarity (×random: 1 = no better than chance; \"100 most popular\" is "
            "where popularity lists show). Popularity percentile: 50 = neighbours as popular as "

@@ -14,12 +14,12 @@ frame.page("Train & evaluate")
 import plotly.graph_objects as go  # noqa: E402  (heavy imports after the heading)
 from plotly.subplots import make_subplots  # noqa: E402
 
-from recsys import app_support as sup  # noqa: E402
+from recsys import leaderboard as lb  # noqa: E402
 from recsys.config import DEFAULT_MODEL, SplitConfig, TrainConfig  # noqa: E402
 from recsys.jobs import CANCELLED, DONE, FAILED, QUEUED, new_run_dir  # noqa: E402
 from recsys.models import MODELS  # noqa: E402
 from recsys.runs import train_run  # noqa: E402
-from ui import shared, state  # noqa: E402
+from ui import display, forms, shared, state  # noqa: E402
 from ui.text import plain, short  # noqa: E402
 
 K = "train_"  # widget key prefix of this page
@@ -56,7 +56,7 @@ busy = job is not None and not job.is_finished
 
 
 # ---------------------------------------------------------------------- form
-def field_widget(spec: sup.FieldSpec, scope: str = ""):
+def field_widget(spec: forms.FieldSpec, scope: str = ""):
     """One widget for one config field: its plain-words label, default and help (which names
     the config field). ``scope`` joins the key, so each model keeps its own values."""
     key = K + scope + spec.name
@@ -78,18 +78,18 @@ def field_widget(spec: sup.FieldSpec, scope: str = ""):
 
 
 state.carry(K + "model")
-model_spec = next(s for s in sup.field_specs(TrainConfig, TrainConfig.for_model(DEFAULT_MODEL))
+model_spec = next(s for s in forms.field_specs(TrainConfig, TrainConfig.for_model(DEFAULT_MODEL))
                   if s.name == "model")
 model = field_widget(model_spec)
 settings = MODELS[model].settings  # only the fields this model reads
-train_specs = {s.name: s for s in sup.field_specs(TrainConfig, TrainConfig.for_model(model))
+train_specs = {s.name: s for s in forms.field_specs(TrainConfig, TrainConfig.for_model(model))
                if s.name in settings}
 state.carry(*(K + model + name for name in train_specs),
-            *(K + s.name for s in sup.field_specs(SplitConfig)))
+            *(K + s.name for s in forms.field_specs(SplitConfig)))
 with st.form(K + "form", border=True):
     st.markdown(f"**{plain(model)}** · {plain(MODELS[model].description)}")
     values = {"model": model}
-    main = [n for n in sup.MAIN_TRAIN_FIELDS if n in train_specs]
+    main = [n for n in forms.MAIN_TRAIN_FIELDS if n in train_specs]
     cols = st.columns(4)
     for i, name in enumerate(main):
         with cols[i % 4]:
@@ -103,7 +103,7 @@ with st.form(K + "form", border=True):
                     values[spec.name] = field_widget(spec, model)
     with st.expander("Evaluation protocol (split)"):
         cols = st.columns(4)
-        for i, spec in enumerate(sup.field_specs(SplitConfig)):
+        for i, spec in enumerate(forms.field_specs(SplitConfig)):
             with cols[i % 4]:
                 values[spec.name] = field_widget(spec)
     submitted = st.form_submit_button(
@@ -112,7 +112,7 @@ with st.form(K + "form", border=True):
 
 if submitted and not busy:
     try:
-        split_config, train_config = sup.build_configs(values)
+        split_config, train_config = forms.build_configs(values)
     except (TypeError, ValueError) as err:
         st.error(f"Cannot train with these settings: {plain(err)}")
     else:
@@ -120,15 +120,15 @@ if submitted and not busy:
                              fingerprint=ml.fingerprint())
         st.session_state[JOB] = job.id
         st.query_params["job"] = job.id
-        st.session_state[K + "protocol"] = sup.protocol_key(split_config)
+        st.session_state[K + "protocol"] = lb.protocol_key(split_config)
         st.rerun()
 
 
 # ---------------------------------------------------------------------- live job
 def curves(job) -> go.Figure:
     """Loss (validated fit and refit) and validation Recall@10 per epoch."""
-    frame_ = sup.history_frame(job.history)
-    refit = sup.history_frame(job.refit)
+    frame_ = display.epochs_frame(job.history)
+    refit = display.epochs_frame(job.refit)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Training loss",
                                                         "Validation Recall@10"))
     if len(frame_):
@@ -221,8 +221,8 @@ st.divider()
 st.header("Leaderboard")
 book = shared.run_book()
 runs = book.usable
-protocols = list(dict.fromkeys(sup.protocol_key(r.split_config) for r in runs))
-mine = sup.protocol_key(run.split_config)
+protocols = list(dict.fromkeys(lb.protocol_key(r.split_config) for r in runs))
+mine = lb.protocol_key(run.split_config)
 if st.session_state.get(K + "protocol") not in protocols:
     st.session_state[K + "protocol"] = mine if mine in protocols else protocols[0]
 protocol = st.selectbox("Evaluation protocol", protocols, key=K + "protocol",
@@ -231,10 +231,10 @@ st.info(f"**Protocol:** {plain(protocol)}. Test metrics at K = 10, ranking all m
         "excluding each user's training and validation positives.",
         icon=":material/straighten:")
 
-board = sup.leaderboard(runs, protocol)
+board = lb.leaderboard(runs, protocol)
 split_of_protocol = next(r.split_config for r in runs
-                         if sup.protocol_key(r.split_config) == protocol)
-missing = [b for b in sup.BASELINES if b not in set(board["model"])]
+                         if lb.protocol_key(r.split_config) == protocol)
+missing = [b for b in lb.BASELINES if b not in set(board["model"])]
 if missing and st.button(f"Train baselines ({', '.join(missing)}) on this protocol",
                          key=K + "baselines"):
     with st.spinner("Training baselines (a couple of seconds)…"):
@@ -249,10 +249,10 @@ if missing and st.button(f"Train baselines ({', '.join(missing)}) on this protoc
             st.stop()
     st.rerun()
 
-labels = sup.METRIC_LABELS.values()
+labels = lb.METRIC_LABELS.values()
 pinned = shared.pinned_name()
 board.insert(0, "default", board["run"].map(lambda n: "✓" if n == pinned else ""))
-quality = list(sup.NEIGHBOUR_QUALITY_LABELS.values())
+quality = list(lb.NEIGHBOUR_QUALITY_LABELS.values())
 ranking_tab, neighbours_tab = st.tabs(["Ranking metrics", "Similar-movie quality"])
 with ranking_tab:
     shown = board.drop(columns=[c for c in quality if c in board])
@@ -290,7 +290,7 @@ if run.name in set(others["run"]):
 else:  # the active run is popularity or on another protocol: judge the best other run
     target = others["run"].iloc[0] if len(others) else None
 if target is not None:
-    beats, sentence = sup.verdict(board, target)
+    beats, sentence = lb.verdict(board, target)
     if beats is True:
         st.success(plain(sentence), icon=":material/check_circle:")
     elif beats is False:

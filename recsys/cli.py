@@ -1,4 +1,10 @@
-"""The ``recsys`` command line: data, train, evaluate, export, pin (and serving commands)."""
+"""The ``recsys`` command line: data, train, evaluate, export, pin (and serving commands).
+
+Start-up is kept light: only :mod:`recsys.config` (plain dataclasses) is imported before the
+arguments are parsed; torch, FAISS, pandas and the modules that use them are imported by the
+command that needs them, so ``--help`` and usage errors answer at once
+(``bench/CLI_STARTUP.md``).
+"""
 
 from __future__ import annotations
 
@@ -10,31 +16,24 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, BinaryIO, NoReturn
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
 from recsys.config import DEFAULT_MODEL, MODEL_DEFAULTS, SplitConfig, TrainConfig, resolve_device
-from recsys.data import DataUnavailableError, MovieLens, load_movielens
-from recsys.evaluation import evaluate_model
-from recsys.export import npz_arrays, projector_tables
-from recsys.jobs import new_run_dir
-from recsys.runs import FILES as RUN_FILES
-from recsys.runs import (
-    RunError,
-    default_runs_dir,
-    load_run,
-    pin_run,
-    pinned_run_name,
-    prepare_split,
-    to_json,
-    train_run,
-    unpin_run,
-)
-from recsys.trainer import TrainingDivergedError
 
-EXPECTED_ERRORS = (ValueError, RunError, DataUnavailableError, TrainingDivergedError)
+if TYPE_CHECKING:
+    from recsys.data import MovieLens
+    from recsys.runs import Run
+
 MAX_SEED = 2**32 - 1  # numpy and torch both take seeds in 0 .. 2**32 - 1
+EXPORTS_DIR = Path("exports")  # export's default folder (gitignored), relative to where it runs
+DATA_SOURCES = (
+    "MovieLens 100K is read from the first source that works: --data-dir or $RECSYS_DATA_DIR; "
+    "an unzipped ml-100k/ folder in the cache ($RECSYS_CACHE_DIR, default "
+    "~/.cache/movielens-embeddings/), which only a successful GroupLens download (or you) puts "
+    "there; the recbole==1.2.1 wheel kept in the cache's wheels/ folder; the GroupLens "
+    "download; the same wheel fetched from PyPI (then kept in wheels/). Every command that "
+    "loads data names its source on stderr."
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except EXPECTED_ERRORS as err:
+    except ValueError as err:  # bad values and damaged runs (RunError is a ValueError)
         message = str(err)
     except OSError as err:  # a file the user named cannot be read or written
         message = _os_message(err)
@@ -51,12 +50,56 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except RuntimeError as err:
+        if not isinstance(err, _expected_runtime_errors()):
+            raise
+        message = str(err)
     print(f"recsys {args.command}: error: {message}", file=sys.stderr)
     return 2
 
 
+def _expected_runtime_errors() -> tuple[type[RuntimeError], ...]:
+    """No MovieLens source worked; training diverged. Imported only once one of the heavy
+    modules has raised something, so that start-up stays light."""
+    from recsys.data import DataUnavailableError
+    from recsys.trainer import TrainingDivergedError
+
+    return DataUnavailableError, TrainingDivergedError
+
+
+# Loaders behind module-level names, imported on first call (tests replace these names).
+def load_movielens(*args: Any, **kwargs: Any) -> MovieLens:
+    """:func:`recsys.data.load_movielens`."""
+    from recsys.data import load_movielens
+
+    return load_movielens(*args, **kwargs)
+
+
+def load_run(*args: Any, **kwargs: Any) -> Run:
+    """:func:`recsys.runs.load_run`."""
+    from recsys.runs import load_run
+
+    return load_run(*args, **kwargs)
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line usage errors that point at ``--help``."""
+    """argparse with one-line usage errors that point at ``--help``.
+
+    ``late_flags(parser)``, if given, adds flags whose choices live in a heavy module: it runs
+    when this (sub)command is chosen, so other commands never import that module.
+    """
+
+    def __init__(self, *args: Any,
+                 late_flags: Callable[[argparse.ArgumentParser], None] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._late_flags = late_flags
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._late_flags is not None:
+            add, self._late_flags = self._late_flags, None
+            add(self)
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
@@ -69,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("data", help="acquire and validate MovieLens; print source and counts")
+    p = sub.add_parser("data", help="acquire and validate MovieLens; print source and counts",
+                       description=DATA_SOURCES)
     _add_data_flags(p)
     p.set_defaults(handler=cmd_data)
 
@@ -92,8 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write a run's embeddings as .npz or for the TF Projector")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--format", choices=("npz", "projector"), default="npz")
-    p.add_argument("--out", type=Path, required=True,
-                   help="file (npz; .npz is added if missing) or directory (projector)")
+    p.add_argument("--out", type=Path,
+                   help="file (npz; .npz is added if missing) or directory (projector); default "
+                        f"{EXPORTS_DIR}/<run name>.npz or {EXPORTS_DIR}/<run name>-projector/")
     p.add_argument("--force", action="store_true", help="replace existing output files")
     _add_data_flags(p)
     p.set_defaults(handler=cmd_export)
@@ -119,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ---------------------------------------------------------------------------- commands
 def cmd_data(args: argparse.Namespace) -> int:
+    from recsys.runs import prepare_split
+
     ml = _load_data(args)
     events = prepare_split(ml).train  # validates the events on the way
     print(f"source:   {ml.source}")
@@ -133,6 +180,9 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     split_config, train_config = _train_configs(args)  # all checked before any data is read
+    from recsys.jobs import new_run_dir
+    from recsys.runs import RunError, default_runs_dir, prepare_split, train_run
+
     out = args.out or new_run_dir(default_runs_dir(), f"{train_config.model}-{split_config.split}")
     if os.path.lexists(out):
         raise RunError(f"--out {out} already exists: choose another --out or delete it")
@@ -153,6 +203,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     check_k(args.k)
+    from recsys.evaluation import evaluate_model
+    from recsys.runs import prepare_split, to_json
+
     run = load_run(args.run_dir)
     k = check_k(args.k, len(run.item_ids), "movies")
     ml = _load_data(args)
@@ -171,14 +224,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    out = args.out or EXPORTS_DIR / (_run_name(args.run_dir).name
+                                     + ("-projector" if args.format == "projector" else ""))
     if args.format == "npz":
-        out = args.out if args.out.name.endswith(".npz") else args.out.with_name(
-            args.out.name + ".npz")  # what np.savez would name it anyway
+        if not out.name.endswith(".npz"):
+            out = out.with_name(out.name + ".npz")  # what np.savez would name it anyway
         check_new_output(out, args.force)
     else:
-        out = args.out
         for name in ("vectors.tsv", "metadata.tsv"):
             check_new_output(out / name, args.force)
+    import numpy as np
+
+    from recsys.export import npz_arrays, projector_tables
+
     run = load_run(args.run_dir)
     ml = _load_data(args)
     run.check_dataset(ml)
@@ -201,6 +259,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_pin(args: argparse.Namespace) -> int:
     """Pins, shows or clears the app's default run; never loads MovieLens."""
+    from recsys.runs import default_runs_dir, pin_run, pinned_run_name, unpin_run
+
     if args.show or args.clear:
         if args.run_dir is not None:
             raise ValueError("give either a run folder to pin or --show / --clear, not both")
@@ -217,28 +277,40 @@ def cmd_pin(args: argparse.Namespace) -> int:
     if args.runs_dir is not None:
         raise ValueError("--runs-dir is for --show / --clear; a pinned run's folder is the one "
                          "that holds it")
-    run_dir = Path(os.path.normpath(args.run_dir))
-    if run_dir.name in ("", ".."):  # "." or "runs/x/..": name the folder itself
-        run_dir = Path(os.path.abspath(args.run_dir))
+    run_dir = _run_name(args.run_dir)
     pin_run(run_dir.parent, run_dir.name)
     print(f"pinned {run_dir.name}: the app's default model for new visitors (in {run_dir.parent})")
     return 0
 
 
 # ---------------------------------------------------------------------------- helpers
+def _run_name(run_dir: Path) -> Path:
+    """``run_dir`` normalised so that its ``.name`` is the run's folder name, also for "." or
+    "runs/x/.."."""
+    path = Path(os.path.normpath(run_dir))
+    return Path(os.path.abspath(run_dir)) if path.name in ("", "..") else path
+
+
 def _add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path,
-                   help="folder with a GroupLens MovieLens layout (else $RECSYS_DATA_DIR, cache, "
-                        "download, recbole wheel)")
+                   help="folder with a GroupLens MovieLens layout (else $RECSYS_DATA_DIR, the "
+                        "cache, the GroupLens download, the recbole wheel: see `recsys data "
+                        "--help`)")
     p.add_argument("--no-download", action="store_true", help="never touch the network")
 
 
 def _load_data(args: argparse.Namespace) -> MovieLens:
     ml = load_movielens(args.data_dir, download=not args.no_download, progress=True)
-    print(f"data: {ml.name} from {ml.source}", file=sys.stderr)
+    print_source(ml)
+    return ml
+
+
+def print_source(ml: MovieLens) -> None:
+    """One stderr line naming the data a command uses (and one per loading note)."""
+    source = ml.source.replace(str(Path.home()) + os.sep, "~" + os.sep)  # shorter, still true
+    print(f"data: {ml.name} from {source}", file=sys.stderr)
     for note in ml.notes:
         print(f"data: note: {note}", file=sys.stderr)
-    return ml
 
 
 def _train_configs(args: argparse.Namespace) -> tuple[SplitConfig, TrainConfig]:
@@ -284,6 +356,8 @@ def check_k(k: int, available: int | None = None, what: str = "items") -> int:
 def check_new_output(path: Path, force: bool = False, flag: str = "--out") -> None:
     """Refuses, before any work, an output file that would replace a run's file, an existing
     file (unless ``force``), or could not be created (under a file, in a read-only folder)."""
+    from recsys.runs import FILES as RUN_FILES
+
     if path.name in RUN_FILES and all((path.parent / n).exists() for n in RUN_FILES):
         raise ValueError(f"{flag} {path} is a file of the run in {path.parent}, which is "
                          "never overwritten: choose another file name")

@@ -9,25 +9,27 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from recsys.cli import check_k, check_new_output, write_new_file
-from recsys.data import load_movielens
-from recsys.runs import load_run
-from recsys.serving import (
-    COOCCURRENCE_LENS,
-    EMBEDDING_LENSES,
-    LENS_DESCRIPTIONS,
-    Catalog,
-    as_records,
-    default_lens,
-    recommend,
-    similar_movies,
-    similar_users,
+from recsys.cli import (
+    check_k,
+    check_new_output,
+    load_movielens,
+    load_run,
+    print_source,
+    write_new_file,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from recsys.serving import Catalog
+
+WIDTH = 100  # text output fits this many characters per line (titles are shortened to fit)
+TITLE_WIDTH = 40  # a longer title is cut with "..." in tables
 
 
 def add_commands(subparsers, add_data_flags: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -46,15 +48,11 @@ def add_commands(subparsers, add_data_flags: Callable[[argparse.ArgumentParser],
     p.set_defaults(handler=cmd_recommend)
 
     p = subparsers.add_parser("similar", help="movies nearest to a movie (embedding and "
-                                              "co-occurrence)")
+                                              "co-occurrence)", late_flags=_add_lens_flag)
     p.add_argument("run_dir", type=Path)
     p.add_argument("--movie", required=True, help="raw movie id or title words, e.g. "
                                                   "'star wars' or 'toy story 1995'")
     p.add_argument("--k", type=int, default=10, help="neighbours (default 10)")
-    p.add_argument("--lens", choices=EMBEDDING_LENSES, default=None,
-                   help="embedding similarity: " + "; ".join(
-                       f"{name}: {LENS_DESCRIPTIONS[name]}" for name in EMBEDDING_LENSES)
-                   + " (default: the lens measured best for the run's model)")
     p.add_argument("--scoring", choices=("cosine", "dot"), default=None,
                    help=argparse.SUPPRESS)  # the old name of --lens
     p.add_argument("--json", action="store_true", help="print JSON (stable keys)")
@@ -80,7 +78,20 @@ def add_commands(subparsers, add_data_flags: Callable[[argparse.ArgumentParser],
     p.set_defaults(handler=cmd_project)
 
 
+def _add_lens_flag(p: argparse.ArgumentParser) -> None:
+    """``similar --lens``: its choices and their descriptions live in :mod:`recsys.serving`,
+    imported only when ``similar`` is the command."""
+    from recsys.serving import EMBEDDING_LENSES, LENS_DESCRIPTIONS
+
+    p.add_argument("--lens", choices=EMBEDDING_LENSES, default=None,
+                   help="embedding similarity: " + "; ".join(
+                       f"{name}: {LENS_DESCRIPTIONS[name]}" for name in EMBEDDING_LENSES)
+                   + " (default: the lens measured best for the run's model)")
+
+
 def cmd_recommend(args: argparse.Namespace) -> int:
+    from recsys.serving import as_records, recommend
+
     ctx = _catalog(args)
     k = check_k(args.k, len(ctx.run.item_ids), "movies")
     frame = recommend(ctx, args.user, k, exclude_seen=not args.include_seen,
@@ -94,11 +105,18 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         _print_json(as_records(frame[columns]))
         return 0
     print(f"{ctx.run.train_config.model} ({args.scoring}) for user {args.user}:")
-    _print(frame[columns])
+    _print(frame[[c for c in columns if c != "because"]])
+    if "because" in columns:  # long lists of titles: one wrapped paragraph per pick
+        print("\nbecause you liked (the movies of their history nearest to each pick):")
+        for rank, because in zip(frame["rank"], frame["because"], strict=True):
+            print(textwrap.fill(because or "-", WIDTH, initial_indent=f"{rank:>4}  ",
+                                subsequent_indent=" " * 6))
     return 0
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
+    from recsys.serving import COOCCURRENCE_LENS, LENS_DESCRIPTIONS, default_lens, similar_movies
+
     ctx = _catalog(args)
     k = check_k(args.k, len(ctx.run.item_ids) - 1, "other movies")
     lens = args.scoring or args.lens or default_lens(ctx) or "cosine"
@@ -108,11 +126,13 @@ def cmd_similar(args: argparse.Namespace) -> int:
         return 0
     print(f"nearest to {result.movie['title']} [id {result.movie['item_id']}]")
     if result.embedding is not None:
-        print(f"\nembedding ({lens}): {LENS_DESCRIPTIONS[lens]}")
+        print()
+        _print_wrapped(f"embedding ({lens}): {LENS_DESCRIPTIONS[lens]}")
         _print(result.embedding[["rank", "item_id", "title", "score", "popularity"]])
     else:
         print(f"\n{result.note}")
-    print(f"\nco-occurrence: {LENS_DESCRIPTIONS[COOCCURRENCE_LENS]}")
+    print()
+    _print_wrapped(f"co-occurrence: {LENS_DESCRIPTIONS[COOCCURRENCE_LENS]}")
     _print(result.cooccurrence[["rank", "item_id", "title", "score", "popularity"]])
     if result.embedding is not None:
         print(f"\noverlap: {len(result.overlap)} of {len(result.cooccurrence)}")
@@ -120,6 +140,8 @@ def cmd_similar(args: argparse.Namespace) -> int:
 
 
 def cmd_similar_users(args: argparse.Namespace) -> int:
+    from recsys.serving import as_records, similar_users
+
     ctx = _catalog(args)
     frame = similar_users(ctx, args.user, check_k(args.k, len(ctx.run.user_ids) - 1,
                                                   "other users"))
@@ -148,15 +170,18 @@ def cmd_project(args: argparse.Namespace) -> int:
         write_new_file(args.out, lambda f: f.write(csv), args.force)
         print(f"wrote {args.out} ({len(result.frame)} points)")
     else:
-        _print(result.frame.head(10))
+        _print(result.frame.head(10).drop(columns="year", errors="ignore"))  # in the title
     return 0
 
 
 def _catalog(args: argparse.Namespace) -> Catalog:
     if hasattr(args, "k"):
         check_k(args.k)  # before any loading; capped at the catalogue once it is known
+    from recsys.serving import Catalog
+
     run = load_run(args.run_dir)
     ml = load_movielens(args.data_dir, download=not args.no_download)
+    print_source(ml)
     run.check_dataset(ml)
     return Catalog.build(run, ml)
 
@@ -166,6 +191,27 @@ def _print_json(value) -> None:
 
 
 def _print(frame: pd.DataFrame) -> None:
-    with pd.option_context("display.width", 200, "display.max_colwidth", 60,
-                           "display.max_columns", 20):
-        print(frame.to_string(index=False))
+    """``frame`` as a plain table: numbers right-aligned (floats with 4 decimals), text
+    left-aligned and cut at :data:`TITLE_WIDTH`, so the usual columns fit :data:`WIDTH`."""
+    columns = []
+    for name in frame:
+        values = frame[name].tolist()
+        if all(isinstance(v, float) for v in values):
+            cells, align = [f"{v:.4f}" for v in values], str.rjust
+        elif all(isinstance(v, int) for v in values):
+            cells, align = [str(v) for v in values], str.rjust
+        else:
+            cells, align = [_shorten(v) for v in values], str.ljust
+        width = max(map(len, [name, *cells]))
+        columns.append([align(c, width) for c in [name, *cells]])
+    for row in zip(*columns, strict=True):
+        print("  ".join(row).rstrip())
+
+
+def _print_wrapped(text: str) -> None:
+    print(textwrap.fill(text, WIDTH, subsequent_indent="  "))
+
+
+def _shorten(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= TITLE_WIDTH else text[:TITLE_WIDTH - 3] + "..."

@@ -2,7 +2,7 @@
 
 Collaborative: the user's vector is *folded in* against the run's frozen item factors by
 closed-form weighted ridge regression, the implicit-ALS user step (Hu, Koren & Volinsky 2008;
-``recsys.models.als.weighted_ridge``, shared with mf-als training):
+the model's ``fold_in``, :func:`recsys.linalg.ridge_fold_in`, shared with mf-als training):
 liked items are targets 1 with confidence 1, disliked items targets 0 with confidence
 ``disliked_weight``, every other item a target 0 with small confidence ``unobserved_weight``.
 Solving one d x d system takes well under a millisecond. Item-item models (itemknn, EASE)
@@ -19,6 +19,7 @@ which term placed it.
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,14 +27,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-import torch
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from recsys.checks import check_k, check_range
 from recsys.config import option as _opt
-from recsys.models.als import weighted_ridge
+from recsys.linalg import ridge_fold_in
+from recsys.models import model_names
 from recsys.serving import Catalog
 
-DOT_MODELS = ("mf-bpr", "mf-bce", "mf-mse", "mf-als", "svd")
 _CONTENT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Catalog -> TF-IDF matrix
 
 # Collaborative weight w by number of likes, per model: the w in 0, 0.1, ..., 1 with the best
@@ -115,10 +116,16 @@ class ColdStartConfig:
     disliked_weight: float = _opt(1.0, "confidence of a dislike (target 0)")
 
     def __post_init__(self) -> None:
-        if self.blend is not None and not 0 <= self.blend <= 1:
-            raise ValueError(f"blend must be between 0 and 1 (or None), got {self.blend}")
-        if self.reg <= 0 or self.unobserved_weight < 0 or self.disliked_weight < 0:
-            raise ValueError(f"the weights must be >= 0 and reg > 0, got {self}")
+        if self.blend is not None:
+            check_range("blend (or None)", self.blend, 0.0, 1.0)
+        check_range("reg", self.reg, 1e-12, math.inf)
+        check_range("unobserved_weight", self.unobserved_weight, 0.0, math.inf)
+        check_range("disliked_weight", self.disliked_weight, 0.0, math.inf)
+
+    def solver(self) -> dict[str, float]:
+        """The fold-in options, as :meth:`recsys.models.base.Recommender.fold_in` takes them."""
+        return {"reg": self.reg, "unobserved_weight": self.unobserved_weight,
+                "disliked_weight": self.disliked_weight}
 
 
 def blend_weight(n_liked: int, model: str, config: ColdStartConfig | None = None) -> float:
@@ -145,42 +152,20 @@ def coldstart_curve(model: str | None = None) -> pd.DataFrame:
 def fold_in(ctx: Catalog, liked: Sequence[int], disliked: Sequence[int] = (),
             config: ColdStartConfig | None = None) -> np.ndarray:
     """The user vector (dim,) that best explains ``liked`` / ``disliked`` (raw movie ids)
-    against the run's frozen item factors. Dot-product models only (mf-*, svd)."""
+    against the run's frozen item factors (models with ``folds_in``: the dot-product ones)."""
     config = config or ColdStartConfig()
     liked_idx, disliked_idx = _indices(ctx, liked, disliked)
-    return fold_in_vectors(_dot_item_factors(ctx), liked_idx[None], disliked_idx[None],
-                           config)[0]
+    if not ctx.model.folds_in:
+        raise ValueError(f"fold-in needs a dot-product model (one of "
+                         f"{', '.join(model_names(folds_in=True))}), this run is {ctx.model.name}")
+    return ctx.model.fold_in(liked_idx[None], disliked_idx[None], **config.solver())[0]
 
 
 def fold_in_vectors(q: np.ndarray, liked: np.ndarray, disliked: np.ndarray | None = None,
                     config: ColdStartConfig | None = None) -> np.ndarray:
-    """The mf-als user step for a batch of new users, one batched solve.
-
-    Parameters
-    ----------
-    q : (n_items, d) frozen item factors.
-    liked, disliked : (B, L) and (B, M) int item indices (every user the same counts).
-
-    Returns
-    -------
-    (B, d) float32 user vectors: base confidence ``unobserved_weight``, liked items
-    confidence 1 and target 1, disliked items confidence ``disliked_weight`` and target 0.
-    """
-    config = config or ColdStartConfig()
-    liked = np.asarray(liked, np.int64)
-    disliked = np.zeros((len(liked), 0), np.int64) if disliked is None else \
-        np.asarray(disliked, np.int64)
-    q = torch.from_numpy(np.asarray(q, np.float64))
-    w0 = config.unobserved_weight
-    lam = config.reg * float((q * q).sum(1).mean())
-    gram = w0 * (q.T @ q) + lam * torch.eye(q.shape[1], dtype=torch.float64)
-    observed = np.concatenate([liked, disliked], axis=1)
-    extra = np.concatenate([np.full(liked.shape, 1.0 - w0),
-                            np.full(disliked.shape, config.disliked_weight - w0)], axis=1)
-    target = np.concatenate([np.ones(liked.shape), np.zeros(disliked.shape)], axis=1)
-    x = weighted_ridge(gram, q[torch.from_numpy(observed)], torch.from_numpy(extra),
-                       torch.from_numpy(target))
-    return x.numpy().astype(np.float32)
+    """:func:`recsys.linalg.ridge_fold_in` with ``config``'s options: (B, d) float32 vectors
+    of new users from (B, L) liked and (B, M) disliked item indices, against factors ``q``."""
+    return ridge_fold_in(q, liked, disliked, **(config or ColdStartConfig()).solver())
 
 
 def collaborative_scores(model, liked: np.ndarray, disliked: np.ndarray | None = None,
@@ -188,22 +173,19 @@ def collaborative_scores(model, liked: np.ndarray, disliked: np.ndarray | None =
     """Scores (B, n_items) of every item for a batch of new users (``liked`` (B, L) item
     indices), and their folded-in vectors (B, d) (None for item-item models)."""
     liked = np.asarray(liked, np.int64)
-    if model.name in DOT_MODELS:
-        q = model.item_factors()
-        vectors = fold_in_vectors(q, liked, disliked, config)
-        scores = vectors.astype(np.float64) @ q.T.astype(np.float64)
-        if hasattr(model, "item_biases"):
-            scores = scores + model.item_biases()  # the model's own item prior
-        return scores, vectors
-    weights = model.item_item_weights()
-    if weights is not None:
+    if model.folds_in:
+        vectors = model.fold_in(liked, disliked, **(config or ColdStartConfig()).solver())
+        return model.score_vectors(vectors), vectors
+    if model.score_kind == "item-item":
         rows = np.repeat(np.arange(len(liked)), liked.shape[1])
         x = sp.csr_matrix((np.ones(liked.size), (rows, liked.ravel())),
                           shape=(len(liked), model.n_items))
-        scores = x @ weights  # sparse or dense weights: sum of the liked items' rows
+        scores = x @ model.item_item_weights()  # sparse or dense: sum of the liked items' rows
         return np.asarray(scores.toarray() if sp.issparse(scores) else scores, np.float64), None
-    raise ValueError(f"{model.name} cannot score a new user from likes: use an mf-*, svd, "
-                     "itemknn or ease run (NCF scores through an MLP; popularity ignores likes)")
+    able = model_names(folds_in=True) + model_names(score_kind="item-item")
+    raise ValueError(f"{model.name} cannot score a new user from likes: use a run of "
+                     f"{', '.join(able)} (its scores are {model.score_kind}, not a dot product "
+                     "with a user vector or a sum of item rows)")
 
 
 def cold_start(ctx: Catalog, liked: Sequence[int], disliked: Sequence[int] = (), k: int = 10,
@@ -220,8 +202,7 @@ def cold_start(ctx: Catalog, liked: Sequence[int], disliked: Sequence[int] = (),
     (dot-product models) for the map.
     """
     config = config or ColdStartConfig()
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
+    check_k(k)
     liked_idx, disliked_idx = _indices(ctx, liked, disliked)
     banned = np.union1d(liked_idx, disliked_idx)
     n = ctx.model.n_items
@@ -276,14 +257,6 @@ def zscore_rows(values: np.ndarray, banned: np.ndarray) -> np.ndarray:
     mean = (values * keep).sum(axis=1, keepdims=True) / count
     std = np.sqrt((((values - mean) ** 2) * keep).sum(axis=1, keepdims=True) / count)
     return (values - mean) / np.maximum(std, 1e-12)
-
-
-def _dot_item_factors(ctx: Catalog) -> np.ndarray:
-    name = ctx.run.train_config.model
-    if name not in DOT_MODELS:
-        raise ValueError(f"fold-in needs a dot-product model (one of {', '.join(DOT_MODELS)}), "
-                         f"this run is {name}")
-    return ctx.model.item_factors()
 
 
 # ---------------------------------------------------------------------------- content

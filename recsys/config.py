@@ -10,10 +10,8 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-MODEL_NAMES = (
-    "mf-bpr", "mf-bce", "mf-mse", "mf-als", "ncf", "popularity", "itemknn", "ease", "svd"
-)
-EMBEDDING_MODELS = ("mf-bpr", "mf-bce", "mf-mse", "mf-als", "ncf")
+from recsys.checks import check_choice, check_range
+from recsys.models.registry import MODEL_NAMES
 
 # The model the CLI trains without --model and the app trains on first launch: chosen on
 # validation Recall@10 *and* the quality of its similar-movie lists (bench/NEIGHBOURS.md):
@@ -34,7 +32,6 @@ def option(default: Any, help: str, **extra: Any) -> Any:
     """A dataclass field whose ``help`` documents it for the CLI, the app and the reader;
     ``label`` (in ``extra``) is its name in plain words for forms."""
     return field(default=default, metadata={"help": help, **extra})
-
 
 
 @dataclass(frozen=True)
@@ -59,10 +56,10 @@ class SplitConfig:
     split_seed: int = option(42, "seed of the random split (and tie-breaks)", label="Split seed")
 
     def __post_init__(self) -> None:
-        _check_choice("split", self.split, ("temporal", "random"))
-        _check_range("threshold", self.threshold, 0.0, 10.0)
-        _check_range("test_fraction", self.test_fraction, 0.01, 0.9)
-        _check_range("valid_fraction", self.valid_fraction, 0.0, 0.9)
+        check_choice("split", self.split, ("temporal", "random"))
+        check_range("threshold", self.threshold, 0.0, 10.0)
+        check_range("test_fraction", self.test_fraction, 0.01, 0.9)
+        check_range("valid_fraction", self.valid_fraction, 0.0, 0.9)
 
     def describe(self) -> str:
         """One line of protocol, printed next to every metric."""
@@ -135,20 +132,20 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        _check_choice("model", self.model, MODEL_NAMES)
-        _check_choice("neg_sampling", self.neg_sampling, ("uniform", "popularity"))
-        _check_range("dim", self.dim, 1, 1024)
-        _check_range("lr", self.lr, 1e-7, 10.0)
-        _check_range("weight_decay", self.weight_decay, 0.0, 1000.0)
-        _check_range("batch_size", self.batch_size, 1, 1_000_000)
-        _check_range("epochs", self.epochs, 1, 1000)
-        _check_range("negatives", self.negatives, 1, 20)
-        _check_range("alpha", self.alpha, 0.0, 2.0)
-        _check_range("patience", self.patience, 0, 1000)
-        _check_range("threads", self.threads, 1, 256)
-        _check_range("knn_neighbours", self.knn_neighbours, 1, 100_000)
-        _check_range("ease_lambda", self.ease_lambda, 0.0, 1e7)
-        _check_range("als_alpha", self.als_alpha, 0.0, 1e4)
+        check_choice("model", self.model, MODEL_NAMES)
+        check_choice("neg_sampling", self.neg_sampling, ("uniform", "popularity"))
+        check_range("dim", self.dim, 1, 1024)
+        check_range("lr", self.lr, 1e-7, 10.0)
+        check_range("weight_decay", self.weight_decay, 0.0, 1000.0)
+        check_range("batch_size", self.batch_size, 1, 1_000_000)
+        check_range("epochs", self.epochs, 1, 1000)
+        check_range("negatives", self.negatives, 1, 20)
+        check_range("alpha", self.alpha, 0.0, 2.0)
+        check_range("patience", self.patience, 0, 1000)
+        check_range("threads", self.threads, 1, 256)
+        check_range("knn_neighbours", self.knn_neighbours, 1, 100_000)
+        check_range("ease_lambda", self.ease_lambda, 0.0, 1e7)
+        check_range("als_alpha", self.als_alpha, 0.0, 1e4)
         _check_device(self.device)
         if self.device == "auto":  # saved runs and models see the device actually used
             object.__setattr__(self, "device", resolve_device("auto"))
@@ -208,11 +205,11 @@ def _check_device(device: str) -> None:
                          "auto (cuda when a GPU is available)")
 
 
-def _check_range(name: str, value: float, low: float, high: float) -> None:
-    if not (low <= value <= high):
-        raise ValueError(f"{name} must be between {low:g} and {high:g}, got {value!r}")
+def __getattr__(name: str) -> Any:
+    # bench/ still imports EMBEDDING_MODELS from here: the models trained epoch by epoch,
+    # derived from the registry (recsys.models.model_names) and imported only when asked for.
+    if name == "EMBEDDING_MODELS":
+        from recsys.models.registry import model_names
 
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}: choose one of {', '.join(choices)}")
+        return model_names(iterative=True)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

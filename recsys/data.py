@@ -27,7 +27,6 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 __all__ = [
-    "DEFAULT_CACHE_DIR",
     "GENRES_100K",
     "GROUPLENS_URL",
     "DataUnavailableError",
@@ -48,7 +47,6 @@ GENRES_100K: tuple[str, ...] = (
 _CACHE_ENV = "RECSYS_CACHE_DIR"
 _DATA_ENV = "RECSYS_DATA_DIR"
 _DEFAULT_CACHE_STR = "~/.cache/movielens-embeddings"
-DEFAULT_CACHE_DIR: Path = Path(os.environ.get(_CACHE_ENV, _DEFAULT_CACHE_STR)).expanduser()
 GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
 
 RECBOLE_SPEC = "recbole==1.2.1"

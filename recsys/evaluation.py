@@ -151,7 +151,8 @@ def evaluate_model(model: Any, split: Any, k: int = 10, part: str = "test") -> E
     }
     result = evaluate_scores(model.score, relevant, exclude, counts, k, protocol)
     ratings = split.test if part == "test" else split.valid
-    if hasattr(model, "predict_ratings") and len(ratings):
+    # Anything with score() can be evaluated (bench/ passes plain objects): no kind, no RMSE.
+    if getattr(model, "score_kind", None) == "rating" and len(ratings):
         predicted = model.predict_ratings(ratings.user_index, ratings.item_index)
         result.metrics["rmse"] = float(np.sqrt(np.mean((predicted - ratings.ratings) ** 2)))
     return result

@@ -12,6 +12,8 @@ import pandas as pd
 
 from recsys.config import to_dict
 from recsys.data import MovieLens, movies_for
+from recsys.models import model_names
+from recsys.models.base import BIASED_SCORES
 from recsys.runs import Run, prepare_split
 from recsys.splits import Split
 
@@ -87,7 +89,7 @@ def _item_factors(run: Run) -> np.ndarray:
     items = run.model.item_factors()
     if items is None:
         raise ValueError(f"{run.train_config.model} has no item embeddings to export; "
-                         "export an mf-*, mf-als, ncf, svd or ease run")
+                         f"export a run of {', '.join(model_names(item_vectors=True))}")
     return items
 
 
@@ -95,10 +97,10 @@ def _biases(model: Any) -> tuple[np.ndarray, np.ndarray, float]:
     """(item bias, user bias, global mean): the MF module's, zeros for other models."""
     item_bias = np.zeros(model.n_items, np.float32)
     user_bias = np.zeros(model.n_users, np.float32)
-    if hasattr(model, "item_biases"):  # the MF models' score parts (as serving.score_parts)
+    if model.score_kind in BIASED_SCORES:  # the MF models' score parts (as serving.score_parts)
         item_bias = np.asarray(model.item_biases(), np.float32)
         user_bias = np.asarray(model.user_biases(), np.float32)
-    return item_bias, user_bias, float(getattr(getattr(model, "module", None), "global_mean", 0))
+    return item_bias, user_bias, model.global_mean()
 
 
 def _score_is_dot(model: Any, arrays: dict[str, np.ndarray], global_mean: float) -> bool:

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from recsys.checks import check_k, check_range
 from recsys.config import option as _opt
 from recsys.evaluation import ranking_metrics
+from recsys.linalg import unit_rows
 from recsys.serving import Catalog
 from recsys.splits import Split
 
@@ -40,13 +42,12 @@ class FunnelConfig:
     popularity_penalty: float = _opt(0.0, "penalty on log popularity (0 = off; ~0.1-0.5)")
 
     def __post_init__(self) -> None:
-        for name, low, high in (("n_candidates", 1, 1_000_000), ("recent_items", 0, 1000),
-                                ("neighbours_per_item", 1, 10_000), ("mmr_lambda", 0.0, 1.0),
-                                ("freshness_weight", 0.0, 10.0),
-                                ("popularity_penalty", 0.0, 10.0)):
-            value = getattr(self, name)
-            if not low <= value <= high:
-                raise ValueError(f"{name} must be between {low} and {high}, got {value!r}")
+        check_range("n_candidates", self.n_candidates, 1, 1_000_000)
+        check_range("recent_items", self.recent_items, 0, 1000)
+        check_range("neighbours_per_item", self.neighbours_per_item, 1, 10_000)
+        check_range("mmr_lambda", self.mmr_lambda, 0.0, 1.0)
+        check_range("freshness_weight", self.freshness_weight, 0.0, 10.0)
+        check_range("popularity_penalty", self.popularity_penalty, 0.0, 10.0)
 
     @property
     def reranks(self) -> bool:
@@ -102,8 +103,7 @@ def run_funnel(ctx: Catalog, user_id: int, config: FunnelConfig | None = None,
 
 def funnel_batch(ctx: Catalog, users: np.ndarray, config: FunnelConfig, k: int) -> FunnelBatch:
     """The whole funnel for user indices ``users`` at once."""
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
+    check_k(k)
     users = np.asarray(users, np.int64)
     cand, source, reason = _candidates(ctx, users, config)
     valid = cand >= 0
@@ -170,7 +170,7 @@ def _candidates(ctx: Catalog, users: np.ndarray, config: FunnelConfig):
 
 def _recent_positives(ctx: Catalog, users: np.ndarray, r: int) -> np.ndarray:
     """(B, r) indices of each user's ``r`` latest known positives, newest first; -1 pads."""
-    h = ctx.history
+    h = ctx.known_positives
     order = np.lexsort((-h.timestamps, h.user_index))
     user_sorted = h.user_index[order]
     starts = np.searchsorted(user_sorted, users)
@@ -212,7 +212,7 @@ def _select(ctx: Catalog, cand: np.ndarray, final: np.ndarray, valid: np.ndarray
     if mmr_lambda >= 1.0:
         return np.argsort(-final, axis=1, kind="stable")[:, :k]
     factors = ctx.item_factors("MMR diversity")
-    unit = factors / np.maximum(np.linalg.norm(factors, axis=1, keepdims=True), 1e-12)
+    unit = unit_rows(factors)
     vectors = unit[cand]  # (B, C, d)
     rows = np.arange(len(cand))
     closest = np.full(final.shape, -np.inf)  # max similarity to the picked items so far
@@ -279,7 +279,7 @@ def intra_list_diversity(item_factors: np.ndarray, lists: np.ndarray) -> float:
     k = lists.shape[1]
     if k < 2 or not len(lists):
         return 0.0
-    unit = item_factors / np.maximum(np.linalg.norm(item_factors, axis=1, keepdims=True), 1e-12)
+    unit = unit_rows(item_factors)
     vectors = unit[lists]
     gram = np.einsum("bid,bjd->bij", vectors, vectors)
     off_diagonal = gram.sum(axis=(1, 2)) - np.trace(gram, axis1=1, axis2=2)

@@ -17,7 +17,9 @@ import faiss
 import numpy as np
 import scipy.sparse as sp
 
+from recsys.checks import check_k
 from recsys.data import cache_folders
+from recsys.linalg import unit_rows
 
 METRICS = ("cosine", "dot")
 KINDS = ("flat", "ivf")
@@ -110,7 +112,7 @@ class VectorIndex:
     def _prepare(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
         if self.metric == "cosine":
-            x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+            x = unit_rows(x)
         return np.ascontiguousarray(x, dtype=np.float32)
 
     def search(
@@ -133,8 +135,7 @@ class VectorIndex:
         queries = _as_matrix(np.atleast_2d(queries), "queries")
         if queries.shape[1] != self.dim:
             raise ValueError(f"queries have {queries.shape[1]} dimensions, the index {self.dim}")
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
+        check_k(k)
         rows = _exclude_rows(exclude, len(queries))
         extra = max((len(r) for r in rows), default=0)
         fetch = min(self.n, k + extra)

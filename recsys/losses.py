@@ -1,4 +1,5 @@
-"""Training losses: tiny pure functions, chosen by name."""
+"""Training losses: tiny pure functions of scores, one signature per kind (a model class
+picks its loss in ``pair_loss`` / ``batch_loss``)."""
 
 from __future__ import annotations
 
@@ -29,5 +30,3 @@ def mse_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean squared error of predicted ratings."""
     return F.mse_loss(predicted, target)
 
-
-PAIRWISE_LOSSES = {"bpr": bpr_loss, "bce": bce_loss}

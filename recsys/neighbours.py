@@ -17,6 +17,8 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.stats import rankdata, spearmanr
 
+from recsys.linalg import unit_rows
+
 Lens = Callable[[np.ndarray], np.ndarray]
 
 MIN_POSITIVES = 5  # items with fewer known positives have vectors too noisy to judge or show
@@ -164,7 +166,7 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------- lenses
 def cosine_lens(vectors: np.ndarray) -> Lens:
     """Cosine of item vectors: the app's current "similar movies"."""
-    unit = _unit(np.asarray(vectors, np.float64))
+    unit = unit_rows(np.asarray(vectors, np.float64))
     return lambda block: unit[block] @ unit.T
 
 
@@ -238,10 +240,6 @@ def random_lens(n_items: int, seed: int = 0) -> Lens:
     """Seeded random similarities: the chance level of every number."""
     table = np.random.default_rng(seed).random((n_items, n_items))
     return lambda block: table[block]
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
 
 
 def lens_from_model(name: str, model: Any, known: sp.csr_matrix) -> Lens:

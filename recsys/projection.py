@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.data import cache_folders
+from recsys.linalg import unit_rows
 from recsys.runs import Run
 
 METHODS = ("pca", "tsne", "umap")
@@ -153,8 +154,7 @@ def place_point(projection: Projection, vector: np.ndarray, k: int = 10) -> tupl
     if projection.method == "pca":
         x, y = (vector - projection.pca_mean) @ projection.pca_components.T
         return float(x), float(y)
-    unit = projection.vectors / np.maximum(
-        np.linalg.norm(projection.vectors, axis=1, keepdims=True), 1e-12)
+    unit = unit_rows(projection.vectors)
     sims = unit @ (vector / max(np.linalg.norm(vector), 1e-12))
     nearest = np.argsort(-sims, kind="stable")[:k]
     weights = np.clip(sims[nearest], 0, None) ** 2
@@ -280,3 +280,8 @@ def _save(folders: list[Path], file_name: str, arrays: dict[str, np.ndarray]) ->
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
     return None
+
+
+def norm_popularity_correlation(frame: pd.DataFrame) -> float:
+    """Spearman rank correlation of vector length and popularity on a projection frame."""
+    return float(frame[["popularity", "norm"]].corr(method="spearman").iloc[0, 1])

@@ -15,7 +15,7 @@ import time
 import zipfile
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,8 @@ from recsys.config import SplitConfig, TrainConfig, from_dict, to_dict
 from recsys.data import MovieLens, movies_for
 from recsys.evaluation import evaluate_model
 from recsys.interactions import Interactions
-from recsys.models import Recommender, create_model
+from recsys.models import create_model
+from recsys.models.base import Recommender
 from recsys.neighbours import run_neighbour_quality
 from recsys.splits import Split, make_split
 
@@ -56,7 +57,6 @@ class Run:
     dataset: dict[str, Any]
     user_ids: np.ndarray
     item_ids: np.ndarray
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:

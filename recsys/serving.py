@@ -18,9 +18,12 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys import neighbours as nb
+from recsys.checks import check_choice, check_k
 from recsys.data import MovieLens, movies_for
 from recsys.index import VectorIndex
-from recsys.models.baselines import cosine_item_similarity
+from recsys.linalg import cosine_item_similarity, unit_rows
+from recsys.models import model_names
+from recsys.models.base import BIASED_SCORES
 from recsys.runs import Run, prepare_split
 from recsys.splits import Split
 
@@ -82,12 +85,13 @@ class Catalog:
 
     @property
     def seen(self) -> sp.csr_matrix:
-        """Users x items known positives (train + validation): the user's history."""
+        """Users x items known positives (train + validation), as the model excludes them."""
         return self.run.model.seen
 
     @cached_property
-    def history(self):
-        """The known positives as Interactions, with timestamps (for "most recent")."""
+    def known_positives(self):
+        """The known positives (:attr:`seen`) as Interactions, with timestamps (for "most
+        recent"); a model's ``history`` is its training curve, not this."""
         return self.split.seen_at_test
 
     @cached_property
@@ -135,18 +139,24 @@ class Catalog:
         """Index of raw movie id ``item_id``; ValueError if the run does not know it."""
         return _index_of(self.run.item_ids, item_id, "movie")
 
+    def item_indices(self, item_ids) -> np.ndarray:
+        """Indices (int64) of raw movie ids; ValueError for an id the run does not know."""
+        return np.array([self.item_index(i) for i in item_ids], np.int64)
+
     def item_factors(self, purpose: str) -> np.ndarray:
         factors = self.model.item_factors()
         if factors is None:
             raise ValueError(f"{self.run.train_config.model} has no item embeddings, which "
-                             f"{purpose} needs: pick an mf-*, ncf, svd or ease run")
+                             f"{purpose} needs: pick a run of "
+                             f"{', '.join(model_names(item_vectors=True))}")
         return factors
 
     def user_factors(self, purpose: str) -> np.ndarray:
         factors = self.model.user_factors()
         if factors is None:
             raise ValueError(f"{self.run.train_config.model} has no user embeddings, which "
-                             f"{purpose} needs: pick an mf-*, ncf or svd run")
+                             f"{purpose} needs: pick a run of "
+                             f"{', '.join(model_names(user_vectors=True))}")
         return factors
 
     def index(self, metric: str = "cosine", kind: str = "flat", of: str = "items",
@@ -155,7 +165,7 @@ class Catalog:
         cached in memory and in the run dir."""
         key = (of, metric, kind, tuple(sorted(params.items())))
         if key not in self._indexes:
-            _check_choice("index of", of, ("items", "items-debiased", "users"))
+            check_choice("index of", of, ("items", "items-debiased", "users"))
             vectors = (self.item_factors("a similarity index") if of == "items"
                        else self.debiased_item_factors if of == "items-debiased"
                        else self.user_factors("a user similarity index"))
@@ -190,8 +200,8 @@ def recommend(
     ``because_items`` (list of (item_id, title, similarity)) and, for MF models, the score
     parts ``dot``, ``item_bias``, ``user_bias`` (and ``global_mean`` for mf-mse).
     """
-    _check_k(k)
-    _check_choice("scoring", scoring, SCORINGS)
+    check_k(k)
+    check_choice("scoring", scoring, SCORINGS)
     user = ctx.user_index(user_id)
     if scoring == "dot":
         items, scores = ctx.model.recommend(user, k, exclude_seen)
@@ -217,14 +227,14 @@ def explain_items(ctx: Catalog, user_id: int, items: np.ndarray, n_reasons: int 
     """
     user = ctx.user_index(user_id)
     items = np.asarray(items, np.int64)
-    history = ctx.seen[user].indices
-    sims = _item_similarity(ctx, items, history)  # (len(items), len(history))
-    sims[items[:, None] == history[None, :]] = -np.inf  # a movie never explains itself
+    known = ctx.seen[user].indices
+    sims = _item_similarity(ctx, items, known)  # (len(items), len(known))
+    sims[items[:, None] == known[None, :]] = -np.inf  # a movie never explains itself
     top = np.argsort(-sims, axis=1, kind="stable")[:, :n_reasons]
     top = [row[np.isfinite(sims[r, row])] for r, row in enumerate(top)]
     titles = ctx.movies["title"].to_numpy()
     because_items = [
-        [(int(ctx.run.item_ids[history[j]]), titles[history[j]], float(sims[r, j]))
+        [(int(ctx.run.item_ids[known[j]]), titles[known[j]], float(sims[r, j]))
          for j in row]
         for r, row in enumerate(top)
     ]
@@ -239,14 +249,14 @@ def explain_items(ctx: Catalog, user_id: int, items: np.ndarray, n_reasons: int 
 def score_parts(ctx: Catalog, user: int, items: np.ndarray) -> pd.DataFrame:
     """MF score = user . item + item bias + user bias (+ global mean); empty for other models."""
     model = ctx.model
-    if not hasattr(model, "user_biases"):
+    if model.score_kind not in BIASED_SCORES:
         return pd.DataFrame(index=range(len(items)))
     parts = {
         "dot": model.item_factors()[items] @ model.user_factors()[user],
         "item_bias": model.item_biases()[items],
         "user_bias": np.full(len(items), model.user_biases()[user]),
     }
-    mean = float(getattr(model.module, "global_mean", 0.0))
+    mean = model.global_mean()
     if mean:
         parts["global_mean"] = np.full(len(items), mean)
     return pd.DataFrame({k: np.asarray(v, np.float64) for k, v in parts.items()})
@@ -256,7 +266,7 @@ def _item_similarity(ctx: Catalog, items: np.ndarray, others: np.ndarray) -> np.
     factors = ctx.model.item_factors()
     if factors is None:
         return ctx.cooccurrence[items][:, others].toarray()
-    unit = factors / np.maximum(np.linalg.norm(factors, axis=1, keepdims=True), 1e-12)
+    unit = unit_rows(factors)
     return unit[items] @ unit[others].T
 
 
@@ -305,9 +315,9 @@ def similar_movies(
     Every list has rank, item_id, title, year, genres, score, popularity (number of ratings),
     lens and ``also_cooccurrence`` / ``also_embedding`` (in the other list too).
     """
-    _check_k(k)
+    check_k(k)
     lens = scoring or lens
-    _check_choice("lens", lens, EMBEDDING_LENSES)
+    check_choice("lens", lens, EMBEDDING_LENSES)
     item = resolve_movie(ctx, movie)
     rare = np.flatnonzero(ctx.item_counts < min_positives)
     banned = np.union1d(rare, [item])
@@ -396,7 +406,7 @@ def similar_users(ctx: Catalog, user_id: int, k: int = 10, n_shared: int = 5) ->
     DataFrame with rank, user_id, similarity, n_shared, shared (up to ``n_shared`` titles of
     shared movies, most popular first)
     """
-    _check_k(k)
+    check_k(k)
     user = ctx.user_index(user_id)
     if ctx.model.user_factors() is not None:
         space = "user embeddings (cosine)"
@@ -501,13 +511,3 @@ def _index_of(ids: np.ndarray, raw: int, kind: str) -> int:
         raise ValueError(f"unknown {kind} id {raw}: this run knows {len(ids)} {kind}s with ids "
                          f"{ids.min()}..{ids.max()}")
     return pos
-
-
-def _check_k(k: int) -> None:
-    if int(k) < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}: choose one of {', '.join(choices)}")

@@ -7,13 +7,11 @@ It knows nothing of Streamlit or the CLI: they pass ``on_epoch_end(epoch, stats)
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
 from recsys.evaluation import evaluate_model
@@ -34,38 +32,27 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def train(model: Any, split: Any, callbacks: Sequence[Any] = ()) -> list[dict[str, Any]]:
-    """Runs ``model.config.epochs`` epochs of Adam on ``model.module``; returns the history.
+def train(model: Any, split: Any, callbacks: Sequence[Any] = (),
+          epochs: int | None = None) -> list[dict[str, Any]]:
+    """Runs up to ``epochs`` (default ``model.config.epochs``) epochs of ``model``; returns
+    the per-epoch stats.
 
-    The model supplies ``epoch_batches(split, rng)`` (tuples of tensors) and
-    ``train_step(batch, optimizer) -> float`` (one optimiser step, returning the batch loss).
-    After each epoch the model is evaluated on the validation split (``model.monitor`` names
-    the metric and whether higher is better); with ``patience`` > 0 training stops when it has
-    not improved for that many epochs, and the best epoch's weights are restored either way.
+    The model supplies ``train_epoch(epoch) -> float`` (one pass: Adam over batches for the
+    torch models, one sweep for ALS; it returns the mean loss and raises
+    :class:`TrainingDivergedError` on NaN/inf), ``snapshot()`` / ``restore(state)`` of its
+    parameters and ``check_finite()``. After each epoch the model is evaluated on the
+    validation split (``model.monitor`` names the metric and whether higher is better); with
+    ``patience`` > 0 training stops when it has not improved for that many epochs, and the best
+    epoch's parameters are restored either way.
     """
     config = model.config
-    rng = np.random.default_rng(config.seed)
-    # The fused kernel updates all parameters in one pass: ~5x faster steps on CPU here.
-    optimizer = torch.optim.Adam(model.module.parameters(), lr=config.lr, fused=True)
     metric, higher_is_better = model.monitor
     has_valid = len(split.valid_pos) > 0 and len(split.valid) > 0
     best_value, best_epoch, best_state = -math.inf, 0, None
     history: list[dict[str, Any]] = []
     start = time.perf_counter()
-    for epoch in range(1, config.epochs + 1):
-        model.module.train()
-        loss_sum, n_batches = 0.0, 0
-        for batch in model.epoch_batches(split, rng):
-            loss = model.train_step(batch, optimizer)
-            if not math.isfinite(loss):
-                raise TrainingDivergedError(
-                    f"{model.name}: loss became {loss} in epoch {epoch}; lower the "
-                    f"learning rate (now {config.lr:g}) or raise weight_decay"
-                )
-            loss_sum += loss
-            n_batches += 1
-        model.module.eval()
-        stats: dict[str, Any] = {"epoch": epoch, "loss": loss_sum / max(n_batches, 1)}
+    for epoch in range(1, (epochs or config.epochs) + 1):
+        stats: dict[str, Any] = {"epoch": epoch, "loss": model.train_epoch(epoch)}
         if has_valid:
             valid = evaluate_model(model, split, k=10, part="valid").metrics
             stats.update({f"valid_{k}": v for k, v in valid.items()
@@ -73,7 +60,7 @@ def train(model: Any, split: Any, callbacks: Sequence[Any] = ()) -> list[dict[st
             value = valid[metric] if higher_is_better else -valid[metric]
             if value > best_value:
                 best_value, best_epoch = value, epoch
-                best_state = copy.deepcopy(model.module.state_dict())
+                best_state = model.snapshot()
         stats["elapsed"] = time.perf_counter() - start
         stats["best_epoch"] = best_epoch or epoch
         history.append(stats)
@@ -82,15 +69,6 @@ def train(model: Any, split: Any, callbacks: Sequence[Any] = ()) -> list[dict[st
         if requested_stop or stale:
             break
     if best_state is not None:
-        model.module.load_state_dict(best_state)
-    _check_finite(model)
+        model.restore(best_state)
+    model.check_finite()
     return history
-
-
-def _check_finite(model: Any) -> None:
-    for name, tensor in model.module.state_dict().items():
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise TrainingDivergedError(
-                f"{model.name}: parameter {name} holds NaN/inf after training; lower the "
-                "learning rate or raise weight_decay"
-            )

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Creates .venv and installs the project into it (idempotent: skipped when nothing changed).
+# Creates .venv and installs the project into it, once: a later call does nothing (in well under
+# a second) until pyproject.toml or TORCH_INDEX_URL changes.
 #   bash scripts/setup.sh          runtime dependencies
 #   bash scripts/setup.sh test     plus test tools (pytest, ruff, playwright) and Debian Chromium
+# One venv serves both: an install with the test tools also satisfies the runtime call, and the
+# test tools are added to a runtime install without reinstalling the rest.
 # On Linux, PyPI's torch wheel is the CUDA build (several GB with its nvidia-* packages). For
 # the CPU-only build, name a CPU wheel index, e.g.
 #   TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu bash scripts/setup.sh
@@ -9,24 +12,38 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
 PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
+# setuptools prints a many-line "BuildBackendWarning: Editable installation" banner on every
+# `pip install -e .`, even with --quiet; it warns about a layout this repo does not have.
+export PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore:Editable installation"
 
-"$PYTHON" - <<'PY'
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" - <<'PY'
 import sys
 if sys.version_info < (3, 11):
     sys.exit(f"Python 3.11+ is needed, found {sys.version.split()[0]}: set PYTHON=/path/to/python3.11")
 PY
-
-if [ ! -x "$VENV/bin/python" ]; then
   echo "==> creating $VENV"
   "$PYTHON" -m venv "$VENV"
 fi
 
-extras=""
-[ "${1:-}" = "test" ] && extras="[test]"
+# One stamp per installed state: <hash of pyproject.toml and TORCH_INDEX_URL>-<runtime|test>.
 # A new TORCH_INDEX_URL means a new install (unset: the same stamp as always).
-stamp="$VENV/.installed-$( (cat pyproject.toml; echo "$extras"; [ -z "${TORCH_INDEX_URL:-}" ] || echo "$TORCH_INDEX_URL") | sha256sum | cut -c1-16)"
-if [ ! -f "$stamp" ]; then
-  echo "==> installing dependencies into $VENV (first time: about 2 minutes)"
+key="$( (cat pyproject.toml; [ -z "${TORCH_INDEX_URL:-}" ] || echo "$TORCH_INDEX_URL") | sha256sum | cut -c1-16)"
+want="runtime"
+[ "${1:-}" = "test" ] && want="test"
+if [ -f "$VENV/.installed-$key-test" ] || [ -f "$VENV/.installed-$key-$want" ]; then
+  : # installed already, with at least what is asked for
+elif [ "$want" = "test" ] && [ -f "$VENV/.installed-$key-runtime" ]; then
+  echo "==> adding the test tools to $VENV"
+  "$VENV/bin/python" -m pip install --quiet -e ".[test]"
+  rm -f "$VENV"/.installed-*
+  touch "$VENV/.installed-$key-test"
+else
+  if ! ls "$VENV"/.installed-* >/dev/null 2>&1; then  # a new venv (or an unfinished install)
+    echo "==> installing dependencies into $VENV (first time: about 2 minutes)"
+  else
+    echo "==> updating $VENV: pyproject.toml or TORCH_INDEX_URL changed since its last install"
+  fi
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
   # Exactly this torch, installed first so that `pip install -e .` keeps it. From PyPI (the
   # default) Linux gets the CUDA build; TORCH_INDEX_URL picks another index (a CPU one).
@@ -36,12 +53,17 @@ if [ ! -f "$stamp" ]; then
   else
     "$VENV/bin/python" -m pip install --quiet "torch==2.13.0"
   fi
+  # Keep the test tools of an earlier install: test.sh and run.sh share this venv.
+  kind="$want"
+  ls "$VENV"/.installed-*-test >/dev/null 2>&1 && kind="test"
+  extras=""
+  [ "$kind" = "test" ] && extras="[test]"
   "$VENV/bin/python" -m pip install --quiet -e ".$extras"
   rm -f "$VENV"/.installed-*
-  touch "$stamp"
+  touch "$VENV/.installed-$key-$kind"
 fi
 
-if [ "${1:-}" = "test" ] && [ ! -x /usr/bin/chromium ]; then
+if [ "$want" = "test" ] && [ ! -x /usr/bin/chromium ]; then
   echo "==> installing Debian Chromium for the browser tests"
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -7,8 +7,9 @@ import torch
 
 from recsys.config import TrainConfig
 from recsys.evaluation import evaluate_model
+from recsys.linalg import weighted_ridge
 from recsys.models import create_model
-from recsys.models.als import als_half_step, als_objective, weighted_ridge
+from recsys.models.als import als_half_step, als_objective
 from tests.synthetic import USERS_PER_BLOCK
 
 FAST = {"epochs": 8, "dim": 8, "weight_decay": 3.0, "als_alpha": 3.0, "patience": 0,

@@ -241,7 +241,7 @@ def test_training_while_watching_finishes_and_joins_the_leaderboard(server, page
     visible(page, "active model (other visitors keep theirs", timeout=SLOW)
     settle(page)
     assert "job=" in page.url
-    assert "run=mf-bpr-2" in page.url  # the new run (mf-bpr-<date>-…) is this visitor's
+    assert "run=mf-als-2" in page.url  # the new run (<model>-<date>-…) is this visitor's
     shot(page, "train")
 
 

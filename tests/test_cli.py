@@ -1,12 +1,19 @@
 """The CLI end to end on tiny data: train -> evaluate -> export, and clean errors."""
 
 import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import recsys.cli as cli
 from tests.synthetic import tiny_movielens
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -150,3 +157,80 @@ def test_unwritable_output_is_one_line(tmp_path, capsys):
     assert run_cli("export", out, "--out", tmp_path / "file" / "e.npz") == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.splitlines()[-1].startswith("recsys export: error:")
+
+
+# ---------------------------------------------------------------------------- start-up and output
+def run_process(*args, cwd=None):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=120)
+
+
+def test_start_up_imports_nothing_heavy():
+    """`recsys --help` and argument errors answer in a fraction of a second: parsing needs
+    only recsys.config (bench/CLI_STARTUP.md)."""
+    code = ("import sys, recsys.cli as cli\n"
+            "try:\n    cli.build_parser().parse_args(['train', '--help'])\n"
+            "except SystemExit:\n    pass\n"
+            "heavy = {'torch', 'faiss', 'pandas', 'numpy', 'scipy', 'sklearn', 'streamlit'}\n"
+            "print(sorted(heavy & set(sys.modules)))")
+    result = run_process("-c", code, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_argument_error_is_one_line_without_loading_anything():
+    result = run_process("-m", "recsys.cli", "train", "--dim", "abc", cwd=ROOT)
+    assert result.returncode == 2
+    assert result.stderr == ("recsys train: error: argument --dim: invalid int value: 'abc' "
+                             "(see `recsys train --help`)\n")
+
+
+def test_data_help_says_where_the_cache_is():
+    result = run_process("-m", "recsys.cli", "data", "--help", cwd=ROOT)
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "wheels/ folder" in text and "ml-100k/ folder in the cache" in text
+
+
+def test_every_data_command_names_its_source(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli("train", "--model", "popularity", "--out", out, "--quiet") == 0
+    assert capsys.readouterr().err.startswith("data: ml-100k from tests")
+    for args in (["data"], ["evaluate", out], ["export", out, "--out", tmp_path / "e"]):
+        assert run_cli(*args) in (0, 2)  # a popularity run has no vectors to export
+        err = capsys.readouterr().err
+        assert err.startswith("data: ml-100k from tests\n"), (args, err)
+
+
+def test_export_writes_to_the_exports_folder_by_default(tmp_path, capsys, monkeypatch):
+    assert run_cli("train", "--model", "mf-bpr", "--dim", 4, "--epochs", 1,
+                   "--out", tmp_path / "runs" / "bpr", "--quiet") == 0
+    monkeypatch.chdir(tmp_path)
+    assert run_cli("export", "runs/bpr/") == 0
+    assert "wrote exports/bpr.npz" in capsys.readouterr().out
+    assert run_cli("export", "runs/bpr", "--format", "projector") == 0
+    assert sorted(p.name for p in (tmp_path / "exports" / "bpr-projector").iterdir()) == [
+        "metadata.tsv", "vectors.tsv"]
+    assert run_cli("export", "runs/bpr") == 2  # never replaces an earlier export silently
+    assert "exports/bpr.npz already exists" in capsys.readouterr().err
+
+
+def test_exports_folder_is_gitignored():
+    assert "exports/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+# ---------------------------------------------------------------------------- scripts
+@pytest.mark.skipif(not (ROOT / ".venv" / "bin" / "python").exists(), reason="no .venv")
+def test_setup_does_nothing_the_second_time():
+    """Once installed, setup.sh neither reinstalls nor prints anything, and is quick."""
+    stamps = sorted((ROOT / ".venv").glob(".installed-*"))
+    if not stamps or not stamps[-1].name.endswith(("-runtime", "-test")):
+        pytest.skip("this .venv was not installed by the current scripts/setup.sh")
+    for args in ([], ["test"] if stamps[-1].name.endswith("-test") else []):
+        start = time.perf_counter()
+        result = subprocess.run(["bash", "scripts/setup.sh", *args], cwd=ROOT, timeout=60,
+                                capture_output=True, text=True, env={**os.environ, "CI": ""})
+        assert result.returncode == 0, result.stderr
+        assert (result.stdout + result.stderr).strip() == "" or "Chromium" in result.stdout
+        assert time.perf_counter() - start < 5
+    assert sorted((ROOT / ".venv").glob(".installed-*")) == stamps

@@ -14,6 +14,7 @@ def run_dir(tmp_path_factory):
 def synthetic_data(monkeypatch):
     world = make_world()
     monkeypatch.setattr(cli_serving, "load_movielens", lambda data_dir, download: world)
+    return world
 
 
 def test_recommend_with_explanations(run_dir, capsys):
@@ -21,6 +22,29 @@ def test_recommend_with_explanations(run_dir, capsys):
     out = capsys.readouterr().out
     assert "mf-bpr (dot) for user 3" in out
     assert "because" in out and "item_bias" in out
+
+
+@pytest.mark.parametrize("args", [
+    ["recommend", "--user", "3"], ["similar", "--movie", "4"], ["similar-users", "--user", "30"],
+    ["project"],
+])
+def test_every_serving_command_names_its_source(run_dir, capsys, args):
+    assert cli.main([args[0], str(run_dir), *args[1:]]) == 0
+    assert capsys.readouterr().err.startswith("data: synthetic from test\n")
+
+
+def test_recommend_text_is_compact(run_dir, capsys, synthetic_data, monkeypatch):
+    long_title = "A Very Long Title " * 6 + "(1999)"
+    movies = synthetic_data.movies.assign(title=synthetic_data.movies["title"].where(
+        synthetic_data.movies["item_id"] % 2 == 0, long_title))
+    world = type(synthetic_data)(synthetic_data.ratings, movies, synthetic_data.users,
+                                 synthetic_data.name, synthetic_data.source)
+    monkeypatch.setattr(cli_serving, "load_movielens", lambda data_dir, download: world)
+    assert cli.main(["recommend", str(run_dir), "--user", "3", "--k", "10"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["rank", "item_id", "title", "score"]
+    assert all(len(line) <= cli_serving.WIDTH for line in lines), lines
+    assert any("A Very Long Title A Very Long Title A..." in line for line in lines)
 
 
 def test_similar_by_title_and_ambiguity(run_dir, capsys):

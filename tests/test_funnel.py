@@ -41,7 +41,7 @@ def test_neighbours_of_recent_positives_carry_their_reason(svd):
     got = run_funnel(svd, 4, config, k=10)
     assert got.attrs["n_candidates"] == len(got) <= 1 + 2 * 3
     assert (got["source"] == "retrieval").sum() == 1
-    h = svd.history
+    h = svd.known_positives
     mine = h.user_index == svd.user_index(4)
     latest = h.item_index[mine][np.argsort(-h.timestamps[mine], kind="stable")[:2]]
     titles = svd.movies["title"].to_numpy()

@@ -183,3 +183,45 @@ def _real_split(ml):
     if "temporal" not in _SPLITS:
         _SPLITS["temporal"] = prepare_split(ml, SplitConfig())
     return _SPLITS["temporal"]
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_capabilities_say_what_the_model_does(name, block_split):
+    """The class attributes that every "which models can ..." list is derived from."""
+    from recsys.models.base import BIASED_SCORES, SCORE_KINDS
+
+    cls = MODELS[name]
+    model = create_model(fast(name)).fit(block_split)
+    assert cls.name == name and cls.score_kind in SCORE_KINDS
+    assert (model.user_factors() is not None) == cls.user_vectors
+    assert (model.item_factors() is not None) == cls.item_vectors
+    assert (model.item_biases() is not None) == (cls.score_kind in BIASED_SCORES)
+    assert (model.item_item_weights() is not None) == (cls.score_kind == "item-item")
+    assert bool(model.history) == cls.iterative
+    liked = np.array([[0, 1]])
+    if cls.folds_in:
+        vectors = model.fold_in(liked)
+        assert vectors.shape == (1, model.item_factors().shape[1])
+        assert model.score_vectors(vectors).shape == (1, model.n_items)
+    else:
+        with pytest.raises(ValueError, match="dot-product model"):
+            model.fold_in(liked)
+
+
+def test_capability_lists_come_from_the_registry():
+    from recsys.config import MODEL_NAMES
+    from recsys.models import model_names
+
+    assert MODEL_NAMES == tuple(MODELS)
+    assert model_names(folds_in=True) == ("mf-bpr", "mf-bce", "mf-mse", "mf-als", "svd")
+    assert model_names(iterative=False) == ("popularity", "itemknn", "ease", "svd")
+    assert model_names(score_kind=("dot", "dot+bias")) == ("mf-bpr", "mf-bce", "mf-als", "svd")
+
+
+def test_the_configs_name_the_models_without_importing_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, recsys.config; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

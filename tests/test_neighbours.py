@@ -10,8 +10,8 @@ from scipy.stats import spearmanr
 
 from recsys import neighbours as nb
 from recsys.config import TrainConfig
+from recsys.linalg import cosine_item_similarity
 from recsys.models import create_model
-from recsys.models.baselines import cosine_item_similarity
 
 
 def reference_quality(neighbours, items, genres, popularity, heldout, pool):

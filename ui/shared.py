@@ -20,13 +20,14 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from recsys import app_support as sup
 from recsys import funnel, index, neighbours
 from recsys import projection as proj
+from recsys import users as user_tables
 from recsys.config import DEFAULT_MODEL, SplitConfig, TrainConfig
-from recsys.data import DataUnavailableError, MovieLens, load_movielens
+from recsys.data import DataUnavailableError, MovieLens, load_movielens, movies_for
 from recsys.jobs import JobManager, JobSnapshot, new_run_dir
-from recsys.models import MODELS
+from recsys.leaderboard import protocol_key
+from recsys.models import model_names
 from recsys.runs import (
     Run,
     RunError,
@@ -39,13 +40,13 @@ from recsys.runs import (
 )
 from recsys.serving import Catalog
 from recsys.splits import Split
-from ui import state
+from ui import display, state
 from ui.text import plain, short
 
 RUN_KEY = "sb_run"  # the sidebar picker's key: the visitor's active run name
 PENDING_RUN = "pending_run"  # set by a page, applied by the picker before it is drawn
 FIRST_LAUNCH = "first-launch"  # owner of the job that trains the default model
-EMBEDDING_MODELS = tuple(name for name, cls in MODELS.items() if cls.has_embeddings)
+EMBEDDING_MODELS = model_names(user_vectors=True)
 
 
 # ---------------------------------------------------------------------- dataset
@@ -123,9 +124,9 @@ def default_run(book: RunBook) -> Run:
     pinned = pinned_run_name(runs_dir())
     if pinned in by_name:
         return by_name[pinned]
-    default_protocol = sup.protocol_key(SplitConfig())
+    default_protocol = protocol_key(SplitConfig())
     candidates = [r for r in book.usable if r.train_config.model in EMBEDDING_MODELS
-                  and sup.protocol_key(r.split_config) == default_protocol]
+                  and protocol_key(r.split_config) == default_protocol]
     if candidates:
         return max(candidates, key=lambda r: r.metrics.get("recall@10", 0.0))
     return book.usable[0]
@@ -240,7 +241,7 @@ def split_for(config: SplitConfig) -> Split:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _catalogue(run_path: str, stamp: int) -> pd.DataFrame:
-    return sup.catalogue(dataset(), run_by_path(run_path))
+    return movies_for(dataset(), run_by_path(run_path).item_ids)
 
 
 def catalogue(run: Run) -> pd.DataFrame:
@@ -250,7 +251,7 @@ def catalogue(run: Run) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _users(run_path: str, stamp: int) -> pd.DataFrame:
-    return sup.user_table(dataset(), run_by_path(run_path))
+    return user_tables.user_table(dataset(), run_by_path(run_path))
 
 
 def users(run: Run) -> pd.DataFrame:
@@ -259,7 +260,7 @@ def users(run: Run) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _user_labels(run_path: str, stamp: int) -> dict[int, str]:
-    return sup.user_labels(_users(run_path, stamp))
+    return user_tables.user_labels(_users(run_path, stamp))
 
 
 def user_labels(run: Run) -> dict[int, str]:
@@ -351,7 +352,7 @@ def projection_is_cached(run: Run, method: str) -> bool:
 @st.cache_data(show_spinner=False, max_entries=32)
 def _projection_frame(path: str, stamp: int, method: str) -> pd.DataFrame:
     frame = _projection(path, stamp, method).frame
-    return sup.map_frame(frame, _catalogue(path, stamp))
+    return display.map_frame(frame, _catalogue(path, stamp))
 
 
 def projection_frame(run: Run, method: str = "pca") -> pd.DataFrame:

@@ -14,7 +14,6 @@ closed form, and vice versa: one sweep solves all users, then all items.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,40 +21,12 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recsys.evaluation import evaluate_model
+from recsys.linalg import weighted_ridge
 from recsys.models.base import EpochCallback, FactorModel
-from recsys.trainer import TrainingDivergedError, torch_threads
+from recsys.trainer import TrainingDivergedError, torch_threads, train
 
 # Padded item vectors held at once per chunk of rows (float32 elements, ~16 MB).
 _CHUNK_ELEMENTS = 1 << 22
-
-
-def weighted_ridge(gram: torch.Tensor, y: torch.Tensor, extra: torch.Tensor | float,
-                   target: torch.Tensor | float) -> torch.Tensor:
-    """The implicit-ALS row step for a batch of rows, in closed form.
-
-    Solves, for each row b, ``(gram + sum_l extra[b,l] y[b,l] y[b,l]^T) x_b
-    = sum_l target[b,l] y[b,l]``. With ``gram = c0 Y^T Y + lambda I`` (every item at base
-    confidence c0, target 0), ``y`` a row's observed item vectors, ``extra = c - c0`` and
-    ``target = c * p`` this is the exact minimiser of the row's weighted squared error.
-
-    Parameters
-    ----------
-    gram : (d, d) float tensor, symmetric positive definite.
-    y : (B, L, d) observed item vectors per row; padding rows must be zero.
-    extra, target : (B, L) tensors or scalars (a scalar applies to every observed item).
-
-    The batched products run in ``y``'s dtype (float32 is 4x faster here) and the system is
-    accumulated and solved in ``gram``'s (float64 keeps weakly regularised solves stable).
-
-    Returns
-    -------
-    (B, d) tensor of row vectors, dtype of ``y``.
-    """
-    weight = torch.as_tensor(extra, dtype=y.dtype).expand(y.shape[:2])
-    a = gram + ((y * weight.unsqueeze(-1)).transpose(1, 2) @ y).to(gram.dtype)
-    b = (y * torch.as_tensor(target, dtype=y.dtype).expand(y.shape[:2]).unsqueeze(-1)).sum(1)
-    return torch.linalg.solve(a, b.to(gram.dtype)).to(y.dtype)
 
 
 def als_half_step(other: torch.Tensor, indptr: torch.Tensor, indices: torch.Tensor,
@@ -114,45 +85,47 @@ class ALS(FactorModel):
     settings = ("dim", "epochs", "weight_decay", "als_alpha", "patience", "refit", "seed",
                 "threads")
     description = "Alternating least squares on confidence-weighted implicit feedback."
+    iterative = True
 
-    def _fit(self, split: Any, callbacks: Sequence[EpochCallback]) -> None:
+    def _fit(self, split: Any, callbacks: Sequence[EpochCallback],
+             epochs: int) -> list[dict[str, Any]]:
         cfg = self.config
         by_user = _binary_csr(split.train_pos.to_csr())
-        by_item = by_user.T.tocsr()
-        users = torch.from_numpy(split.train_pos.user_index.astype(np.int64))
-        items = torch.from_numpy(split.train_pos.item_index.astype(np.int64))
-        has_valid = len(split.valid_pos) > 0
+        self._rows = (_torch_csr(by_user), _torch_csr(by_user.T.tocsr()))
+        self._positives = (torch.from_numpy(split.train_pos.user_index.astype(np.int64)),
+                           torch.from_numpy(split.train_pos.item_index.astype(np.int64)))
         gen = torch.Generator().manual_seed(cfg.seed)
         # Small random items (as implicit): the first sweep starts from the users' solve.
-        y = torch.randn(self.n_items, cfg.dim, generator=gen) * 0.01
-        best_value, best_epoch, best = -math.inf, 0, None
-        self.history = []
-        start = time.perf_counter()
+        self._y = torch.randn(self.n_items, cfg.dim, generator=gen) * 0.01
         with torch_threads(cfg.threads):
-            for epoch in range(1, cfg.epochs + 1):
-                x = als_half_step(y, *_torch_csr(by_user), cfg.als_alpha, cfg.weight_decay)
-                y = als_half_step(x, *_torch_csr(by_item), cfg.als_alpha, cfg.weight_decay)
-                loss = als_objective(x.double(), y.double(), users, items, cfg.als_alpha,
-                                     cfg.weight_decay)
-                loss /= max(1, len(users))
-                self._check_finite(loss, x, y, epoch)
-                self.users, self.items = x.numpy(), y.numpy()
-                stats: dict[str, Any] = {"epoch": epoch, "loss": loss}
-                if has_valid:
-                    valid = evaluate_model(self, split, k=10, part="valid").metrics
-                    stats.update({f"valid_{k}": valid[k] for k in ("recall@10", "ndcg@10")})
-                    if valid["recall@10"] > best_value:
-                        best_value, best_epoch = valid["recall@10"], epoch
-                        best = (self.users, self.items)
-                stats["elapsed"] = time.perf_counter() - start
-                stats["best_epoch"] = best_epoch or epoch
-                self.history.append(stats)
-                requested_stop = any([bool(cb(epoch, stats)) for cb in callbacks])
-                stale = cfg.patience and has_valid and epoch - best_epoch >= cfg.patience
-                if requested_stop or stale:
-                    break
-        if best is not None:
-            self.users, self.items = best
+            history = train(self, split, callbacks, epochs)
+        del self._rows, self._positives, self._y
+        return history
+
+    # ------------------------------------------------------- the epoch recsys.trainer runs
+    def train_epoch(self, epoch: int) -> float:
+        """One sweep (all users, then all items); the objective per training positive."""
+        cfg = self.config
+        by_user, by_item = self._rows
+        users, items = self._positives
+        x = als_half_step(self._y, *by_user, cfg.als_alpha, cfg.weight_decay)
+        y = als_half_step(x, *by_item, cfg.als_alpha, cfg.weight_decay)
+        loss = als_objective(x.double(), y.double(), users, items, cfg.als_alpha,
+                             cfg.weight_decay)
+        loss /= max(1, len(users))
+        self._check_finite(loss, x, y, epoch)
+        self._y = y
+        self.users, self.items = x.numpy(), y.numpy()
+        return loss
+
+    def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.users, self.items  # each sweep makes new arrays: no copy needed
+
+    def restore(self, state: tuple[np.ndarray, np.ndarray]) -> None:
+        self.users, self.items = state
+
+    def check_finite(self) -> None:
+        """Every sweep was checked as it ran (:meth:`_check_finite`)."""
 
     def _check_finite(self, loss: float, x: torch.Tensor, y: torch.Tensor, epoch: int) -> None:
         if not (math.isfinite(loss) and torch.isfinite(x).all() and torch.isfinite(y).all()):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -11,8 +10,20 @@ import scipy.sparse as sp
 
 from recsys.config import TrainConfig
 from recsys.evaluation import top_k_items
+from recsys.linalg import ridge_fold_in, unit_rows
 
 EpochCallback = Callable[[int, dict[str, Any]], Any]
+
+# How a model's score() is made (its ``score_kind``).
+SCORE_KINDS = {
+    "dot": "user vector . item vector",
+    "dot+bias": "user vector . item vector + item bias (+ user bias)",
+    "rating": "global mean + user and item biases + user . item: predicted stars",
+    "item-item": "the user's history row times an item x item matrix",
+    "mlp": "a neural network over the user's and the item's vectors",
+    "popularity": "the same item counts for every user",
+}
+BIASED_SCORES = ("dot+bias", "rating")  # the kinds with item_biases() / user_biases()
 
 
 class Recommender:
@@ -24,9 +35,17 @@ class Recommender:
 
     name: ClassVar[str] = "base"
     description: ClassVar[str] = ""
-    has_embeddings: ClassVar[bool] = False
+    # What the model can do. Every "which models can ..." list is derived from these
+    # (recsys.models.model_names), never written as a list of names.
+    user_vectors: ClassVar[bool] = False  # user_factors() gives (n_users, d)
+    item_vectors: ClassVar[bool] = False  # item_factors() gives (n_items, d)
+    folds_in: ClassVar[bool] = False  # fold_in() places a new user among the item vectors
+    iterative: ClassVar[bool] = False  # trained epoch by epoch (recsys.trainer.train)
+    score_kind: ClassVar[str] = "popularity"  # how score() is made: a key of SCORE_KINDS
     # The TrainConfig fields this model reads: forms and CLIs show only these.
     settings: ClassVar[tuple[str, ...]] = ("refit",)
+    # The validation metric an iterative model's best epoch is chosen on, higher is better?
+    monitor: ClassVar[tuple[str, bool]] = ("recall@10", True)
 
     def __init__(self, config: TrainConfig | None = None) -> None:
         self.config = config or TrainConfig(model=self.name)
@@ -41,37 +60,33 @@ class Recommender:
         """Fits on ``split.train_pos`` (``split.train`` for rating models); returns self."""
         self.n_users, self.n_items = split.train.n_users, split.train.n_items
         self.seen = split.seen_at_test.to_csr()
-        self._fit(split, callbacks)
+        self.history = self._fit(split, callbacks, self.config.epochs)
         if self.config.refit and len(split.valid_pos):
-            self._refit(split, callbacks)
+            self.refit_epochs = self._refit(split, callbacks)
         return self
 
-    def _refit(self, split: Any, callbacks: Sequence[EpochCallback] = ()) -> None:
-        """Fits again on train + validation; torch models for the best validated epoch count.
+    def _refit(self, split: Any, callbacks: Sequence[EpochCallback] = ()) -> int:
+        """Fits again on train + validation, iterative models for the best validated epoch
+        count; returns the number of epochs it ran (0 for models fitted in one go).
 
         Callbacks see the refit's epochs too, marked ``phase="refit"`` with ``refit_epochs``
         (the total), so a progress display can show this phase; their return value is ignored
         (the refit always runs its chosen number of epochs)."""
-        selection = self.history
-        best = selection[-1]["best_epoch"] if selection else self.config.epochs
-        chosen = self.config
+        best = self.history[-1]["best_epoch"] if self.history else self.config.epochs
         epochs = max(1, best)
-        self.config = replace(chosen, epochs=epochs, patience=0)
 
         def report(epoch: int, stats: dict[str, Any]) -> bool:
             for callback in callbacks:
                 callback(epoch, {**stats, "phase": "refit", "refit_epochs": epochs})
             return False
 
-        try:
-            self._fit(split.without_validation(), (report,) if callbacks else ())
-        finally:
-            self.config = chosen
-        refit_history = self.history
-        self.history = selection
-        self.refit_epochs = len(refit_history) if selection else 0
+        refit = self._fit(split.without_validation(), (report,) if callbacks else (), epochs)
+        return len(refit) if self.history else 0
 
-    def _fit(self, split: Any, callbacks: Sequence[EpochCallback]) -> None:
+    def _fit(self, split: Any, callbacks: Sequence[EpochCallback],
+             epochs: int) -> list[dict[str, Any]]:
+        """Fits the parameters; returns the per-epoch stats (empty for models fitted in one
+        go, which ignore ``epochs``)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ scoring
@@ -86,6 +101,48 @@ class Recommender:
     def item_factors(self) -> np.ndarray | None:
         """Item embeddings (n_items, dim) used for maps and similarity, or None."""
         return None
+
+    def item_biases(self) -> np.ndarray | None:
+        """(n_items,) item biases of the score (``score_kind`` in BIASED_SCORES), else None."""
+        return None
+
+    def user_biases(self) -> np.ndarray | None:
+        """(n_users,) user biases of the score (``score_kind`` in BIASED_SCORES), else None."""
+        return None
+
+    def global_mean(self) -> float:
+        """The constant term of the score (mf-mse's mean rating); 0 for the others."""
+        return 0.0
+
+    def fold_in(self, liked: np.ndarray, disliked: np.ndarray | None = None,
+                **solver: float) -> np.ndarray:
+        """Vectors of new users from what they liked and disliked, without retraining.
+
+        Parameters
+        ----------
+        liked, disliked : (B, L) and (B, M) int item indices, the same counts for every user.
+        **solver : ``reg``, ``unobserved_weight``, ``disliked_weight`` of
+            :func:`recsys.linalg.ridge_fold_in` (the implicit-ALS user step).
+
+        Returns
+        -------
+        (B, d) float32 user vectors, comparable with :meth:`user_factors`' rows; ValueError for
+        models that cannot (``folds_in`` false).
+        """
+        if not self.folds_in:
+            raise ValueError(f"fold-in needs a dot-product model (folds_in), {self.name} is "
+                             f"not one: its scores are {self.score_kind}")
+        return ridge_fold_in(self.item_factors(), liked, disliked, **solver)
+
+    def score_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        """Scores (B, n_items) float64 of every item for user vectors (B, d), e.g. folded-in
+        ones: the dot product plus the item biases (constant per-user terms left out)."""
+        q = self.item_factors()
+        if q is None or self.score_kind not in ("dot", *BIASED_SCORES):
+            raise ValueError(f"{self.name} does not score items by a dot product with a vector")
+        scores = np.asarray(vectors, np.float64) @ q.T.astype(np.float64)
+        biases = self.item_biases()
+        return scores if biases is None else scores + biases
 
     def item_item_weights(self) -> np.ndarray | sp.csr_matrix | None:
         """(n_items, n_items) W with scores = history_row @ W for item-to-item models (kNN,
@@ -108,7 +165,7 @@ class Recommender:
         factors = self.item_factors()
         if factors is None:
             raise ValueError(f"{self.name} has no item representation to compare items with")
-        unit = factors / np.maximum(np.linalg.norm(factors, axis=1, keepdims=True), 1e-12)
+        unit = unit_rows(factors)
         sims = unit @ unit[item]
         sims[item] = -np.inf
         top = np.argsort(-sims, kind="stable")[:k]
@@ -158,7 +215,8 @@ class FactorModel(Recommender):
     """A model whose whole state is plain user and item factor matrices (svd, mf-als):
     score = users @ items.T. Subclasses set ``self.users`` / ``self.items`` in ``_fit``."""
 
-    has_embeddings = True
+    user_vectors = item_vectors = folds_in = True
+    score_kind = "dot"
     users: np.ndarray
     items: np.ndarray
 

@@ -8,6 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.extmath import randomized_svd
 
+from recsys.linalg import cosine_item_similarity
 from recsys.models.base import EpochCallback, FactorModel, Recommender
 
 
@@ -17,8 +18,9 @@ class Popularity(Recommender):
     name = "popularity"
     description = "Most-liked items in the training set, the same list for every user."
 
-    def _fit(self, split, callbacks: Sequence[EpochCallback]) -> None:
+    def _fit(self, split, callbacks: Sequence[EpochCallback], epochs: int) -> list:
         self.counts = split.train_pos.item_counts().astype(np.float32)
+        return []  # fitted in one go: no epochs
 
     def score(self, users: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.counts, (len(users), self.n_items))
@@ -39,11 +41,13 @@ class ItemKNN(Recommender):
     name = "itemknn"
     settings = ("knn_neighbours", "refit")
     description = "Co-occurrence neighbours: items liked by the same users (cosine)."
+    score_kind = "item-item"
 
-    def _fit(self, split, callbacks: Sequence[EpochCallback]) -> None:
+    def _fit(self, split, callbacks: Sequence[EpochCallback], epochs: int) -> list:
         self.train = split.train_pos.to_csr()
         self.similarity = _top_k_per_row(cosine_item_similarity(self.train),
                                          self.config.knn_neighbours)
+        return []  # fitted in one go: no epochs
 
     def score(self, users: np.ndarray) -> np.ndarray:
         return np.asarray((self.train[users] @ self.similarity).todense(), np.float32)
@@ -75,8 +79,10 @@ class EASE(Recommender):
     name = "ease"
     settings = ("ease_lambda", "refit")
     description = "Closed-form linear item-to-item model (Steck 2019), a strong baseline."
+    item_vectors = True  # the columns of B
+    score_kind = "item-item"
 
-    def _fit(self, split, callbacks: Sequence[EpochCallback]) -> None:
+    def _fit(self, split, callbacks: Sequence[EpochCallback], epochs: int) -> list:
         self.train = split.train_pos.to_csr()
         gram = (self.train.T @ self.train).toarray().astype(np.float64)
         gram[np.diag_indices_from(gram)] += self.config.ease_lambda
@@ -84,6 +90,7 @@ class EASE(Recommender):
         weights = -precision / np.diag(precision)
         np.fill_diagonal(weights, 0.0)
         self.weights = weights.astype(np.float32)
+        return []  # fitted in one go: no epochs
 
     def score(self, users: np.ndarray) -> np.ndarray:
         return np.asarray(self.train[users] @ self.weights, np.float32)
@@ -110,22 +117,14 @@ class SVD(FactorModel):
     settings = ("dim", "seed", "refit")
     description = "Truncated SVD of the user x item matrix: embeddings without training."
 
-    def _fit(self, split, callbacks: Sequence[EpochCallback]) -> None:
+    def _fit(self, split, callbacks: Sequence[EpochCallback], epochs: int) -> list:
         train = split.train_pos.to_csr()
         dim = min(self.config.dim, min(train.shape) - 1)
         u, s, vt = randomized_svd(train, dim, random_state=self.config.seed)
         root = np.sqrt(s)
         self.users = (u * root).astype(np.float32)
         self.items = (vt.T * root).astype(np.float32)
-
-
-def cosine_item_similarity(train: sp.csr_matrix) -> sp.csr_matrix:
-    norms = np.sqrt(np.asarray(train.multiply(train).sum(axis=0)).ravel())
-    inv = sp.diags(1.0 / np.maximum(norms, 1e-12))
-    sim = (inv @ (train.T @ train) @ inv).tocsr().astype(np.float32)
-    sim.setdiag(0.0)
-    sim.eliminate_zeros()
-    return sim
+        return []  # fitted in one go: no epochs
 
 
 def _top_k_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:

@@ -14,6 +14,8 @@ from recsys.models.modules import MatrixFactorization
 
 
 class _MF(EmbeddingRecommender):
+    folds_in = True
+    score_kind = "dot+bias"
     module: MatrixFactorization
 
     def build_module(self, n_users: int, n_items: int) -> MatrixFactorization:
@@ -30,6 +32,9 @@ class _MF(EmbeddingRecommender):
 
     def item_biases(self) -> np.ndarray:
         return self.module.item_bias.weight.detach().cpu().numpy().ravel()
+
+    def global_mean(self) -> float:
+        return float(self.module.global_mean)
 
 
 class _SampledMF(_MF):
@@ -119,6 +124,7 @@ class MFMSE(_MF):
     settings = ("dim", "epochs", "lr", "weight_decay", "batch_size", "patience", "refit",
                 "seed", "threads", "device")
     description = "Predicts star ratings (global mean + biases + dot), squared error; RMSE."
+    score_kind = "rating"
     monitor = ("rmse", False)
 
     def build_module(self, n_users: int, n_items: int) -> MatrixFactorization:
@@ -128,11 +134,11 @@ class MFMSE(_MF):
         train = split.train
         self._ratings = (train.user_index, train.item_index, train.ratings)
 
-    def _fit(self, split, callbacks) -> None:
+    def _fit(self, split, callbacks, epochs):
         self._global_mean = float(split.train.ratings.mean()) if len(split.train) else 0.0
-        super()._fit(split, callbacks)
+        return super()._fit(split, callbacks, epochs)
 
-    def epoch_batches(self, split: Any, rng: np.random.Generator) -> Iterator[tuple]:
+    def epoch_batches(self, rng: np.random.Generator) -> Iterator[tuple]:
         order = rng.permutation(len(self._ratings[0]))
         tensors = [torch.from_numpy(a[order]).to(self.device) for a in self._ratings]
         for start in range(0, len(order), self.config.batch_size):

@@ -13,6 +13,7 @@ class NCF(EmbeddingRecommender):
     name = "ncf"
     settings = (*EmbeddingRecommender.settings, "ncf_layers")
     description = "GMF (element-wise product) + MLP over embeddings, fused into one logit (BCE)."
+    score_kind = "mlp"
     module: NeuralCF
 
     def build_module(self, n_users: int, n_items: int) -> NeuralCF:

@@ -1,0 +1,100 @@
+"""The leaderboard: which saved runs are comparable, one row per run with its test metrics
+as saved (nothing is recomputed here), and whether a run beats popularity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recsys.config import SplitConfig
+from recsys.models import MODELS, model_names
+from recsys.runs import Run
+
+# Display names of the saved metric keys, in leaderboard order.
+METRIC_LABELS = {
+    "recall@10": "Recall@10",
+    "precision@10": "Precision@10",
+    "ndcg@10": "NDCG@10",
+    "mrr@10": "MRR@10",
+    "coverage@10": "Coverage@10",
+    "novelty@10": "Novelty@10",
+    "rmse": "RMSE",
+}
+# Display names of the neighbour-quality keys (recsys.neighbours.run_neighbour_quality).
+NEIGHBOUR_QUALITY_LABELS = {
+    "nq_genre_lift@10": "genre agreement ×random",
+    "nq_head_genre_lift@10": "genre agreement, 100 most popular",
+    "nq_popularity_pct@10": "popularity percentile",
+    "nq_cowatch_lift@10": "co-watch lift",
+    "nq_head_cowatch_lift@10": "co-watch lift, 100 most popular",
+}
+BASELINES = model_names(iterative=False)  # fitted in one go: the bars a trained model must beat
+
+
+# ---------------------------------------------------------------------- runs & leaderboard
+def protocol_key(config: SplitConfig) -> str:
+    """Runs are comparable only when this string is equal (same split, threshold, seed)."""
+    return f"{config.describe()} (seed {config.split_seed})"
+
+
+def run_row(run: Run) -> dict[str, Any]:
+    """One leaderboard row: identity, test metrics as saved, and training facts."""
+    cfg = run.train_config
+    row: dict[str, Any] = {"run": run.name, "model": cfg.model}
+    for key, label in METRIC_LABELS.items():
+        row[label] = run.metrics.get(key, np.nan)
+    # NaN, not None: the table shows "–" for models without dimensions or epochs.
+    row["dim"] = cfg.dim if "dim" in MODELS[cfg.model].settings else np.nan
+    row["epochs"] = len(run.history) or np.nan
+    row["fit s"] = run.metrics.get("fit_seconds", np.nan)
+    for key, label in NEIGHBOUR_QUALITY_LABELS.items():  # older runs did not measure them
+        value = run.metrics.get(key)
+        row[label] = value if isinstance(value, (int, float)) else np.nan
+    row["protocol"] = protocol_key(run.split_config)
+    return row
+
+
+def leaderboard(runs: list[Run], protocol: str) -> pd.DataFrame:
+    """Rows of the runs with ``protocol``, best Recall@10 first."""
+    rows = [run_row(r) for r in runs if protocol_key(r.split_config) == protocol]
+    if not rows:
+        return pd.DataFrame(columns=["run", "model", *METRIC_LABELS.values()])
+    board = pd.DataFrame(rows).drop(columns="protocol")
+    for column in ("dim", "epochs"):  # text, so a missing value reads "–", not "None"
+        board[column] = board[column].map(lambda v: "–" if pd.isna(v) else str(int(v)))
+    if board["RMSE"].isna().all():
+        board = board.drop(columns="RMSE")
+    return board.sort_values("Recall@10", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def verdict(board: pd.DataFrame, run_name: str) -> tuple[bool | None, str]:
+    """Whether ``run_name`` beats the best popularity run of the same board on Recall@10 and
+    NDCG@10, as (beats, sentence). ``beats`` is None when there is nothing to compare."""
+    mine = board[board["run"] == run_name]
+    pop = board[board["model"] == "popularity"]
+    if mine.empty:
+        return None, f"Run {run_name} is not on this protocol's leaderboard."
+    if pop.empty:
+        return None, ("No popularity baseline on this protocol yet: train the baselines to see "
+                      "whether the model beats it.")
+    me, base = mine.iloc[0], pop.sort_values("Recall@10").iloc[-1]
+    if me["model"] == "popularity":
+        return None, "The selected run *is* the popularity baseline."
+    r_gain = me["Recall@10"] / max(base["Recall@10"], 1e-12) - 1
+    beats = bool(me["Recall@10"] > base["Recall@10"] and me["NDCG@10"] > base["NDCG@10"])
+    word = "beats" if beats else "does NOT beat"
+    return beats, (
+        f"{me['model']} ({run_name}) {word} popularity on the same protocol: "
+        f"Recall@10 {me['Recall@10']:.3f} vs {base['Recall@10']:.3f} ({r_gain:+.0%}), "
+        f"NDCG@10 {me['NDCG@10']:.3f} vs {base['NDCG@10']:.3f}."
+    )
+
+
+def neighbour_quality_table(measured: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """One row per similar-movie list (name -> ``nq_*`` dict), with readable column names."""
+    rows = [{"list": name, **{label: quality.get(key)
+                               for key, label in NEIGHBOUR_QUALITY_LABELS.items()}}
+            for name, quality in measured.items()]
+    return pd.DataFrame(rows).round(2)

@@ -1,0 +1,93 @@
+"""The shared maths: unit rows, the weighted ridge solve behind ALS and fold-in, and the item
+cosine of a user x item matrix. Models, serving and the neighbour lenses all use these.
+torch is imported by the solves alone, so the light helpers keep light callers light."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    import torch
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Each row divided by its L2 norm (zero rows stay zero): cosine = inner product."""
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def weighted_ridge(gram: torch.Tensor, y: torch.Tensor, extra: torch.Tensor | float,
+                   target: torch.Tensor | float) -> torch.Tensor:
+    """The implicit-ALS row step for a batch of rows, in closed form.
+
+    Solves, for each row b, ``(gram + sum_l extra[b,l] y[b,l] y[b,l]^T) x_b
+    = sum_l target[b,l] y[b,l]``. With ``gram = c0 Y^T Y + lambda I`` (every item at base
+    confidence c0, target 0), ``y`` a row's observed item vectors, ``extra = c - c0`` and
+    ``target = c * p`` this is the exact minimiser of the row's weighted squared error.
+
+    Parameters
+    ----------
+    gram : (d, d) float tensor, symmetric positive definite.
+    y : (B, L, d) observed item vectors per row; padding rows must be zero.
+    extra, target : (B, L) tensors or scalars (a scalar applies to every observed item).
+
+    The batched products run in ``y``'s dtype (float32 is 4x faster here) and the system is
+    accumulated and solved in ``gram``'s (float64 keeps weakly regularised solves stable).
+
+    Returns
+    -------
+    (B, d) tensor of row vectors, dtype of ``y``.
+    """
+    import torch
+
+    weight = torch.as_tensor(extra, dtype=y.dtype).expand(y.shape[:2])
+    a = gram + ((y * weight.unsqueeze(-1)).transpose(1, 2) @ y).to(gram.dtype)
+    b = (y * torch.as_tensor(target, dtype=y.dtype).expand(y.shape[:2]).unsqueeze(-1)).sum(1)
+    return torch.linalg.solve(a, b.to(gram.dtype)).to(y.dtype)
+
+
+def ridge_fold_in(q: np.ndarray, liked: np.ndarray, disliked: np.ndarray | None = None,
+                  reg: float = 0.1, unobserved_weight: float = 0.05,
+                  disliked_weight: float = 1.0) -> np.ndarray:
+    """New users' vectors against frozen item factors: the implicit-ALS user step, batched.
+
+    Parameters
+    ----------
+    q : (n_items, d) frozen item factors.
+    liked, disliked : (B, L) and (B, M) int item indices (every user the same counts).
+    reg : ridge penalty, in units of the mean squared item-vector norm.
+    unobserved_weight, disliked_weight : confidence of every other item (target 0) and of a
+        disliked item (target 0); a liked item has confidence 1 and target 1.
+
+    Returns
+    -------
+    (B, d) float32 user vectors, one batched solve.
+    """
+    import torch
+
+    liked = np.asarray(liked, np.int64)
+    disliked = np.zeros((len(liked), 0), np.int64) if disliked is None else \
+        np.asarray(disliked, np.int64)
+    q = torch.from_numpy(np.asarray(q, np.float64))
+    w0 = unobserved_weight
+    lam = reg * float((q * q).sum(1).mean())
+    gram = w0 * (q.T @ q) + lam * torch.eye(q.shape[1], dtype=torch.float64)
+    observed = np.concatenate([liked, disliked], axis=1)
+    extra = np.concatenate([np.full(liked.shape, 1.0 - w0),
+                            np.full(disliked.shape, disliked_weight - w0)], axis=1)
+    target = np.concatenate([np.ones(liked.shape), np.zeros(disliked.shape)], axis=1)
+    x = weighted_ridge(gram, q[torch.from_numpy(observed)], torch.from_numpy(extra),
+                       torch.from_numpy(target))
+    return x.numpy().astype(np.float32)
+
+
+def cosine_item_similarity(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    """Item x item cosine of the columns of a user x item matrix, zero diagonal (float32)."""
+    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=0)).ravel())
+    inv = sp.diags(1.0 / np.maximum(norms, 1e-12))
+    sim = (inv @ (matrix.T @ matrix) @ inv).tocsr().astype(np.float32)
+    sim.setdiag(0.0)
+    sim.eliminate_zeros()
+    return sim
