@@ -91,7 +91,8 @@ with left:
 with right:
     hits = int(recs["test hit"].sum())
     st.subheader(f"Top {k} · {hits} test hit{'s' if hits != 1 else ''}")
-    cols = ["rank", "test hit", "title", "score", "because", "genres"]
+    personal = recs["because_items"].map(len).any()  # popularity: one list for everybody
+    cols = ["rank", "test hit", "title", "score", *(["because"] if personal else []), "genres"]
     st.dataframe(recs[cols], hide_index=True, height=420, key=K + "recs",
                  column_config={
                      **LIST_COLUMNS,
@@ -101,6 +102,9 @@ with right:
                          "because you liked…", width="large",
                          help="the movies in the user's history most similar to this one"),
                  })
+    if not personal:
+        st.caption(f"{plain(run.train_config.model)} gives every user the same list (minus what "
+                   "they have seen): nothing in it comes from this user's taste.")
     if not exclude_seen:
         st.caption("Seen movies are included: the model mostly re-finds what the user rated.")
 

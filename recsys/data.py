@@ -673,12 +673,16 @@ def load_movielens(
 def movies_for(ml: MovieLens, item_ids: np.ndarray) -> pd.DataFrame:
     """Movie rows aligned with ``item_ids`` (row ``i`` describes item index ``i``), with the
     number of ratings as ``popularity``; items missing from the movies table get their id as
-    title rather than silently shifting rows."""
+    title rather than silently shifting rows, and titles listed under two ids get the id."""
     movies = ml.movies.set_index("item_id")
     table = movies.reindex(np.asarray(item_ids, np.int64))
     table["title"] = table["title"].fillna(pd.Series(
         [f"movie {i}" for i in item_ids], index=table.index))
     table["genres"] = table["genres"].fillna("")
+    # MovieLens lists some films twice under two ids ("Chasing Amy (1997)"): tell them apart.
+    twice = table["title"].duplicated(keep=False)
+    table.loc[twice, "title"] = [f"{t} · id {i}" for t, i in
+                                 zip(table.loc[twice, "title"], table.index[twice], strict=True)]
     counts = ml.ratings["item_id"].value_counts()
     table["popularity"] = counts.reindex(table.index, fill_value=0).to_numpy(np.int64)
     return table.reset_index().rename(columns={"index": "item_id"})

@@ -223,11 +223,14 @@ def explain_items(ctx: Catalog, user_id: int, items: np.ndarray, n_reasons: int 
     """Why each of ``items`` (indices) suits the user: the history movies most like it.
 
     Similarity is the cosine of item factors, or for models without them the co-occurrence
-    cosine of the known-positive matrix. MF models also get their score decomposition.
+    cosine of the known-positive matrix. MF models also get their score decomposition. A
+    model whose scores ignore the user's history (popularity) gets no reasons at all.
     """
     user = ctx.user_index(user_id)
     items = np.asarray(items, np.int64)
     known = ctx.seen[user].indices
+    if ctx.model.score_kind == "popularity":  # the same list for all: it owes the user nothing
+        known = known[:0]
     sims = _item_similarity(ctx, items, known)  # (len(items), len(known))
     sims[items[:, None] == known[None, :]] = -np.inf  # a movie never explains itself
     top = np.argsort(-sims, axis=1, kind="stable")[:, :n_reasons]

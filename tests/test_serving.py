@@ -222,3 +222,23 @@ def test_records_are_plain_json(svd, knn):
     assert payload["embedding"] is None and payload["lens"] is None  # knn: no embeddings
     frame = pd.DataFrame({"x": [np.float32(np.inf), np.nan], "y": pd.array([1, None], "Int64")})
     assert serving.as_records(frame) == [{"x": None, "y": 1}, {"x": None, "y": None}]
+
+
+def test_popularity_gives_no_made_up_reasons(world, tmp_path):
+    ctx = fit(world, tmp_path, "popularity")
+    recs = serving.recommend(ctx, 1, k=5, explain=True)
+    assert len(recs) == 5
+    assert recs["because_items"].map(len).eq(0).all() and recs["because"].eq("").all()
+
+
+def test_a_title_listed_under_two_ids_is_told_apart(world):
+    from dataclasses import replace
+
+    from recsys.data import movies_for
+
+    movies = world.movies.copy()
+    movies.loc[movies["item_id"] == 2, "title"] = movies.loc[movies["item_id"] == 1, "title"].iloc[0]
+    table = movies_for(replace(world, movies=movies), np.arange(1, 23))
+    first, second = table.loc[table["item_id"].isin([1, 2]), "title"]
+    assert first != second and first.endswith("· id 1") and second.endswith("· id 2")
+    assert table["title"].is_unique
