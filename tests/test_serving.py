@@ -237,7 +237,8 @@ def test_a_title_listed_under_two_ids_is_told_apart(world):
     from recsys.data import movies_for
 
     movies = world.movies.copy()
-    movies.loc[movies["item_id"] == 2, "title"] = movies.loc[movies["item_id"] == 1, "title"].iloc[0]
+    twin = movies.loc[movies["item_id"] == 1, "title"].iloc[0]
+    movies.loc[movies["item_id"] == 2, "title"] = twin
     table = movies_for(replace(world, movies=movies), np.arange(1, 23))
     first, second = table.loc[table["item_id"].isin([1, 2]), "title"]
     assert first != second and first.endswith("· id 1") and second.endswith("· id 2")
