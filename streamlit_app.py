@@ -30,7 +30,7 @@ with left:
     st.subheader("The movies of the active model, in 2-D")
     if shared.has_item_embeddings(run, "to draw"):
         frame_ = shared.projection_frame(run, "pca")
-        fig = px.scatter(frame_, x="x", y="y", color="popularity", hover_name="title",
+        fig = px.scatter(frame_, x="x", y="y", color="popularity", hover_name="label",
                          color_continuous_scale="Viridis", render_mode="webgl", height=380,
                          labels={"popularity": "ratings"})
         fig.update_traces(marker=dict(size=4))

@@ -60,7 +60,7 @@ if query.strip():
 
 discrete = colour == "genre"
 fig = px.scatter(
-    frame, x="x", y="y", color=colour, hover_name="title", custom_data=["item_id"],
+    frame, x="x", y="y", color=colour, hover_name="label", custom_data=["item_id"],
     hover_data={"x": False, "y": False, "genres": True, "popularity": True, "year": ":.0f",
                 "norm": ":.2f"},
     labels={"popularity": "ratings", "norm": "vector length"},
@@ -72,7 +72,7 @@ fig.update_traces(marker=dict(size=5))
 if highlight.any():
     hits = frame[highlight]
     fig.add_trace(go.Scattergl(
-        x=hits["x"], y=hits["y"], mode="markers+text", text=hits["title"],
+        x=hits["x"], y=hits["y"], mode="markers+text", text=hits["label"],
         textposition="top center", customdata=hits[["item_id"]].to_numpy(),
         marker=dict(size=12, color="#E4572E", line=dict(width=1.5, color="black")),
         name="search hits", hovertemplate="%{text}<extra>search hit</extra>"))
@@ -111,7 +111,7 @@ st.divider()
 st.subheader("Why dot and cosine disagree: vector length vs popularity")
 left, right = st.columns([3, 2], gap="large")
 with left:
-    norm_fig = px.scatter(frame, x="popularity", y="norm", hover_name="title", log_x=True,
+    norm_fig = px.scatter(frame, x="popularity", y="norm", hover_name="label", log_x=True,
                           render_mode="webgl", height=360, opacity=0.6,
                           labels={"popularity": "popularity: number of ratings (log scale)",
                                   "norm": "length of the movie vector"})

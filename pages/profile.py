@@ -74,6 +74,8 @@ by_hand = b1.toggle("Set the blend by hand", key=K + "by_hand",
                          "(bench/COLDSTART.md). On: your own weight, e.g. to show a class what "
                          "pure content or pure fold-in gives.")
 measured = blend_weight(max(len(liked), 1), model)
+if not by_hand:  # the disabled slider shows the measured weight, and starts from it
+    st.session_state[K + "blend"] = measured
 weight = b2.slider("Collaborative weight (1 = fold-in only, 0 = content only)", 0.0, 1.0,
                    measured, 0.1, key=K + "blend", disabled=not by_hand)
 config = ColdStartConfig(blend=weight if by_hand else None)
@@ -118,10 +120,10 @@ with right:
         x, y = place_user(shared.projection(run, "pca"), vector)
         mine = frame[frame["item_id"].isin(liked)]
         fig = go.Figure([
-            go.Scattergl(x=frame["x"], y=frame["y"], mode="markers", text=frame["title"],
+            go.Scattergl(x=frame["x"], y=frame["y"], mode="markers", text=frame["label"],
                          marker=dict(size=4, color="#B8C2CC"), name="movies",
                          hovertemplate="%{text}<extra></extra>"),
-            go.Scattergl(x=mine["x"], y=mine["y"], mode="markers", text=mine["title"],
+            go.Scattergl(x=mine["x"], y=mine["y"], mode="markers", text=mine["label"],
                          marker=dict(size=9, color="#2E86AB"), name="liked",
                          hovertemplate="%{text}<extra>liked</extra>"),
             go.Scatter(x=[x], y=[y], mode="markers+text", text=["you"],

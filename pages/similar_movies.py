@@ -47,7 +47,7 @@ movie_id = c2.selectbox(label,
                         options, format_func=lambda i: titles.get(i, str(i)), key=K + "movie")
 st.query_params["movie"] = str(movie_id)
 
-c1, c2, _ = st.columns([1, 1, 2])
+c1, c2, _ = st.columns([1, 2, 1])
 k = c1.slider("Neighbours", 5, 30, 10, key=K + "k")
 lenses = list(serving.EMBEDDING_LENSES)
 if st.session_state.get(K + "scoring") not in lenses:

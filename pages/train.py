@@ -116,12 +116,16 @@ if submitted and not busy:
     except (TypeError, ValueError) as err:
         st.error(f"Cannot train with these settings: {plain(err)}")
     else:
-        job = manager.submit(owner, split_config, train_config, shared.runs_dir(),
-                             fingerprint=ml.fingerprint())
-        st.session_state[JOB] = job.id
-        st.query_params["job"] = job.id
-        st.session_state[K + "protocol"] = lb.protocol_key(split_config)
-        st.rerun()
+        try:
+            job = manager.submit(owner, split_config, train_config, shared.runs_dir(),
+                                 fingerprint=ml.fingerprint())
+        except (ValueError, OSError) as err:  # e.g. too many jobs waiting on this server
+            st.error(f"Cannot start training: {plain(err)}")
+        else:
+            st.session_state[JOB] = job.id
+            st.query_params["job"] = job.id
+            st.session_state[K + "protocol"] = lb.protocol_key(split_config)
+            st.rerun()
 
 
 # ---------------------------------------------------------------------- live job
@@ -167,10 +171,8 @@ def job_panel(job_id: str, was_polling: bool) -> None:
         return
     st.subheader(f"Your job: {plain(job.model)}")
     if job.status == QUEUED:
-        ahead = job.queue_position or 0
-        st.info(f"Waiting for a free training slot: {ahead} job{'s' if ahead != 1 else ''} "
-                "ahead of yours. This server trains one job at a time so that training keeps "
-                "its speed.", icon=":material/hourglass_top:")
+        st.info(f"{plain(job.phase).capitalize()}. This server trains one job at a time so "
+                "that training keeps its speed.", icon=":material/hourglass_top:")
     elif job.status == FAILED:
         st.error(f"Training failed: {plain(job.error)}\n\nTry a lower learning rate or fewer "
                  "negatives, then train again.")

@@ -43,6 +43,7 @@ PHASE_STAGE = {"waiting": ("load", 0.0), "load": ("load", 0.0), "split": ("load"
 PHASE_TEXT = {"load": "loading MovieLens", "split": "preparing the split", "fit": "training",
               "test": "evaluating on test", "save": "saving the run"}
 CANCEL_GRACE = 10.0  # seconds a worker gets to clean up after SIGTERM before SIGKILL
+MAX_WAITING = 8  # training jobs running or queued at once on one server, all visitors together
 START_GRACE = 30.0  # a job without a recorded pid counts as starting for this long
 _JOB_ID = re.compile(r"[0-9a-f]{12}")
 
@@ -125,11 +126,17 @@ class JobManager:
     def submit(self, owner: str, split_config: SplitConfig, train_config: TrainConfig,
                runs_dir: str | Path, out_dir: Path | None = None, data_dir: str | None = None,
                fingerprint: str | None = None,
-               maps: Sequence[str] = ("pca", "tsne", "umap")) -> JobSnapshot:
+               maps: Sequence[str] = ("pca", "tsne", "umap"),
+               pin_if_unpinned: bool = False) -> JobSnapshot:
         """Starts a worker process for this job and returns its first snapshot at once.
 
         ``fingerprint`` (of the data the caller shows) makes the worker refuse other data;
-        ``maps`` are computed and cached in the run after it is saved."""
+        ``maps`` are computed and cached in the run after it is saved; ``pin_if_unpinned``
+        makes the saved run the pinned default when no run is pinned then (first launch).
+        Refuses (ValueError) when :data:`MAX_WAITING` jobs already wait or train."""
+        if len(self.unfinished()) >= MAX_WAITING:
+            raise ValueError(f"{MAX_WAITING} training jobs are already running or waiting on "
+                             "this server: try again when one has finished")
         unknown = [m for m in maps if m not in MAP_METHODS]
         if unknown:
             raise ValueError(f"unknown map method {unknown[0]!r}: choose from "
@@ -145,7 +152,7 @@ class JobManager:
             "train": to_dict(train_config), "out_dir": str(out),
             "data_dir": str(Path(data_dir).expanduser().resolve()) if data_dir else None,
             "fingerprint": fingerprint, "maps": list(maps), "max_running": self.max_running,
-            "submitted": time.time(), "pid": None,
+            "submitted": time.time(), "pid": None, "pin_if_unpinned": pin_if_unpinned,
         }
         _write_json(job_dir / JOB_FILE, job)
         with self._lock:
@@ -469,10 +476,11 @@ def _finished(record: _Record, status: str) -> float | None:
 
 
 def _queue(record: _Record, records: list[_Record]) -> tuple[int, int]:
-    """(queued jobs submitted before ``record``, workers holding a slot)."""
+    """(queued jobs submitted before ``record``, workers holding a training slot: a saved
+    job computing its maps has freed its slot already)."""
     waiting = [r for r in records if _status(r) == QUEUED]
     ahead = sum(r.order < record.order for r in waiting)
-    busy = sum(r.alive and _status(r) in (RUNNING, DONE) for r in records)
+    busy = sum(r.alive and _status(r) == RUNNING for r in records)
     return ahead, busy
 
 

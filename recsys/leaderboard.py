@@ -43,15 +43,13 @@ def run_row(run: Run) -> dict[str, Any]:
     """One leaderboard row: identity, test metrics as saved, and training facts."""
     cfg = run.train_config
     row: dict[str, Any] = {"run": run.name, "model": cfg.model}
-    for key, label in METRIC_LABELS.items():
-        row[label] = run.metrics.get(key, np.nan)
-    # NaN, not None: the table shows "–" for models without dimensions or epochs.
+    # NaN for anything that is not a number (a metric the run did not record, or a damaged
+    # value): the table shows "–" and sorting never fails.
+    for key, label in {**METRIC_LABELS, **NEIGHBOUR_QUALITY_LABELS}.items():
+        row[label] = _number(run.metrics.get(key))
     row["dim"] = cfg.dim if "dim" in MODELS[cfg.model].settings else np.nan
     row["epochs"] = len(run.history) or np.nan
-    row["fit s"] = run.metrics.get("fit_seconds", np.nan)
-    for key, label in NEIGHBOUR_QUALITY_LABELS.items():  # older runs did not measure them
-        value = run.metrics.get(key)
-        row[label] = value if isinstance(value, (int, float)) else np.nan
+    row["fit s"] = _number(run.metrics.get("fit_seconds"))
     row["protocol"] = protocol_key(run.split_config)
     return row
 
@@ -98,3 +96,8 @@ def neighbour_quality_table(measured: dict[str, dict[str, Any]]) -> pd.DataFrame
                                for key, label in NEIGHBOUR_QUALITY_LABELS.items()}}
             for name, quality in measured.items()]
     return pd.DataFrame(rows).round(2)
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        else np.nan

@@ -127,6 +127,11 @@ def _train(job_dir: Path, job: dict[str, Any]) -> tuple[Any, Any]:
                     on_phase=lambda name: append_event(job_dir, "phase", name=name))
     # From this line on the run is the user's: a cancel keeps it.
     append_event(job_dir, "saved", path=str(run.path), fit_seconds=run.metrics["fit_seconds"])
+    if job.get("pin_if_unpinned"):  # first launch: the app's default model is what it trained
+        from recsys.runs import pin_run, pinned_run_name
+
+        if pinned_run_name(run.path.parent) is None:
+            pin_run(run.path.parent, run.path.name)
     print(f"saved {run.path}", flush=True)
     return run, ml
 
@@ -162,7 +167,7 @@ def _compute_maps(job_dir: Path, job: dict[str, Any], run: Any, ml: Any) -> None
 
 def _remove_partial_maps(out: Path) -> None:
     """A map cut short leaves its temporary ``.npz`` (projection._save writes then renames)."""
-    for tmp in (out / "projections").glob(".*.tmp-*"):
+    for tmp in (out / "projections").glob(f".*.tmp-{os.getpid()}-*"):  # ours only
         tmp.unlink(missing_ok=True)
 
 

@@ -18,7 +18,7 @@ import pytest
 from recsys.config import SplitConfig, TrainConfig
 from recsys.data import DataUnavailableError, load_movielens
 from recsys.jobs import new_run_dir
-from recsys.runs import list_runs, pin_run, pinned_run_name, train_run
+from recsys.runs import list_runs, pin_run, pinned_run_name, train_run, unpin_run
 
 try:
     ML = load_movielens(download=False, progress=False)
@@ -90,8 +90,9 @@ def test_home_draws_navigation_pinned_model_and_data(app, runs_dir):
     assert app.sidebar.selectbox(key="sb_run").value == pinned_run_name(runs_dir)
     assert any(m.label == "Recall@10" for m in app.sidebar.metric)
     assert {"Ratings", "Users", "Movies"} <= {m.label for m in app.metric}
-    links = [e for e in app.sidebar if getattr(e, "type", "") == "page_link"]
-    assert not links or len(links) == len(PAGES)  # AppTest may not expose page links
+    links = [link.proto.label for link in app.sidebar.get("page_link")]
+    assert links == ["Home", "Recommendations", "Similar movies", "Embedding map",
+                     "Build your profile", "Train & evaluate"]
 
 
 def test_every_page_draws_its_heading_and_the_frame(runs_dir):
@@ -206,6 +207,10 @@ def test_profile_folds_in_likes_with_sources(app):
     assert not {"Star Wars (1977)", "Return of the Jedi (1983)"} & set(recs["title"])
     assert any("collaborative" in i.value and "measured best for 2 likes" in i.value
                for i in app.info)
+    from recsys.coldstart import blend_weight
+
+    # the disabled slider shows the weight in use (the module's pinned run is an mf-bpr)
+    assert app.slider(key="prof_blend").value == pytest.approx(blend_weight(2, "mf-bpr"))
     assert "popularity" not in set(recs["source"])
     spec = json.loads(app.get("plotly_chart")[0].proto.spec)
     assert spec["data"][-1]["name"] == "you"
@@ -355,5 +360,8 @@ def test_first_launch_trains_and_pins_the_default_in_a_worker(tmp_path, monkeypa
             "First launch" in i.value for i in a.info), timeout=180)
         assert pinned_run_name(tmp_path) == list_runs(tmp_path)[0].name
         assert at.sidebar.selectbox(key="sb_run").value == pinned_run_name(tmp_path)
+        unpin_run(tmp_path)  # `recsys pin --clear`: the app must not pin it back
+        ok(AppTest.from_file(APP, default_timeout=120).run())
+        assert pinned_run_name(tmp_path) is None
     finally:
         shared.job_manager.clear()

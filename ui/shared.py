@@ -79,7 +79,7 @@ def _stamp(path: str | Path) -> int:
     return (Path(path) / "weights.npz").stat().st_mtime_ns
 
 
-@st.cache_resource(show_spinner=False, max_entries=64)
+@st.cache_resource(show_spinner=False, max_entries=256)  # every run is listed on every page
 def _load_run(path: str, stamp: int) -> Run:
     return load_run(path)
 
@@ -128,8 +128,13 @@ def default_run(book: RunBook) -> Run:
     candidates = [r for r in book.usable if r.train_config.model in EMBEDDING_MODELS
                   and protocol_key(r.split_config) == default_protocol]
     if candidates:
-        return max(candidates, key=lambda r: r.metrics.get("recall@10", 0.0))
+        return max(candidates, key=lambda r: _number(r.metrics.get("recall@10")))
     return book.usable[0]
+
+
+def _number(value) -> float:
+    """A metric as a float for sorting; -inf for anything that is not a number."""
+    return float(value) if isinstance(value, (int, float)) and value == value else -float("inf")
 
 
 def active_run() -> Run:
@@ -139,8 +144,6 @@ def active_run() -> Run:
     if not book.usable:
         first_launch(book)  # stops the page until the default model is trained
     by_name = book.by_name()
-    if pinned_run_name(runs_dir()) is None:
-        pin_first_launch(by_name)
     pending = st.session_state.pop(PENDING_RUN, None)
     if pending in by_name:  # before the picker is drawn, so its state may still be set
         st.session_state[RUN_KEY] = pending
@@ -193,7 +196,7 @@ def first_launch(book: RunBook) -> None:
             if out.exists():  # e.g. a damaged or other-data run of that name
                 out = new_run_dir(runs_dir(), config.model)
             job = manager.submit(FIRST_LAUNCH, SplitConfig(), config, runs_dir(), out_dir=out,
-                                 fingerprint=dataset().fingerprint())
+                                 fingerprint=dataset().fingerprint(), pin_if_unpinned=True)
     st.info("First launch: no trained model on this machine yet, so the default model is "
             "being trained now (a few seconds). Every page works as soon as it is saved.",
             icon=":material/model_training:")
@@ -202,16 +205,6 @@ def first_launch(book: RunBook) -> None:
                    "damaged run(s) were found and are not used.")
     _first_launch_progress(job.id)
     st.stop()
-
-
-def pin_first_launch(by_name: dict[str, Run]) -> None:
-    """First launch pins what it trained (once; a pin made later is never replaced)."""
-    saved = [j.run_path.name for j in job_manager().jobs(FIRST_LAUNCH) if j.run_path]
-    if saved and saved[-1] in by_name:
-        try:
-            pin_run(runs_dir(), saved[-1])
-        except (RunError, OSError):
-            pass  # a read-only runs folder: the page shows the run anyway (default_run)
 
 
 @st.fragment(run_every=1.0)
