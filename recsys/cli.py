@@ -83,23 +83,7 @@ def load_run(*args: Any, **kwargs: Any) -> Run:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line usage errors that point at ``--help``.
-
-    ``late_flags(parser)``, if given, adds flags whose choices live in a heavy module: it runs
-    when this (sub)command is chosen, so other commands never import that module.
-    """
-
-    def __init__(self, *args: Any,
-                 late_flags: Callable[[argparse.ArgumentParser], None] | None = None,
-                 **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._late_flags = late_flags
-
-    def parse_known_args(self, args=None, namespace=None):
-        if self._late_flags is not None:
-            add, self._late_flags = self._late_flags, None
-            add(self)
-        return super().parse_known_args(args, namespace)
+    """argparse with one-line usage errors that point at ``--help``."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")

@@ -22,6 +22,7 @@ from recsys.cli import (
     print_source,
     write_new_file,
 )
+from recsys.lenses import COOCCURRENCE_LENS, EMBEDDING_LENSES, LENS_DESCRIPTIONS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,11 +49,15 @@ def add_commands(subparsers, add_data_flags: Callable[[argparse.ArgumentParser],
     p.set_defaults(handler=cmd_recommend)
 
     p = subparsers.add_parser("similar", help="movies nearest to a movie (embedding and "
-                                              "co-occurrence)", late_flags=_add_lens_flag)
+                                              "co-occurrence)")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--movie", required=True, help="raw movie id or title words, e.g. "
                                                   "'star wars' or 'toy story 1995'")
     p.add_argument("--k", type=int, default=10, help="neighbours (default 10)")
+    p.add_argument("--lens", choices=EMBEDDING_LENSES, default=None,
+                   help="embedding similarity: " + "; ".join(
+                       f"{name}: {LENS_DESCRIPTIONS[name]}" for name in EMBEDDING_LENSES)
+                   + " (default: the lens measured best for the run's model)")
     p.add_argument("--scoring", choices=("cosine", "dot"), default=None,
                    help=argparse.SUPPRESS)  # the old name of --lens
     p.add_argument("--json", action="store_true", help="print JSON (stable keys)")
@@ -76,17 +81,6 @@ def add_commands(subparsers, add_data_flags: Callable[[argparse.ArgumentParser],
     p.add_argument("--force", action="store_true", help="replace an existing --out file")
     add_data_flags(p)
     p.set_defaults(handler=cmd_project)
-
-
-def _add_lens_flag(p: argparse.ArgumentParser) -> None:
-    """``similar --lens``: its choices and their descriptions live in :mod:`recsys.serving`,
-    imported only when ``similar`` is the command."""
-    from recsys.serving import EMBEDDING_LENSES, LENS_DESCRIPTIONS
-
-    p.add_argument("--lens", choices=EMBEDDING_LENSES, default=None,
-                   help="embedding similarity: " + "; ".join(
-                       f"{name}: {LENS_DESCRIPTIONS[name]}" for name in EMBEDDING_LENSES)
-                   + " (default: the lens measured best for the run's model)")
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
@@ -115,7 +109,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
-    from recsys.serving import COOCCURRENCE_LENS, LENS_DESCRIPTIONS, default_lens, similar_movies
+    from recsys.serving import default_lens, similar_movies
 
     ctx = _catalog(args)
     k = check_k(args.k, len(ctx.run.item_ids) - 1, "other movies")

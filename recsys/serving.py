@@ -21,6 +21,7 @@ from recsys import neighbours as nb
 from recsys.checks import check_choice, check_k
 from recsys.data import MovieLens, movies_for
 from recsys.index import VectorIndex
+from recsys.lenses import COOCCURRENCE_LENS, EMBEDDING_LENSES, LENS_DESCRIPTIONS  # noqa: F401
 from recsys.linalg import cosine_item_similarity, unit_rows
 from recsys.models import model_names
 from recsys.models.base import BIASED_SCORES
@@ -28,17 +29,6 @@ from recsys.runs import Run, prepare_split
 from recsys.splits import Split
 
 SCORINGS = ("dot", "cosine")
-EMBEDDING_LENSES = ("cosine", "debiased", "dot")  # similar_movies' choices of embedding list
-COOCCURRENCE_LENS = "cooc-damped"  # the reference list beside it
-LENS_DESCRIPTIONS = {
-    "cosine": "Movies whose embedding points the same way: the angle only, vector length and "
-              "biases ignored.",
-    "debiased": "Cosine after removing the embedding's shared popularity direction, so famous "
-                "movies stop being everyone's neighbour.",
-    "dot": "Raw inner product of embeddings: long vectors, usually popular movies, rank high.",
-    "cooc-damped": "Liked by the same people, no model at all: co-likes divided by "
-                   "(n_a·n_b)^0.75 + 20, which damps both blockbusters and tiny counts.",
-}
 MOVIE_COLUMNS = ["item_id", "title", "year", "genres"]
 _ARTICLE = re.compile(r"^(?P<name>.*), (?P<article>the|a|an|les|la|le|il|das|der|die)$")
 _YEAR = re.compile(r"^(?P<text>.*?)[\s,]*\(?(?P<year>(?:18|19|20)\d\d)\)?$")
