@@ -47,7 +47,6 @@ with right:
     c1.metric("Movies", f"{ml.n_items:,}")
     density = len(ml.ratings) / (ml.n_users * ml.n_items)
     c2.metric("Matrix filled", f"{density:.1%}")
-    st.caption(f"{plain(ml.name)} from {short(ml.source, 120)}")
     st.subheader("Active model")
     pinned = " (pinned default)" if shared.pinned_name() == run.name else ""
     st.markdown(f"**{plain(run.train_config.model)}** · {short(run.name)}{pinned}  \n"

@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402  (heavy imports after the heading is on screen)
 import plotly.express as px  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 
-from recsys import projection, serving  # noqa: E402
+from recsys import neighbours, projection, serving  # noqa: E402
 from ui import display, shared, state  # noqa: E402
 from ui.text import plain  # noqa: E402
 
@@ -100,12 +100,17 @@ else:
         titles = dict(zip(picked["item_id"], picked["title"], strict=True))
         anchor = st.selectbox("Neighbours of", list(titles), format_func=titles.get,
                               key=K + "anchor")
-        near = serving.similar_movies(ctx, int(anchor), k=10).embedding
-        st.dataframe(near[["rank", "title", "score", "popularity"]], hide_index=True,
-                     key=K + "near",
-                     column_config={"score": st.column_config.NumberColumn(
-                         "cosine", format="%.3f"),
-                                    "popularity": st.column_config.NumberColumn("ratings")})
+        if ctx.item_counts[ctx.item_indices([anchor])[0]] < neighbours.MIN_POSITIVES:
+            st.info(f"{plain(titles[anchor])} has fewer than {neighbours.MIN_POSITIVES} known "
+                    "likes: its vector barely moved from where training started, so it has no "
+                    "meaningful neighbours. Such movies gather in one clump on the map.")
+        else:
+            near = serving.similar_movies(ctx, int(anchor), k=10).embedding
+            st.dataframe(near[["rank", "title", "score", "popularity"]], hide_index=True,
+                         key=K + "near",
+                         column_config={"score": st.column_config.NumberColumn(
+                             "cosine", format="%.3f"),
+                                        "popularity": st.column_config.NumberColumn("ratings")})
 
 st.divider()
 st.subheader("Why dot and cosine disagree: vector length vs popularity")

@@ -136,8 +136,9 @@ else:
             diversity = intra_list_diversity(factors, items[None, :])
             marked = users_of_run.mark_hits(frame, held_out)
             with col:
+                n_hits = int(marked["test hit"].sum())
                 st.markdown(f"**{title}** · list diversity {diversity:.3f} · "
-                            f"{int(marked['test hit'].sum())} test hits")
+                            f"{n_hits} test hit{'s' if n_hits != 1 else ''}")
                 st.dataframe(marked[["rank", "test hit", "title", "model_rank", "reason"]],
                              hide_index=True, key=K + title,
                              column_config={**LIST_COLUMNS,

@@ -196,6 +196,12 @@ def test_embedding_map_draws_every_movie_and_lists_a_selection(app):
     assert {"Star Wars (1977)", "Return of the Jedi (1983)"} == set(picked["title"])
     assert len(frame_with(app, "score")) == 10
 
+    # A movie almost nobody liked has no meaningful neighbours: said, not listed as cosine 0.
+    app.session_state["map_chart"] = {"selection": {
+        "points": [{"customdata": [1682]}], "point_indices": [0], "box": [], "lasso": []}}
+    ok(app.run())
+    assert any("fewer than 5 known likes" in i.value for i in app.info)
+
 
 def test_profile_folds_in_likes_with_sources(app):
     page(app, "pages/profile.py")
