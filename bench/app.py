@@ -41,6 +41,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from recsys.jobs import read_events
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).resolve().parent / "APP_RESULTS.md"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -179,7 +181,7 @@ class Server:
 def stop_workers(runs: Path) -> None:
     """Ends any training worker this script's servers started that has not exited (errors)."""
     for job_dir in (runs / ".jobs").glob("*"):
-        events = job_events(job_dir)
+        events = read_events(job_dir)
         pid = next((e.get("pid") for e in events if e["event"] == "start"), None)
         if pid and not any(e["event"] == "exit" for e in events):
             try:
@@ -223,22 +225,6 @@ def fresh_runs_dir(path: Path, base_run: Path) -> Path:
 
 
 # ---------------------------------------------------------------------- jobs
-def job_events(job_dir: Path) -> list[dict[str, Any]]:
-    try:
-        lines = (job_dir / "progress.jsonl").read_text().splitlines()
-    except OSError:
-        return []
-    out = []
-    for line in lines:
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict) and "event" in event:
-            out.append(event)
-    return out
-
-
 def job_ids(runs: Path) -> set[str]:
     jobs = runs / ".jobs"
     return {p.name for p in jobs.iterdir() if p.is_dir()} if jobs.exists() else set()
@@ -270,7 +256,7 @@ def wait_job_exit(job_dir: Path, timeout: float = LONG) -> list[dict[str, Any]]:
     """Waits until the worker has finished everything (training and maps)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        events = job_events(job_dir)
+        events = read_events(job_dir)
         if any(e["event"] == "exit" for e in events):
             return events
         time.sleep(0.2)
