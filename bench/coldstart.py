@@ -200,17 +200,21 @@ def _wide(table: pd.DataFrame) -> str:
 
 def constants(results: list[dict]) -> str:
     """The schedule and the test curve as Python, for ``recsys/coldstart.py``."""
-    methods = ("collaborative", "content", "popularity", "blend (chosen)")
     lines = ["BLEND_BY_LIKES = {"]
     lines += [f'    "{r["model"]}": {r["schedule"]},' for r in results]
     lines += ["}", "CURVE = {"]
     for r in results:
-        test = r["test"].set_index(["method", "likes"])["recall@10"]
-        lines.append(f'    "{r["model"]}": {{')
-        lines += [f'        "{m.split(" ")[0]}": '
-                  f'({", ".join(f"{test[m, n]:.4f}" for n in LIKES)}),' for m in methods]
-        lines.append("    },")
+        lines.append(f'    "{r["model"]}": {{"collaborative": ({_curve(r, "collaborative")}), '
+                     f'"blend": ({_curve(r, "blend (chosen)")})}},')
+    lines += ["}", "MODEL_FREE_CURVE = {"]  # content and popularity use no model
+    lines += [f'    "{m}": ({_curve(results[0], m)}),' for m in ("content", "popularity")]
     return "\n".join([*lines, "}"])
+
+
+def _curve(result: dict, method: str) -> str:
+    """One method's test Recall@10 at every count of likes, as Python tuple contents."""
+    test = result["test"].set_index(["method", "likes"])["recall@10"]
+    return ", ".join(f"{test[method, n]:.4f}" for n in LIKES)
 
 
 def _grid(valid: pd.DataFrame) -> str:

@@ -55,52 +55,29 @@ BLEND_BY_LIKES: dict[str, dict[int, float]] = {
 }
 DEFAULT_SCHEDULE = "mf-als"  # for models the bench did not measure
 
-# Test Recall@10 of the same protocol (bench/COLDSTART.md), for the page to plot: model ->
-# method -> one value per count in CURVE_LIKES; "blend" uses the model's schedule above.
+# Test Recall@10 of the same protocol (bench/COLDSTART.md), for the page to plot, one value
+# per count in CURVE_LIKES: per model its fold-in ("collaborative") and its chosen "blend";
+# content and popularity use no model, so they are the same line for every model.
 CURVE_LIKES = (1, 2, 3, 5, 10, 20)
 CURVE: dict[str, dict[str, tuple[float, ...]]] = {
-    "mf-bpr": {
-        "collaborative": (0.0846, 0.0847, 0.0831, 0.0800, 0.0577, 0.0562),
-        "content": (0.0141, 0.0149, 0.0211, 0.0260, 0.0219, 0.0117),
-        "popularity": (0.0738, 0.0696, 0.0700, 0.0685, 0.0620, 0.0556),
-        "blend": (0.0829, 0.0833, 0.0889, 0.0873, 0.0723, 0.0583),
-    },
-    "mf-als": {
-        "collaborative": (0.0744, 0.0773, 0.0843, 0.0839, 0.0817, 0.0725),
-        "content": (0.0141, 0.0149, 0.0211, 0.0260, 0.0219, 0.0117),
-        "popularity": (0.0738, 0.0696, 0.0700, 0.0685, 0.0620, 0.0556),
-        "blend": (0.0754, 0.0801, 0.0866, 0.0881, 0.0826, 0.0726),
-    },
-    "mf-bce": {
-        "collaborative": (0.0963, 0.0929, 0.0959, 0.0936, 0.0830, 0.0671),
-        "content": (0.0141, 0.0149, 0.0211, 0.0260, 0.0219, 0.0117),
-        "popularity": (0.0738, 0.0696, 0.0700, 0.0685, 0.0620, 0.0556),
-        "blend": (0.0963, 0.0929, 0.0948, 0.0949, 0.0843, 0.0663),
-    },
-    "mf-mse": {
-        "collaborative": (0.0327, 0.0312, 0.0312, 0.0303, 0.0353, 0.0433),
-        "content": (0.0141, 0.0149, 0.0211, 0.0260, 0.0219, 0.0117),
-        "popularity": (0.0738, 0.0696, 0.0700, 0.0685, 0.0620, 0.0556),
-        "blend": (0.0339, 0.0356, 0.0368, 0.0395, 0.0474, 0.0403),
-    },
-    "svd": {
-        "collaborative": (0.0740, 0.0796, 0.0852, 0.0918, 0.0876, 0.0720),
-        "content": (0.0141, 0.0149, 0.0211, 0.0260, 0.0219, 0.0117),
-        "popularity": (0.0738, 0.0696, 0.0700, 0.0685, 0.0620, 0.0556),
-        "blend": (0.0740, 0.0817, 0.0884, 0.0939, 0.0831, 0.0690),
-    },
-    "itemknn": {
-        "collaborative": (0.0810, 0.0968, 0.1040, 0.1125, 0.1050, 0.0877),
-        "content": (0.0141, 0.0149, 0.0211, 0.0260, 0.0219, 0.0117),
-        "popularity": (0.0738, 0.0696, 0.0700, 0.0685, 0.0620, 0.0556),
-        "blend": (0.0799, 0.0968, 0.1015, 0.1113, 0.1021, 0.0827),
-    },
-    "ease": {
-        "collaborative": (0.0906, 0.0914, 0.0962, 0.1002, 0.0873, 0.0755),
-        "content": (0.0141, 0.0149, 0.0211, 0.0260, 0.0219, 0.0117),
-        "popularity": (0.0738, 0.0696, 0.0700, 0.0685, 0.0620, 0.0556),
-        "blend": (0.0906, 0.0927, 0.0975, 0.0986, 0.0894, 0.0698),
-    },
+    "mf-bpr": {"collaborative": (0.0846, 0.0847, 0.0831, 0.0800, 0.0577, 0.0562),
+              "blend": (0.0829, 0.0833, 0.0889, 0.0873, 0.0723, 0.0583)},
+    "mf-als": {"collaborative": (0.0744, 0.0773, 0.0843, 0.0839, 0.0817, 0.0725),
+              "blend": (0.0754, 0.0801, 0.0866, 0.0881, 0.0826, 0.0726)},
+    "mf-bce": {"collaborative": (0.0963, 0.0929, 0.0959, 0.0936, 0.0830, 0.0671),
+              "blend": (0.0963, 0.0929, 0.0948, 0.0949, 0.0843, 0.0663)},
+    "mf-mse": {"collaborative": (0.0327, 0.0312, 0.0312, 0.0303, 0.0353, 0.0433),
+              "blend": (0.0339, 0.0356, 0.0368, 0.0395, 0.0474, 0.0403)},
+    "svd": {"collaborative": (0.0740, 0.0796, 0.0852, 0.0918, 0.0876, 0.0720),
+           "blend": (0.0740, 0.0817, 0.0884, 0.0939, 0.0831, 0.0690)},
+    "itemknn": {"collaborative": (0.0810, 0.0968, 0.1040, 0.1125, 0.1050, 0.0877),
+               "blend": (0.0799, 0.0968, 0.1015, 0.1113, 0.1021, 0.0827)},
+    "ease": {"collaborative": (0.0906, 0.0914, 0.0962, 0.1002, 0.0873, 0.0755),
+            "blend": (0.0906, 0.0927, 0.0975, 0.0986, 0.0894, 0.0698)},
+}
+MODEL_FREE_CURVE: dict[str, tuple[float, ...]] = {
+    "content": (0.0141, 0.0149, 0.0211, 0.0260, 0.0219, 0.0117),
+    "popularity": (0.0738, 0.0696, 0.0700, 0.0685, 0.0620, 0.0556),
 }
 
 
@@ -143,8 +120,8 @@ def coldstart_curve(model: str | None = None) -> pd.DataFrame:
     """The measured test Recall@10 by likes and method (long format: model, likes, method,
     recall@10), for plotting; ``model`` selects one model's rows."""
     rows = [(name, n, method, value) for name, methods in CURVE.items()
-            for method, values in methods.items() for n, value in zip(CURVE_LIKES, values,
-                                                                       strict=True)]
+            for method, values in {**methods, **MODEL_FREE_CURVE}.items()
+            for n, value in zip(CURVE_LIKES, values, strict=True)]
     frame = pd.DataFrame(rows, columns=["model", "likes", "method", "recall@10"])
     return frame if model is None else frame[frame["model"] == model].reset_index(drop=True)
 
