@@ -175,7 +175,7 @@ def run_experiment(e: Experiment, base, split, seeds, protocol) -> dict[str, Any
     config = _config(base, e.config)
     for seed in seeds:
         build = _model(e, replace(config, seed=seed))
-        fitted, s = timed(lambda b=build: b().fit(split))
+        fitted, s = timed(lambda b=build: b().fit(*split.fit_parts()))
         valid = evaluate_model(fitted, split, part="valid").metrics
         recalls.append(valid["recall@10"])
         ndcgs.append(valid["ndcg@10"])
@@ -197,7 +197,7 @@ def test_experiment(row: dict[str, Any], base, split, seeds) -> None:
     config = replace(_config(base, e.config), refit=True)
     recalls, ndcgs = [], []
     for seed in seeds:
-        fitted = _model(e, replace(config, seed=seed))().fit(split)
+        fitted = _model(e, replace(config, seed=seed))().fit(*split.fit_parts())
         test = evaluate_model(fitted, split, part="test").metrics
         recalls.append(test["recall@10"])
         ndcgs.append(test["ndcg@10"])

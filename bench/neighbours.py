@@ -145,7 +145,7 @@ def protocol_rows(ml, protocol: str, names, small: bool) -> dict[str, dict[str, 
         if small:
             config = replace(config, epochs=min(config.epochs, 2))
         validated, seconds = timed(lambda c=config: create_model(replace(c, refit=False))
-                                   .fit(split))
+                                   .fit(*split.fit_parts()))
         valid = evaluate_model(validated, split, part="valid").metrics
         run = train_run(ml, PROTOCOLS[protocol], config, split=split)
         fitted = {"valid": (validated, valid, seconds),
@@ -299,7 +299,7 @@ def fit_both(ml, protocol: str, name: str, small: bool, split=None):
     config = replace(TrainConfig.for_model(name), threads=1)
     if small:
         config = replace(config, epochs=min(config.epochs, 2))
-    validated = create_model(replace(config, refit=False)).fit(split)
+    validated = create_model(replace(config, refit=False)).fit(*split.fit_parts())
     valid = evaluate_model(validated, split, part="valid").metrics
     run = train_run(ml, PROTOCOLS[protocol], config, split=split)
     print(f"   {protocol} {name:>10}: valid R@10 {valid['recall@10']:.4f}, test R@10 "

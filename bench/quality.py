@@ -187,7 +187,7 @@ def tuned_reference(protocol: str, name: str, split, grid: list[dict], default: 
 def warm_up(ml, threads: int) -> None:
     """An untimed one-epoch fit, so torch's first-call set-up is not billed to the first row."""
     split = prepare_split(ml, PROTOCOLS["P2"])
-    create_model(TrainConfig(epochs=1, refit=False, threads=threads)).fit(split)
+    create_model(TrainConfig(epochs=1, refit=False, threads=threads)).fit(*split.fit_parts())
 
 
 def measure(protocol: str, model: str, variant: str, build: Callable[[], Any], split,

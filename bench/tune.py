@@ -234,7 +234,7 @@ def refine_candidates(model, space, trials, n, seed, tried, extra) -> list[dict]
 def run_trial(model: str, split, params: dict[str, Any], extra: dict[str, Any]) -> dict:
     """Fits on train only and scores validation."""
     config = TrainConfig(model=model, threads=1, refit=False, **params, **extra)
-    fitted, seconds = timed(lambda: create_model(config).fit(split))
+    fitted, seconds = timed(lambda: create_model(config).fit(*split.fit_parts()))
     valid = evaluate_model(fitted, split, part="valid").metrics
     history = fitted.history
     return {

@@ -155,7 +155,8 @@ def cmd_project(args: argparse.Namespace) -> int:
         check_new_output(args.out, args.force)
     ctx = _catalog(args)
     result = project_run(ctx.run, args.method, args.what, ctx.movies, args.seed,
-                         progress=lambda fraction, message: print(message, file=sys.stderr))
+                         progress=lambda fraction, message: print(message, file=sys.stderr),
+                         known=ctx.seen)
     if result.explained_variance is not None:
         shares = ", ".join(f"{v:.1%}" for v in result.explained_variance)
         print(f"explained variance: {shares}")

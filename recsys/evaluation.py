@@ -141,7 +141,8 @@ def evaluate_model(model: Any, split: Any, k: int = 10, part: str = "test") -> E
     For ``part="test"`` the train and validation positives are excluded from rankings; for
     ``"valid"`` only the train positives. Models that predict ratings also get RMSE.
     """
-    relevant, exclude, counts = _split_matrices(split, part)
+    if part not in ("test", "valid"):
+        raise ValueError(f"part must be 'test' or 'valid', got {part!r}")
     protocol = {
         "part": part,
         "split": split.config.split,
@@ -149,8 +150,19 @@ def evaluate_model(model: Any, split: Any, k: int = 10, part: str = "test") -> E
         "description": split.config.describe(),
         "excluded": "train + validation positives" if part == "test" else "train positives",
     }
+    if part == "test":
+        return evaluate_held_out(model, split.test_part, split.seen_at_test, k, protocol)
+    return evaluate_held_out(model, split.valid_part, split.train_pos, k, protocol)
+
+
+def evaluate_held_out(model: Any, held_out: Any, known: Any, k: int = 10,
+                      protocol: dict[str, Any] | None = None) -> Evaluation:
+    """Ranks every item but the user's ``known`` positives (Interactions) for each user with
+    a positive in ``held_out`` (a :class:`recsys.splits.Part`) and scores the lists; models
+    that predict ratings also get RMSE on ``held_out.ratings``."""
+    relevant, exclude, counts = _matrices(held_out.positives, known)
     result = evaluate_scores(model.score, relevant, exclude, counts, k, protocol)
-    ratings = split.test if part == "test" else split.valid
+    ratings = held_out.ratings
     # Anything with score() can be evaluated (bench/ passes plain objects): no kind, no RMSE.
     if getattr(model, "score_kind", None) == "rating" and len(ratings):
         predicted = model.predict_ratings(ratings.user_index, ratings.item_index)
@@ -161,14 +173,11 @@ def evaluate_model(model: Any, split: Any, k: int = 10, part: str = "test") -> E
 _MATRICES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _split_matrices(split: Any, part: str) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray]:
-    """Held-out and excluded matrices and item counts of a split's part, built once per split
+def _matrices(held_out: Any, known: Any) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray]:
+    """Held-out and excluded matrices and item counts, built once per pair of Interactions
     (the trainer evaluates the same validation set after every epoch)."""
-    if part not in ("test", "valid"):
-        raise ValueError(f"part must be 'test' or 'valid', got {part!r}")
-    cache = _MATRICES.setdefault(split, {})
-    if part not in cache:
-        held_out = split.test_pos if part == "test" else split.valid_pos
-        seen = split.seen_at_test if part == "test" else split.train_pos
-        cache[part] = (held_out.to_csr(), seen.to_csr(), seen.item_counts())
-    return cache[part]
+    cached = _MATRICES.get(held_out)
+    if cached is None or cached[0]() is not known:
+        cached = (weakref.ref(known), (held_out.to_csr(), known.to_csr(), known.item_counts()))
+        _MATRICES[held_out] = cached
+    return cached[1]

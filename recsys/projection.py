@@ -109,13 +109,15 @@ def project_run(
     movies: pd.DataFrame | None = None,
     seed: int = 0,
     progress: Progress | None = None,
+    known: Any = None,
     **params: Any,
 ) -> Projection:
     """Map of a run's item (``what="items"``) or user factors, cached in the run directory.
 
-    The frame gains ``popularity`` (known positives per item) or ``activity`` (known positives
-    per user), the raw ``item_id`` / ``user_id``, and title, year and genres when ``movies``
-    (aligned with item indices, e.g. ``movies_for(ml, run.item_ids)``) is given.
+    The frame gains the raw ``item_id`` / ``user_id``; ``popularity`` (known positives per
+    item) or ``activity`` (known positives per user) when ``known`` (users x items csr, e.g.
+    ``Catalog.seen``) is given; title, year and genres when ``movies`` (aligned with item
+    indices, e.g. ``movies_for(ml, run.item_ids)``) is given.
     """
     if what not in ("items", "users"):
         raise ValueError(f"what must be 'items' or 'users', got {what!r}")
@@ -126,16 +128,17 @@ def project_run(
     cache_dir = Path(run.path) / "projections" if run.path else None
     result = project(vectors, method, seed, cache_dir, what, progress, **params)
     frame = result.frame
-    seen = run.model.seen
     if what == "items":
         frame.insert(0, "item_id", run.item_ids)
-        frame["popularity"] = np.asarray(seen.sum(axis=0)).ravel().astype(np.int64)
+        if known is not None:
+            frame["popularity"] = np.asarray(known.sum(axis=0)).ravel().astype(np.int64)
         if movies is not None:
             for column in ("title", "year", "genres"):
                 frame[column] = movies[column].reset_index(drop=True)
     else:
         frame.insert(0, "user_id", run.user_ids)
-        frame["activity"] = np.diff(seen.indptr).astype(np.int64)
+        if known is not None:
+            frame["activity"] = np.diff(known.indptr).astype(np.int64)
     return result
 
 

@@ -104,7 +104,7 @@ def train_run(
     model = create_model(train_config)
     phase("fit")
     start = time.perf_counter()
-    model.fit(split, callbacks)
+    model.fit(*split.fit_parts(), callbacks)  # the test part is only ever evaluated on
     fit_seconds = time.perf_counter() - start
     phase("test")
     test = evaluate_model(model, split, k=k, part="test")
@@ -456,9 +456,15 @@ def _ids(path: Path, mappings: dict[str, Any], key: str) -> np.ndarray:
     return ids.astype(np.int64, copy=False)
 
 
+# Arrays older runs hold and no model reads any more: models kept the known positives
+# (train + validation) until they stopped being given anything beyond the fit parts.
+_RETIRED_WEIGHTS = ("seen_indptr", "seen_indices")
+
+
 def _load_model(path: Path, config: TrainConfig) -> Recommender:
     """The model of ``config`` restored from ``weights.npz``, whose arrays are checked first."""
-    state = _read_weights(path)
+    state = {key: value for key, value in _read_weights(path).items()
+             if key not in _RETIRED_WEIGHTS}
     _check_state(path, state)
     try:
         return create_model(config).load_state(state)
@@ -505,13 +511,11 @@ def _check_state(path: Path, state: dict[str, Any]) -> None:
             raise _damaged(path, f"weights.npz array {key} should hold decimal numbers")
         elif not np.isfinite(value).all():
             raise _damaged(path, f"weights.npz array {key} holds NaN or infinite values")
-    for key in ("shape", "seen_indptr", "seen_indices"):
-        if key not in state:
-            raise _damaged(path, f"weights.npz lacks the array {key}")
+    if "shape" not in state:
+        raise _damaged(path, "weights.npz lacks the array shape")
     shape = _matrix_shape(path, "shape", state["shape"])
     if min(shape) < 1:
         raise _damaged(path, "weights.npz describes a model with no users or no items")
-    _check_csr(path, "seen", state["seen_indptr"], state["seen_indices"], shape)
     for key in state:
         if key.startswith("param.") and key.endswith(".indptr"):
             prefix = key.removesuffix(".indptr")
@@ -526,7 +530,7 @@ def _check_state(path: Path, state: dict[str, Any]) -> None:
 
 
 def _is_index_array(key: str) -> bool:
-    return key.rsplit(".", 1)[-1].removeprefix("seen_") in ("shape", "indptr", "indices")
+    return key.rsplit(".", 1)[-1] in ("shape", "indptr", "indices")
 
 
 def _matrix_shape(path: Path, key: str, value: np.ndarray) -> tuple[int, int]:

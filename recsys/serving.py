@@ -73,10 +73,11 @@ class Catalog:
     def model(self):
         return self.run.model
 
-    @property
+    @cached_property
     def seen(self) -> sp.csr_matrix:
-        """Users x items known positives (train + validation), as the model excludes them."""
-        return self.run.model.seen
+        """Users x items known positives (train + validation, the split's
+        ``seen_at_test``): what recommendations leave out and explanations draw on."""
+        return self.known_positives.to_csr()
 
     @cached_property
     def known_positives(self):
@@ -194,7 +195,7 @@ def recommend(
     check_choice("scoring", scoring, SCORINGS)
     user = ctx.user_index(user_id)
     if scoring == "dot":
-        items, scores = ctx.model.recommend(user, k, exclude_seen)
+        items, scores = ctx.model.recommend(user, k, ctx.seen if exclude_seen else None)
     else:
         query = ctx.user_factors("cosine scoring")[user]
         exclude = ctx.seen[user].indices if exclude_seen else None

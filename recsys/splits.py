@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -10,6 +11,22 @@ from recsys.config import SplitConfig
 from recsys.interactions import Interactions
 
 TRAIN, VALID, TEST = 0, 1, 2
+
+
+@dataclass(frozen=True, eq=False)
+class Part:
+    """One part of a split as a model receives it: every rated event (mf-mse learns stars)
+    and the positives among them (the implicit models)."""
+
+    ratings: Interactions
+    positives: Interactions
+
+    def concat(self, other: Part) -> Part:
+        """This part followed by ``other``: train + validation for the final refit."""
+        return Part(self.ratings.concat(other.ratings), self.positives.concat(other.positives))
+
+    def __len__(self) -> int:
+        return len(self.positives)
 
 
 @dataclass(frozen=True, eq=False)
@@ -28,23 +45,27 @@ class Split:
     valid_pos: Interactions
     test_pos: Interactions
 
-    @property
+    @cached_property
     def seen_at_test(self) -> Interactions:
-        """Positives a user had before the test period: excluded from test rankings."""
+        """Positives a user had before the test period: excluded from test rankings, and
+        what serving treats as a user's known positives."""
         return self.train_pos.concat(self.valid_pos)
 
-    def without_validation(self) -> Split:
-        """The same test set with validation folded into train: for the final refit."""
-        none = np.zeros(len(self.valid), bool)
-        return Split(
-            self.config,
-            self.train.concat(self.valid),
-            self.valid.subset(none),
-            self.test,
-            self.seen_at_test,
-            self.valid_pos.subset(np.zeros(len(self.valid_pos), bool)),
-            self.test_pos,
-        )
+    @cached_property
+    def train_part(self) -> Part:
+        return Part(self.train, self.train_pos)
+
+    @cached_property
+    def valid_part(self) -> Part:
+        return Part(self.valid, self.valid_pos)
+
+    @cached_property
+    def test_part(self) -> Part:
+        return Part(self.test, self.test_pos)
+
+    def fit_parts(self) -> tuple[Part, Part]:
+        """(train, validation): all a model is given to fit; the test part never is."""
+        return self.train_part, self.valid_part
 
     def counts(self) -> dict[str, int]:
         return {

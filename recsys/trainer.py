@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from recsys.evaluation import evaluate_model
+from recsys.evaluation import evaluate_held_out
 
 
 class TrainingDivergedError(RuntimeError):
@@ -32,7 +32,7 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def train(model: Any, split: Any, callbacks: Sequence[Any] = (),
+def train(model: Any, train_part: Any, valid: Any = None, callbacks: Sequence[Any] = (),
           epochs: int | None = None) -> list[dict[str, Any]]:
     """Runs up to ``epochs`` (default ``model.config.epochs``) epochs of ``model``; returns
     the per-epoch stats.
@@ -40,24 +40,25 @@ def train(model: Any, split: Any, callbacks: Sequence[Any] = (),
     The model supplies ``train_epoch(epoch) -> float`` (one pass: Adam over batches for the
     torch models, one sweep for ALS; it returns the mean loss and raises
     :class:`TrainingDivergedError` on NaN/inf), ``snapshot()`` / ``restore(state)`` of its
-    parameters and ``check_finite()``. After each epoch the model is evaluated on the
-    validation split (``model.monitor`` names the metric and whether higher is better); with
+    parameters and ``check_finite()``. After each epoch the model is evaluated on ``valid``
+    (a :class:`recsys.splits.Part`, the training positives ``train_part`` excluded from its
+    rankings; ``model.monitor`` names the metric and whether higher is better); with
     ``patience`` > 0 training stops when it has not improved for that many epochs, and the best
     epoch's parameters are restored either way.
     """
     config = model.config
     metric, higher_is_better = model.monitor
-    has_valid = len(split.valid_pos) > 0 and len(split.valid) > 0
+    has_valid = valid is not None and len(valid.positives) > 0 and len(valid.ratings) > 0
     best_value, best_epoch, best_state = -math.inf, 0, None
     history: list[dict[str, Any]] = []
     start = time.perf_counter()
     for epoch in range(1, (epochs or config.epochs) + 1):
         stats: dict[str, Any] = {"epoch": epoch, "loss": model.train_epoch(epoch)}
         if has_valid:
-            valid = evaluate_model(model, split, k=10, part="valid").metrics
-            stats.update({f"valid_{k}": v for k, v in valid.items()
+            scores = evaluate_held_out(model, valid, train_part.positives, k=10).metrics
+            stats.update({f"valid_{k}": v for k, v in scores.items()
                           if k in ("recall@10", "ndcg@10", "rmse")})
-            value = valid[metric] if higher_is_better else -valid[metric]
+            value = scores[metric] if higher_is_better else -scores[metric]
             if value > best_value:
                 best_value, best_epoch = value, epoch
                 best_state = model.snapshot()

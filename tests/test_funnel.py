@@ -19,7 +19,7 @@ def svd(tmp_path_factory):
 def test_without_reranking_the_funnel_is_the_model(svd):
     for user_id in (2, 29):
         got = run_funnel(svd, user_id, ALL, k=5)
-        want, scores = svd.model.recommend(svd.user_index(user_id), 5)
+        want, scores = svd.model.recommend(svd.user_index(user_id), 5, svd.seen)
         assert got["item_id"].tolist() == svd.run.item_ids[want].tolist()
         np.testing.assert_allclose(got["score"], scores, rtol=1e-5)
         assert got["model_rank"].tolist() == [1, 2, 3, 4, 5]

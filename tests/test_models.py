@@ -1,5 +1,7 @@
 """Contract tests for every registered model, gradient checks, and quality floors."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -25,21 +27,33 @@ def fast(name: str) -> TrainConfig:
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_every_model_recommends_its_own_block(name, block_split):
-    model = create_model(fast(name)).fit(block_split)
+    model = create_model(fast(name)).fit(*block_split.fit_parts())
     split = block_split
+    known = split.seen_at_test.to_csr()
     scores = model.score(np.arange(split.train.n_users))
     assert scores.shape == (split.train.n_users, split.train.n_items)
     assert np.isfinite(scores).all()
     if name not in ("popularity", "mf-mse"):  # mf-mse predicts stars, not preferences
         # A user's top unseen item should lie in their own block (items 1-10 vs 11-20).
-        right = [split.train.item_ids[model.recommend(user, k=1)[0][0]] // 11
+        right = [split.train.item_ids[model.recommend(user, k=1, exclude=known)[0][0]] // 11
                  == user // USERS_PER_BLOCK for user in range(split.train.n_users)]
         assert np.mean(right) >= 0.95, (name, np.mean(right))
-    items, _ = model.recommend(0, k=5)
-    seen = set(model.seen[0].indices)
-    assert not seen & set(items.tolist())
-    _, with_seen = model.recommend(0, k=split.train.n_items, exclude_seen=False)
+    items, _ = model.recommend(0, k=5, exclude=known)
+    assert not set(known[0].indices) & set(items.tolist())
+    _, with_seen = model.recommend(0, k=split.train.n_items)
     assert len(with_seen) == split.train.n_items
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_models_never_read_the_test_part(name, block_split):
+    """A split whose test part is replaced gives the same model: fit reads train + valid."""
+    swapped = dataclasses.replace(block_split, test=block_split.train,
+                                  test_pos=block_split.train_pos)
+    model = create_model(fast(name)).fit(block_split)
+    again = create_model(fast(name)).fit(swapped)
+    users = np.arange(5)
+    np.testing.assert_array_equal(again.score(users), model.score(users))
+    assert not hasattr(model, "seen") and not any("seen" in key for key in model.state())
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -103,7 +117,7 @@ def test_callbacks_see_epochs_and_can_stop_training(block_split):
         return epoch == 3
 
     model = create_model(TrainConfig(model="mf-bpr", **FAST))
-    model.fit(block_split, [callback])
+    model.fit(block_split, callbacks=[callback])
     assert [e for e, _ in seen] == [1, 2, 3]
     assert {"loss", "valid_recall@10", "valid_ndcg@10", "elapsed", "best_epoch"} <= set(seen[0][1])
 

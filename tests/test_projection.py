@@ -65,12 +65,12 @@ def test_neighbour_placement_lands_in_the_right_cluster(blobs):
 
 
 def test_run_map_with_metadata_and_a_folded_in_user(svd):
-    result = project_run(svd.run, "pca", movies=svd.movies)
+    result = project_run(svd.run, "pca", movies=svd.movies, known=svd.seen)
     frame = result.frame
     assert {"item_id", "x", "y", "norm", "popularity", "title", "year", "genres"} <= set(frame)
     assert frame["item_id"].tolist() == svd.run.item_ids.tolist()
     assert str(frame["year"].dtype) == "Int64"
-    again = project_run(svd.run, "pca", movies=svd.movies)
+    again = project_run(svd.run, "pca", movies=svd.movies, known=svd.seen)
     assert again.from_cache and (svd.run.path / "projections").is_dir()
     # a new sci-fi fan lands nearer the sci-fi movies than the romance ones
     point = np.array(place_point(result, fold_in(svd, [1, 2, 3, 4, 5])))
@@ -78,7 +78,7 @@ def test_run_map_with_metadata_and_a_folded_in_user(svd):
     blocks = np.array([block_of_item(i) for i in frame["item_id"]])
     assert (np.linalg.norm(coords[blocks == 0].mean(0) - point)
             < np.linalg.norm(coords[blocks == 1].mean(0) - point))
-    users = project_run(svd.run, "pca", what="users")
+    users = project_run(svd.run, "pca", what="users", known=svd.seen)
     assert {"user_id", "activity"} <= set(users.frame)
 
 

@@ -112,13 +112,13 @@ def _split():
 def measure(name: str) -> dict:
     split = _split()
     config = TrainConfig(model=name, **{**PIN, **PIN_FOR.get(name, {})})
-    model = create_model(config).fit(split)
+    model = create_model(config).fit(*split.fit_parts())
     test = evaluate_model(model, split, k=10, part="test").metrics
     return {
         "recall": test["recall@10"], "ndcg": test["ndcg@10"], "rmse": test.get("rmse"),
         "score_sum": float(np.asarray(model.score(np.arange(5)), np.float64).sum()),
         "epochs": len(model.history), "refit_epochs": model.refit_epochs,
-        "recommend": model.recommend(0, k=5)[0].tolist(),
+        "recommend": model.recommend(0, k=5, exclude=split.seen_at_test.to_csr())[0].tolist(),
     }
 
 

@@ -52,12 +52,15 @@ def test_random_split_is_seeded_disjoint_and_sized():
     assert not np.intersect1d(a.train.keys(), a.test.keys()).size
 
 
-def test_without_validation_folds_valid_into_train():
+def test_fit_parts_hold_no_test_event_and_concat_folds_valid_into_train():
     s = split_of(user_history(10))
-    merged = s.without_validation()
-    assert len(merged.train_pos) == len(s.train_pos) + len(s.valid_pos)
-    assert len(merged.valid_pos) == 0
-    assert np.array_equal(merged.test_pos.keys(), s.test_pos.keys())
+    train, valid = s.fit_parts()
+    merged = train.concat(valid)
+    assert len(merged.positives) == len(s.train_pos) + len(s.valid_pos)
+    assert len(merged.ratings) == len(s.train) + len(s.valid)
+    assert np.array_equal(merged.positives.keys(), s.seen_at_test.keys())
+    for part in (train, valid, merged):
+        assert not np.intersect1d(part.ratings.keys(), s.test.keys()).size
 
 
 def test_bad_threshold_raises():

@@ -23,6 +23,7 @@ import torch
 
 from recsys.linalg import weighted_ridge
 from recsys.models.base import EpochCallback, FactorModel
+from recsys.splits import Part
 from recsys.trainer import TrainingDivergedError, torch_threads, train
 
 # Padded item vectors held at once per chunk of rows (float32 elements, ~16 MB).
@@ -87,18 +88,19 @@ class ALS(FactorModel):
     description = "Alternating least squares on confidence-weighted implicit feedback."
     iterative = True
 
-    def _fit(self, split: Any, callbacks: Sequence[EpochCallback],
+    def _fit(self, train_part: Part, valid: Part | None, callbacks: Sequence[EpochCallback],
              epochs: int) -> list[dict[str, Any]]:
         cfg = self.config
-        by_user = _binary_csr(split.train_pos.to_csr())
+        positives = train_part.positives
+        by_user = _binary_csr(positives.to_csr())
         self._rows = (_torch_csr(by_user), _torch_csr(by_user.T.tocsr()))
-        self._positives = (torch.from_numpy(split.train_pos.user_index.astype(np.int64)),
-                           torch.from_numpy(split.train_pos.item_index.astype(np.int64)))
+        self._positives = (torch.from_numpy(positives.user_index.astype(np.int64)),
+                           torch.from_numpy(positives.item_index.astype(np.int64)))
         gen = torch.Generator().manual_seed(cfg.seed)
         # Small random items (as implicit): the first sweep starts from the users' solve.
         self._y = torch.randn(self.n_items, cfg.dim, generator=gen) * 0.01
         with torch_threads(cfg.threads):
-            history = train(self, split, callbacks, epochs)
+            history = train(self, train_part, valid, callbacks, epochs)
         del self._rows, self._positives, self._y
         return history
 

@@ -11,6 +11,7 @@ import scipy.sparse as sp
 from recsys.config import TrainConfig
 from recsys.evaluation import top_k_items
 from recsys.linalg import ridge_fold_in, unit_rows
+from recsys.splits import Part, Split
 
 EpochCallback = Callable[[int, dict[str, Any]], Any]
 
@@ -29,8 +30,10 @@ BIASED_SCORES = ("dot+bias", "rating")  # the kinds with item_biases() / user_bi
 class Recommender:
     """Base class: subclasses implement ``_fit``, ``score`` and (de)serialisation of state.
 
-    After ``fit`` the model knows ``n_users``, ``n_items`` and ``seen`` (every positive a user
-    had before the test period), which ``recommend(exclude_seen=True)`` filters out.
+    A model is fitted on the training part (and validated on the validation part) of a split,
+    never given its test part; after ``fit`` it knows ``n_users`` and ``n_items``. What to
+    leave out of a user's list is the caller's to say (``recommend(..., exclude=...)``), as
+    in implicit: the model keeps no record of who saw what.
     """
 
     name: ClassVar[str] = "base"
@@ -51,21 +54,29 @@ class Recommender:
         self.config = config or TrainConfig(model=self.name)
         self.n_users = 0
         self.n_items = 0
-        self.seen: sp.csr_matrix | None = None
         self.history: list[dict[str, Any]] = []  # per-epoch stats of the validated fit
         self.refit_epochs = 0
 
     # ------------------------------------------------------------------ training
-    def fit(self, split: Any, callbacks: Sequence[EpochCallback] = ()) -> Recommender:
-        """Fits on ``split.train_pos`` (``split.train`` for rating models); returns self."""
-        self.n_users, self.n_items = split.train.n_users, split.train.n_items
-        self.seen = split.seen_at_test.to_csr()
-        self.history = self._fit(split, callbacks, self.config.epochs)
-        if self.config.refit and len(split.valid_pos):
-            self.refit_epochs = self._refit(split, callbacks)
+    def fit(self, train: Part | Split, valid: Part | None = None,
+            callbacks: Sequence[EpochCallback] = ()) -> Recommender:
+        """Fits on ``train.positives`` (``train.ratings`` for rating models), choosing the best
+        epoch on ``valid``, then (``config.refit``) fits again on both; returns self.
+
+        ``train`` and ``valid`` are :class:`recsys.splits.Part` s (``split.fit_parts()``); a
+        whole :class:`Split` is accepted as a shorthand for its fit parts (the test part is
+        never read)."""
+        if isinstance(train, Split):
+            if valid is not None:
+                raise TypeError("pass either a Split or its fit parts (train, valid), not both")
+            train, valid = train.fit_parts()
+        self.n_users, self.n_items = train.ratings.n_users, train.ratings.n_items
+        self.history = self._fit(train, valid, callbacks, self.config.epochs)
+        if self.config.refit and valid is not None and len(valid.positives):
+            self.refit_epochs = self._refit(train.concat(valid), callbacks)
         return self
 
-    def _refit(self, split: Any, callbacks: Sequence[EpochCallback] = ()) -> int:
+    def _refit(self, train_part: Part, callbacks: Sequence[EpochCallback] = ()) -> int:
         """Fits again on train + validation, iterative models for the best validated epoch
         count; returns the number of epochs it ran (0 for models fitted in one go).
 
@@ -80,13 +91,14 @@ class Recommender:
                 callback(epoch, {**stats, "phase": "refit", "refit_epochs": epochs})
             return False
 
-        refit = self._fit(split.without_validation(), (report,) if callbacks else (), epochs)
+        refit = self._fit(train_part, None, (report,) if callbacks else (), epochs)
         return len(refit) if self.history else 0
 
-    def _fit(self, split: Any, callbacks: Sequence[EpochCallback],
+    def _fit(self, train_part: Part, valid: Part | None, callbacks: Sequence[EpochCallback],
              epochs: int) -> list[dict[str, Any]]:
-        """Fits the parameters; returns the per-epoch stats (empty for models fitted in one
-        go, which ignore ``epochs``)."""
+        """Fits the parameters on ``train_part`` (iterative models validate each epoch on
+        ``valid`` when given); returns the per-epoch stats (empty for models fitted in one
+        go, which ignore ``valid`` and ``epochs``)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ scoring
@@ -150,11 +162,11 @@ class Recommender:
         return None
 
     def recommend(
-        self, user: int, k: int = 10, exclude_seen: bool = True
+        self, user: int, k: int = 10, exclude: sp.csr_matrix | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` item indices and scores for user index ``user``, best first."""
+        """Top-``k`` item indices and scores for user index ``user``, best first, leaving out
+        the items in row ``user`` of ``exclude`` (users x items, e.g. the known positives)."""
         self._check_user(user)
-        exclude = self.seen if exclude_seen else None
         items, scores = top_k_items(self.score, np.array([user]), exclude, k)
         keep = np.isfinite(scores[0])
         return items[0][keep], scores[0][keep]
@@ -174,21 +186,17 @@ class Recommender:
     # ------------------------------------------------------------------ persistence
     def state(self) -> dict[str, np.ndarray]:
         """Everything needed to rebuild the fitted model, as plain numpy arrays."""
-        seen = self.seen if self.seen is not None else sp.csr_matrix((self.n_users, self.n_items))
         return {
-            "seen_indptr": seen.indptr.astype(np.int64),
-            "seen_indices": seen.indices.astype(np.int64),
             "shape": np.array([self.n_users, self.n_items], np.int64),
             **{f"param.{k}": v for k, v in self._params().items()},
         }
 
     def load_state(self, state: dict[str, np.ndarray]) -> Recommender:
-        """Restores a model saved with :meth:`state` (arrays only: nothing is unpickled)."""
+        """Restores a model saved with :meth:`state` (arrays only: nothing is unpickled).
+
+        Runs saved before models stopped keeping the known positives also hold
+        ``seen_indptr`` / ``seen_indices``: they are ignored."""
         self.n_users, self.n_items = (int(x) for x in state["shape"])
-        indptr, indices = state["seen_indptr"], state["seen_indices"]
-        self.seen = sp.csr_matrix(
-            (np.ones(len(indices), np.float32), indices, indptr), shape=(self.n_users, self.n_items)
-        )
         self._load_params({k[6:]: v for k, v in state.items() if k.startswith("param.")})
         return self
 

@@ -10,6 +10,7 @@ from sklearn.utils.extmath import randomized_svd
 
 from recsys.linalg import cosine_item_similarity
 from recsys.models.base import EpochCallback, FactorModel, Recommender
+from recsys.splits import Part
 
 
 class Popularity(Recommender):
@@ -18,8 +19,9 @@ class Popularity(Recommender):
     name = "popularity"
     description = "Most-liked items in the training set, the same list for every user."
 
-    def _fit(self, split, callbacks: Sequence[EpochCallback], epochs: int) -> list:
-        self.counts = split.train_pos.item_counts().astype(np.float32)
+    def _fit(self, train_part: Part, valid: Part | None, callbacks: Sequence[EpochCallback],
+             epochs: int) -> list:
+        self.counts = train_part.positives.item_counts().astype(np.float32)
         return []  # fitted in one go: no epochs
 
     def score(self, users: np.ndarray) -> np.ndarray:
@@ -43,8 +45,9 @@ class ItemKNN(Recommender):
     description = "Co-occurrence neighbours: items liked by the same users (cosine)."
     score_kind = "item-item"
 
-    def _fit(self, split, callbacks: Sequence[EpochCallback], epochs: int) -> list:
-        self.train = split.train_pos.to_csr()
+    def _fit(self, train_part: Part, valid: Part | None, callbacks: Sequence[EpochCallback],
+             epochs: int) -> list:
+        self.train = train_part.positives.to_csr()
         self.similarity = _top_k_per_row(cosine_item_similarity(self.train),
                                          self.config.knn_neighbours)
         return []  # fitted in one go: no epochs
@@ -82,8 +85,9 @@ class EASE(Recommender):
     item_vectors = True  # the columns of B
     score_kind = "item-item"
 
-    def _fit(self, split, callbacks: Sequence[EpochCallback], epochs: int) -> list:
-        self.train = split.train_pos.to_csr()
+    def _fit(self, train_part: Part, valid: Part | None, callbacks: Sequence[EpochCallback],
+             epochs: int) -> list:
+        self.train = train_part.positives.to_csr()
         gram = (self.train.T @ self.train).toarray().astype(np.float64)
         gram[np.diag_indices_from(gram)] += self.config.ease_lambda
         precision = np.linalg.inv(gram)
@@ -117,8 +121,9 @@ class SVD(FactorModel):
     settings = ("dim", "seed", "refit")
     description = "Truncated SVD of the user x item matrix: embeddings without training."
 
-    def _fit(self, split, callbacks: Sequence[EpochCallback], epochs: int) -> list:
-        train = split.train_pos.to_csr()
+    def _fit(self, train_part: Part, valid: Part | None, callbacks: Sequence[EpochCallback],
+             epochs: int) -> list:
+        train = train_part.positives.to_csr()
         dim = min(self.config.dim, min(train.shape) - 1)
         u, s, vt = randomized_svd(train, dim, random_state=self.config.seed)
         root = np.sqrt(s)

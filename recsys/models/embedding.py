@@ -13,6 +13,7 @@ from torch import nn
 
 from recsys.models.base import EpochCallback, Recommender
 from recsys.sampling import PositiveSet, popularity_cdf, sample_negatives
+from recsys.splits import Part
 from recsys.trainer import TrainingDivergedError, torch_threads, train
 
 
@@ -34,18 +35,18 @@ class EmbeddingRecommender(Recommender):
     def pair_loss(self, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def _fit(self, split: Any, callbacks: Sequence[EpochCallback],
+    def _fit(self, train_part: Part, valid: Part | None, callbacks: Sequence[EpochCallback],
              epochs: int) -> list[dict[str, Any]]:
         cfg = self.config
         self.device = torch.device(cfg.device)
         with torch.random.fork_rng(devices=[]), torch_threads(cfg.threads):
             torch.manual_seed(cfg.seed)
             self.module = self.build_module(self.n_users, self.n_items).to(self.device)
-            self._prepare(split)
+            self._prepare(train_part)
             self._rng = np.random.default_rng(cfg.seed)
             # The fused kernel updates all parameters in one pass: ~5x faster steps on CPU.
             self._optimizer = torch.optim.Adam(self.module.parameters(), lr=cfg.lr, fused=True)
-            history = train(self, split, callbacks, epochs)
+            history = train(self, train_part, valid, callbacks, epochs)
         del self._rng, self._optimizer
         return history
 
@@ -80,9 +81,9 @@ class EmbeddingRecommender(Recommender):
                     "learning rate or raise weight_decay"
                 )
 
-    def _prepare(self, split: Any) -> None:
+    def _prepare(self, train_part: Part) -> None:
         """Per-fit constants for the implicit sampler."""
-        pos = split.train_pos
+        pos = train_part.positives
         self._pairs = (pos.user_index, pos.item_index)
         self._positives = PositiveSet(pos.user_index, pos.item_index, self.n_users, self.n_items)
         self._cdf = (

@@ -130,13 +130,14 @@ class MFMSE(_MF):
     def build_module(self, n_users: int, n_items: int) -> MatrixFactorization:
         return MatrixFactorization(n_users, n_items, self.config.dim, self._global_mean)
 
-    def _prepare(self, split: Any) -> None:
-        train = split.train
+    def _prepare(self, train_part: Any) -> None:
+        train = train_part.ratings
         self._ratings = (train.user_index, train.item_index, train.ratings)
 
-    def _fit(self, split, callbacks, epochs):
-        self._global_mean = float(split.train.ratings.mean()) if len(split.train) else 0.0
-        return super()._fit(split, callbacks, epochs)
+    def _fit(self, train_part, valid, callbacks, epochs):
+        ratings = train_part.ratings
+        self._global_mean = float(ratings.ratings.mean()) if len(ratings) else 0.0
+        return super()._fit(train_part, valid, callbacks, epochs)
 
     def epoch_batches(self, rng: np.random.Generator) -> Iterator[tuple]:
         order = rng.permutation(len(self._ratings[0]))
