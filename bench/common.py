@@ -16,9 +16,13 @@ from typing import Any
 import numpy as np
 
 from recsys.config import SplitConfig
+from recsys.models import model_names
 
 BENCH_DIR = Path(__file__).resolve().parent
 TUNED_PATH = BENCH_DIR / "tuned.json"
+# The models trained epoch by epoch (early stopping, a fixed epoch budget in tuning), from the
+# registry's capabilities.
+EPOCH_MODELS = model_names(iterative=True)
 
 # The two evaluation protocols of the issue: P1 = random 80/20 of positives, P2 = temporal.
 PROTOCOLS: dict[str, SplitConfig] = {

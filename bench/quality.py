@@ -32,6 +32,7 @@ import numpy as np
 
 from bench.common import (
     BENCH_DIR,
+    EPOCH_MODELS,
     PROTOCOLS,
     TUNED_PATH,
     command_line,
@@ -44,7 +45,7 @@ from bench.common import (
     write_json,
 )
 from bench.textbook import TextbookBPR
-from recsys.config import EMBEDDING_MODELS, TrainConfig
+from recsys.config import TrainConfig
 from recsys.data import load_movielens
 from recsys.evaluation import evaluate_model, top_k_items
 from recsys.models import MODELS, create_model
@@ -127,7 +128,7 @@ def protocol_rows(ml, protocol: str, models: list[str], tuned: dict, args, notes
             configs.append(("tuned", TrainConfig(model=model, **chosen[model]["params"])))
         for variant, config in configs:
             config = replace(config, threads=args.threads)
-            if args.small and model in EMBEDDING_MODELS:
+            if args.small and model in EPOCH_MODELS:
                 config = replace(config, epochs=min(config.epochs, 2))
             rows.append(measure(protocol, model, variant, lambda c=config: create_model(c),
                                 split, settings(config, variant)))

@@ -13,9 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.common import BENCH_DIR, markdown_table, read_json
+from bench.common import BENCH_DIR, EPOCH_MODELS, markdown_table, read_json
 from bench.quality import RESULTS_PATH, json_path
-from recsys.config import EMBEDDING_MODELS
 
 TARGETS = {"P1": 0.25, "P2": 0.13}
 REFERENCES = ("textbook-bpr", "implicit-als", "implicit-bpr")
@@ -60,7 +59,7 @@ def quality_lines(rows: list[dict]) -> list[str]:
     targets: list[dict[str, Any]] = []
     for protocol in dict.fromkeys(r["protocol"] for r in rows):
         mine = [r for r in rows if r["protocol"] == protocol]
-        best = _best(mine, EMBEDDING_MODELS)
+        best = _best(mine, EPOCH_MODELS)
         if best is None:
             continue
         name = f"{best['model']} ({best['variant']})"
@@ -174,7 +173,7 @@ def plot(rows: list[dict], path: Path) -> str:
 
     data = [{**r, "label": f"{r['model']} ({r['variant']})",
              "kind": ("reference" if r["model"] in REFERENCES else
-                      "embedding" if r["model"] in EMBEDDING_MODELS else "baseline")}
+                      "embedding" if r["model"] in EPOCH_MODELS else "baseline")}
             for r in rows if r["fit s"] and r["fit s"] > 0]
     fig = px.scatter(
         data, x="fit s", y="recall@10", color="model", symbol="variant", facet_col="protocol",

@@ -34,6 +34,7 @@ from typing import Any
 
 from bench.common import (
     BENCH_DIR,
+    EPOCH_MODELS,
     PROTOCOLS,
     command_line,
     machine,
@@ -44,7 +45,7 @@ from bench.common import (
     timed,
     write_json,
 )
-from recsys.config import EMBEDDING_MODELS, TrainConfig, to_dict
+from recsys.config import TrainConfig, to_dict
 from recsys.data import load_movielens
 from recsys.evaluation import evaluate_model
 from recsys.models import create_model
@@ -159,7 +160,7 @@ def search(model: str, split, args, fixed, trials_path: Path, protocol: str) -> 
     """Runs (or reuses) the trials of one model on one protocol; returns all of them."""
     space = SPACES[model]
     cache = {t["key"]: t for t in read_json(trials_path, []) if t["model"] == model}
-    extra = fixed if model in EMBEDDING_MODELS else {}
+    extra = fixed if model in EPOCH_MODELS else {}
     results: dict[str, dict] = {}
 
     def run(params: dict[str, Any], stage: str) -> None:
@@ -252,7 +253,7 @@ def run_trial(model: str, split, params: dict[str, Any], extra: dict[str, Any]) 
 
 def final_test(ml, split_config, split, model: str, best: dict, fixed) -> dict:
     """The chosen and the default config through the default protocol, scored on test."""
-    extra = fixed if model in EMBEDDING_MODELS else {}
+    extra = fixed if model in EPOCH_MODELS else {}
     chosen_cfg = TrainConfig(model=model, threads=1, refit=True, **best["params"], **extra)
     default_cfg = TrainConfig.for_model(model, threads=1)
     out: dict[str, Any] = {
@@ -405,7 +406,7 @@ def targets(tuned: dict) -> list[str]:
     rows = []
     for protocol in sorted(tuned):
         models = tuned[protocol]["models"]
-        embedding = {m: c for m, c in models.items() if m in EMBEDDING_MODELS and m != "mf-mse"}
+        embedding = {m: c for m, c in models.items() if m in EPOCH_MODELS and m != "mf-mse"}
         if not embedding:
             continue
         best = max(embedding, key=lambda m: embedding[m]["test"]["recall@10"])

@@ -18,13 +18,19 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
-from recsys.config import DEFAULT_MODEL, MODEL_DEFAULTS, SplitConfig, TrainConfig, resolve_device
+from recsys.config import (
+    DEFAULT_MODEL,
+    MODEL_DEFAULTS,
+    SplitConfig,
+    TrainConfig,
+    field_specs,
+    resolve_device,
+)
 
 if TYPE_CHECKING:
     from recsys.data import MovieLens
     from recsys.runs import Run
 
-MAX_SEED = 2**32 - 1  # numpy and torch both take seeds in 0 .. 2**32 - 1
 EXPORTS_DIR = Path("exports")  # export's default folder (gitignored), relative to where it runs
 DATA_SOURCES = (
     "MovieLens 100K is read from the first source that works: --data-dir or $RECSYS_DATA_DIR; "
@@ -305,9 +311,6 @@ def _train_configs(args: argparse.Namespace) -> tuple[SplitConfig, TrainConfig]:
         given = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
                  if getattr(args, f.name) is not None and f.name != "model"}
         train_config = TrainConfig.for_model(args.model, **given)
-        for name, seed in (("split_seed", split_config.split_seed), ("seed", train_config.seed)):
-            if not 0 <= seed <= MAX_SEED:
-                raise ValueError(f"{name} must be between 0 and {MAX_SEED}, got {seed}")
         resolve_device(train_config.device)
     except ValueError as err:
         raise ValueError(_name_flags(str(err))) from err
@@ -416,25 +419,25 @@ def _os_message(err: OSError) -> str:
 
 def _add_dataclass_flags(p: argparse.ArgumentParser, cls: type,
                          model_defaults: bool = False) -> None:
-    """One flag per field. With ``model_defaults`` unset flags stay None (except --model), so
-    the chosen model's own defaults apply (``TrainConfig.for_model``)."""
+    """One flag per field, typed and documented by :func:`recsys.config.field_specs` (as the
+    app's form). With ``model_defaults`` unset flags stay None (except --model), so the chosen
+    model's own defaults apply (``TrainConfig.for_model``)."""
     group = p.add_argument_group(cls.__name__)
-    for f in fields(cls):
-        flag = "--" + f.name.replace("_", "-")
-        kind = type(f.default)
-        default = None if model_defaults and f.name != "model" else f.default
-        if f.name == "model":
+    for spec in field_specs(cls):
+        flag = "--" + spec.name.replace("_", "-")
+        default = None if model_defaults and spec.name != "model" else spec.default
+        if spec.name == "model":
             default = DEFAULT_MODEL
-        own = [f"{m}: {d[f.name]}" for m, d in MODEL_DEFAULTS.items() if f.name in d]
+        own = [f"{m}: {d[spec.name]}" for m, d in MODEL_DEFAULTS.items() if spec.name in d]
         note = f"; {', '.join(own)}" if model_defaults and own else ""
-        shown = default if f.name == "model" else f.default
-        help_text = f"{f.metadata.get('help', '')} (default {shown}{note})"
-        if kind is bool:
-            group.add_argument(flag, dest=f.name, default=default, help=help_text,
+        shown = default if spec.name == "model" else spec.default
+        help_text = f"{spec.help} (default {shown}{note})"
+        if spec.kind is bool:
+            group.add_argument(flag, dest=spec.name, default=default, help=help_text,
                                action=argparse.BooleanOptionalAction)
         else:
-            group.add_argument(flag, dest=f.name, type=kind, default=default,
-                               choices=f.metadata.get("choices"), help=help_text)
+            group.add_argument(flag, dest=spec.name, type=spec.kind, default=default,
+                               choices=spec.choices, help=help_text)
 
 
 def _dataclass_from_args(cls: type, args: argparse.Namespace) -> Any:

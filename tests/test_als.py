@@ -12,7 +12,7 @@ from recsys.models import create_model
 from recsys.models.als import als_half_step, als_objective
 from tests.synthetic import USERS_PER_BLOCK
 
-FAST = {"epochs": 8, "dim": 8, "weight_decay": 3.0, "als_alpha": 3.0, "patience": 0,
+FAST = {"epochs": 8, "dim": 8, "als_lambda": 3.0, "als_alpha": 3.0, "patience": 0,
         "threads": 1, "refit": False}
 
 
@@ -108,6 +108,7 @@ def test_save_load_round_trip_and_determinism(block_split):
 
 def test_defaults_are_valid_and_documented():
     cfg = TrainConfig.for_model("mf-als")
-    assert cfg.epochs == 15 and cfg.weight_decay > 1
+    assert cfg.epochs == 15 and cfg.als_lambda > 1
+    assert cfg.weight_decay == TrainConfig().weight_decay  # the torch models' L2, unread here
     with pytest.raises(ValueError, match="als_alpha"):
         TrainConfig(als_alpha=-1.0)

@@ -15,8 +15,8 @@ from tests.synthetic import USERS_PER_BLOCK
 
 FAST = {"epochs": 30, "dim": 8, "lr": 0.02, "batch_size": 64, "patience": 0, "threads": 1,
         "ncf_layers": "16,8", "knn_neighbours": 20, "ease_lambda": 1.0, "refit": False}
-# ALS reads weight_decay as its lambda on a count scale: tiny values overfit the zeros.
-FAST_FOR = {"mf-als": {"weight_decay": 3.0}}
+# ALS's lambda is on a count scale: tiny values overfit the zeros.
+FAST_FOR = {"mf-als": {"als_lambda": 3.0}}
 
 
 def fast(name: str) -> TrainConfig:

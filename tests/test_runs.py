@@ -38,6 +38,22 @@ def test_train_save_load_roundtrip(tmp_path):
     assert list_runs(tmp_path) == [tmp_path / "run"]
 
 
+def test_an_older_mf_als_run_keeps_its_lambda(tmp_path):
+    """Runs saved before mf-als had ``als_lambda`` kept its lambda in ``weight_decay``: it
+    loads as ``als_lambda``, with the same factors and scores."""
+    ml = tiny_movielens()
+    cfg = TrainConfig.for_model("mf-als", dim=4, epochs=2, threads=1, als_lambda=3.0)
+    run = train_run(ml, SplitConfig(), cfg, tmp_path / "run")
+    config_file = tmp_path / "run" / "config.json"
+    saved = json.loads(config_file.read_text())
+    saved["train"]["weight_decay"] = saved["train"].pop("als_lambda")
+    config_file.write_text(json.dumps(saved))
+    loaded = load_run(tmp_path / "run")
+    assert loaded.train_config.als_lambda == 3.0
+    assert loaded.train_config.weight_decay == TrainConfig().weight_decay
+    np.testing.assert_array_equal(loaded.model.score(np.arange(3)), run.model.score(np.arange(3)))
+
+
 def test_existing_run_is_not_overwritten_and_failed_save_leaves_nothing(tmp_path, monkeypatch):
     ml = tiny_movielens()
     run = train_run(ml, SplitConfig(), CFG, tmp_path / "run")

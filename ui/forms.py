@@ -1,44 +1,30 @@
 """Config dataclasses as form fields: what the Train page needs to draw a widget per field, and
-the configs back from the values (the same dataclasses drive the CLI's flags)."""
+the configs back from the values. The fields are read by :func:`recsys.config.field_specs`,
+the same routine that makes the CLI's flags."""
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import fields
 from typing import Any
 
-from recsys.config import SplitConfig, TrainConfig
+from recsys import config as _config
+from recsys.config import FieldSpec, SplitConfig, TrainConfig
+from recsys.models import MODELS
+
+__all__ = ["MAIN_TRAIN_FIELDS", "FieldSpec", "build_configs", "field_specs"]
 
 # Form layout: the first fields are shown, the rest go into an "advanced" expander.
 MAIN_TRAIN_FIELDS = ("model", "dim", "epochs", "lr", "negatives", "neg_sampling", "alpha",
-                     "weight_decay", "batch_size")
-
-
-@dataclass(frozen=True)
-class FieldSpec:
-    """What a form needs to render one config field as a widget."""
-
-    name: str
-    kind: type
-    default: Any
-    help: str
-    choices: tuple[Any, ...] | None
-    label: str
+                     "weight_decay", "batch_size", "als_lambda")
 
 
 def field_specs(cls: type, defaults: Any = None) -> list[FieldSpec]:
     """One :class:`FieldSpec` per dataclass field, with the default and help text it declares;
-    ``defaults`` (an instance, e.g. ``TrainConfig.for_model("mf-mse")``) overrides defaults."""
-    kinds = {"int": int, "float": float, "bool": bool, "str": str}
-    specs = []
-    for f in fields(cls):
-        kind = f.type if isinstance(f.type, type) else kinds.get(str(f.type), str)
-        default = f.default if f.default is not MISSING else None
-        if defaults is not None:
-            default = getattr(defaults, f.name)
-        specs.append(FieldSpec(f.name, kind, default, f.metadata.get("help", ""),
-                               f.metadata.get("choices"),
-                               f.metadata.get("label", f.name.replace("_", " "))))
-    return specs
+    ``defaults`` (an instance, e.g. ``TrainConfig.for_model("mf-mse")``) overrides defaults,
+    and for a TrainConfig its model's own help replaces a field's where the model has one."""
+    model_help = (MODELS[defaults.model].setting_help if isinstance(defaults, TrainConfig)
+                  else None)
+    return _config.field_specs(cls, defaults, model_help)
 
 
 def build_configs(values: dict[str, Any]) -> tuple[SplitConfig, TrainConfig]:

@@ -4,7 +4,7 @@ Hu, Koren & Volinsky (2008), the model behind ``implicit``'s ALS. Every user x i
 preference p (1 for a training positive, else 0) and a confidence c (``1 + als_alpha`` for a
 positive, else 1); the factors minimise
 
-    sum_{u,i} c_ui (p_ui - x_u . y_i)^2 + lambda (|X|^2 + |Y|^2),   lambda = weight_decay,
+    sum_{u,i} c_ui (p_ui - x_u . y_i)^2 + lambda (|X|^2 + |Y|^2),   lambda = als_lambda,
 
 so lambda is on the scale of one unobserved cell's confidence, as ``implicit``'s
 ``regularization``. With the items fixed each user's vector is a weighted ridge regression in
@@ -83,8 +83,9 @@ class ALS(FactorModel):
     """
 
     name = "mf-als"
-    settings = ("dim", "epochs", "weight_decay", "als_alpha", "patience", "refit", "seed",
+    settings = ("dim", "epochs", "als_lambda", "als_alpha", "patience", "refit", "seed",
                 "threads")
+    setting_help = {"epochs": "ALS sweeps (all users, then all items)"}
     description = "Alternating least squares on confidence-weighted implicit feedback."
     iterative = True
 
@@ -110,10 +111,10 @@ class ALS(FactorModel):
         cfg = self.config
         by_user, by_item = self._rows
         users, items = self._positives
-        x = als_half_step(self._y, *by_user, cfg.als_alpha, cfg.weight_decay)
-        y = als_half_step(x, *by_item, cfg.als_alpha, cfg.weight_decay)
+        x = als_half_step(self._y, *by_user, cfg.als_alpha, cfg.als_lambda)
+        y = als_half_step(x, *by_item, cfg.als_alpha, cfg.als_lambda)
         loss = als_objective(x.double(), y.double(), users, items, cfg.als_alpha,
-                             cfg.weight_decay)
+                             cfg.als_lambda)
         loss /= max(1, len(users))
         self._check_finite(loss, x, y, epoch)
         self._y = y
@@ -132,8 +133,8 @@ class ALS(FactorModel):
     def _check_finite(self, loss: float, x: torch.Tensor, y: torch.Tensor, epoch: int) -> None:
         if not (math.isfinite(loss) and torch.isfinite(x).all() and torch.isfinite(y).all()):
             raise TrainingDivergedError(
-                f"{self.name}: factors became NaN/inf in sweep {epoch}; raise weight_decay "
-                f"(now {self.config.weight_decay:g}) or lower als_alpha "
+                f"{self.name}: factors became NaN/inf in sweep {epoch}; raise als_lambda "
+                f"(now {self.config.als_lambda:g}) or lower als_alpha "
                 f"(now {self.config.als_alpha:g})"
             )
 

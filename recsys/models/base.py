@@ -45,8 +45,11 @@ class Recommender:
     folds_in: ClassVar[bool] = False  # fold_in() places a new user among the item vectors
     iterative: ClassVar[bool] = False  # trained epoch by epoch (recsys.trainer.train)
     score_kind: ClassVar[str] = "popularity"  # how score() is made: a key of SCORE_KINDS
-    # The TrainConfig fields this model reads: forms and CLIs show only these.
+    # The TrainConfig fields this model reads: forms show only these.
     settings: ClassVar[tuple[str, ...]] = ("refit",)
+    # What a setting means for this model where its general help does not say it (shown by
+    # the form instead of the field's help; recsys.config.field_specs).
+    setting_help: ClassVar[dict[str, str]] = {}
     # The validation metric an iterative model's best epoch is chosen on, higher is better?
     monitor: ClassVar[tuple[str, bool]] = ("recall@10", True)
 

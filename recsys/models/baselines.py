@@ -119,6 +119,7 @@ class SVD(FactorModel):
 
     name = "svd"
     settings = ("dim", "seed", "refit")
+    setting_help = {"dim": "number of singular vectors kept (the embedding dimension)"}
     description = "Truncated SVD of the user x item matrix: embeddings without training."
 
     def _fit(self, train_part: Part, valid: Part | None, callbacks: Sequence[EpochCallback],
