@@ -37,8 +37,8 @@ from bench.common import (
     markdown_table,
     timed,
     write_json,
+    write_section,
 )
-from bench.quality import write_section
 from recsys.coldstart import collaborative_scores, profile_scores, tfidf, zscore_rows
 from recsys.config import SplitConfig, TrainConfig
 from recsys.data import load_movielens, movies_for

@@ -124,3 +124,22 @@ def read_json(path: Path, default: Any) -> Any:
 def write_json(path: Path, value: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def write_section(path: Path, name: str, body: str, new_at: str = "end") -> None:
+    """Replaces the ``name`` section of a markdown file (between ``<!-- name:start/end -->``
+    markers), so each script rewrites only its own part of RESULTS.md; a new section goes at
+    the ``"end"`` or at the ``"top"``, right under the title."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{body}{end}\n"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1].lstrip("\n")
+    elif new_at == "top":
+        title, _, rest = text.partition("\n")
+        text = f"{title}\n\n{block}\n{rest.lstrip(chr(10))}"
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)

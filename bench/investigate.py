@@ -36,8 +36,8 @@ from bench.common import (
     protocol_names,
     read_json,
     timed,
+    write_section,
 )
-from bench.quality import write_section
 from recsys.config import TrainConfig
 from recsys.data import load_movielens
 from recsys.evaluation import evaluate_model

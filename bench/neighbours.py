@@ -34,8 +34,9 @@ from bench.common import (
     protocol_names,
     timed,
     write_json,
+    write_section,
 )
-from bench.quality import json_path, write_section
+from bench.quality import json_path
 from recsys import neighbours as nb
 from recsys.config import TrainConfig
 from recsys.data import load_movielens, movies_for

@@ -43,6 +43,7 @@ from bench.common import (
     read_json,
     timed,
     write_json,
+    write_section,
 )
 from bench.textbook import TextbookBPR
 from recsys.config import TrainConfig
@@ -312,21 +313,6 @@ def report(table: str, trials_md: str, notes: list[str], args) -> str:
         *[f"- note: {n}" for n in dict.fromkeys(notes)],
     ]
     return "\n".join(lines).rstrip() + "\n"
-
-
-def write_section(path: Path, name: str, body: str) -> None:
-    """Replaces (or appends) the ``name`` section of a markdown file, between markers, so the
-    quality and speed scripts can each rewrite their own part of RESULTS.md."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    block = f"{start}\n{body}{end}\n"
-    text = path.read_text() if path.exists() else "# Benchmark results\n\n"
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        text = head + block + rest.split(end, 1)[1].lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.common import BENCH_DIR, EPOCH_MODELS, markdown_table, read_json
+from bench.common import BENCH_DIR, EPOCH_MODELS, markdown_table, read_json, write_section
 from bench.quality import RESULTS_PATH, json_path
 
 TARGETS = {"P1": 0.25, "P2": 0.13}
 REFERENCES = ("textbook-bpr", "implicit-als", "implicit-bpr")
 PLOT_PATH = BENCH_DIR / "recall_vs_fit_time.html"
-START, END = "<!-- headline:start -->", "<!-- headline:end -->"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     scale = read_json(json_path(args.results, "scale"), None)
     body = headline(quality, speed, scale)
     print(body)
-    write_top_section(Path(args.results), body)
+    write_section(Path(args.results), "headline", body, new_at="top")
     if args.plot and quality:
         print(plot(quality["rows"], Path(args.plot)))
     return 0
@@ -152,19 +151,6 @@ def scale_lines(scale: dict) -> list[str]:
         if name in rows:
             lines.append(f"- {name}: {rows[name]['result']}")
     return [*lines, ""]
-
-
-def write_top_section(path: Path, body: str) -> None:
-    """Replaces the headline section, or inserts it right under the title."""
-    block = f"{START}\n{body}{END}\n"
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + block + rest.split(END, 1)[1].lstrip("\n")
-    else:
-        title, _, rest = text.partition("\n")
-        text = f"{title}\n\n{block}\n{rest.lstrip(chr(10))}"
-    path.write_text(text)
 
 
 def plot(rows: list[dict], path: Path) -> str:

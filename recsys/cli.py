@@ -143,12 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder of runs for --show / --clear (default $RECSYS_RUNS_DIR or ./runs)")
     p.set_defaults(handler=cmd_pin)
 
-    try:
-        from recsys import cli_serving  # serving commands live beside the serving core
-    except ImportError:
-        pass
-    else:
-        cli_serving.add_commands(sub, _add_data_flags)
+    from recsys import cli_serving  # serving commands live beside the serving core
+
+    cli_serving.add_commands(sub, _add_data_flags)
     return parser
 
 
@@ -180,7 +177,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     ml = _load_data(args)
     split = prepare_split(ml, split_config)
     print(split.describe(), file=sys.stderr)
-    callbacks = [] if args.quiet else [_progress_bar(train_config)]
+    callbacks = [] if args.quiet else [_ProgressBar(train_config)]
     run = train_run(ml, split_config, train_config, out, callbacks, split=split)
     for cb in callbacks:
         cb.close()
@@ -444,7 +441,7 @@ def _dataclass_from_args(cls: type, args: argparse.Namespace) -> Any:
     return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
 
 
-class _progress_bar:
+class _ProgressBar:
     """tqdm bar advanced by the trainer's epoch callback."""
 
     def __init__(self, config: TrainConfig) -> None:

@@ -42,7 +42,7 @@ def add_commands(subparsers, add_data_flags: Callable[[argparse.ArgumentParser],
     p.add_argument("--scoring", choices=("dot", "cosine"), default="dot",
                    help="dot: the model's score (default); cosine: user-item vector cosine")
     p.add_argument("--explain", action="store_true",
-                   help="show the history movies behind each pick (and MF score parts)")
+                   help="show the liked movies behind each pick (and MF score parts)")
     p.add_argument("--include-seen", action="store_true", help="do not filter known positives")
     p.add_argument("--json", action="store_true", help="print JSON records (stable keys)")
     add_data_flags(p)
@@ -86,9 +86,9 @@ def add_commands(subparsers, add_data_flags: Callable[[argparse.ArgumentParser],
 def cmd_recommend(args: argparse.Namespace) -> int:
     from recsys.serving import as_records, recommend
 
-    ctx = _catalog(args)
-    k = check_k(args.k, len(ctx.run.item_ids), "movies")
-    frame = recommend(ctx, args.user, k, exclude_seen=not args.include_seen,
+    catalog = _catalog(args)
+    k = check_k(args.k, len(catalog.run.item_ids), "movies")
+    frame = recommend(catalog, args.user, k, exclude_seen=not args.include_seen,
                       scoring=args.scoring, explain=args.explain)
     columns = ["rank", "item_id", "title", "score", "popularity"]
     if args.explain:  # the score's parts, leaving out those that are zero for this model
@@ -98,10 +98,10 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(as_records(frame[columns]))
         return 0
-    print(f"{ctx.run.train_config.model} ({args.scoring}) for user {args.user}:")
+    print(f"{catalog.run.train_config.model} ({args.scoring}) for user {args.user}:")
     _print(frame[[c for c in columns if c != "because"]])
     if "because" in columns:  # long lists of titles: one wrapped paragraph per pick
-        print("\nbecause you liked (the movies of their history nearest to each pick):")
+        print("\nbecause you liked (the user's liked movies nearest to each pick):")
         for rank, because in zip(frame["rank"], frame["because"], strict=True):
             print(textwrap.fill(because or "-", WIDTH, initial_indent=f"{rank:>4}  ",
                                 subsequent_indent=" " * 6))
@@ -111,10 +111,10 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 def cmd_similar(args: argparse.Namespace) -> int:
     from recsys.serving import default_lens, similar_movies
 
-    ctx = _catalog(args)
-    k = check_k(args.k, len(ctx.run.item_ids) - 1, "other movies")
-    lens = args.scoring or args.lens or default_lens(ctx) or "cosine"
-    result = similar_movies(ctx, args.movie, k, lens)
+    catalog = _catalog(args)
+    k = check_k(args.k, len(catalog.run.item_ids) - 1, "other movies")
+    lens = args.scoring or args.lens or default_lens(catalog) or "cosine"
+    result = similar_movies(catalog, args.movie, k, lens)
     if args.json:
         _print_json(result.to_dict())
         return 0
@@ -136,8 +136,8 @@ def cmd_similar(args: argparse.Namespace) -> int:
 def cmd_similar_users(args: argparse.Namespace) -> int:
     from recsys.serving import as_records, similar_users
 
-    ctx = _catalog(args)
-    frame = similar_users(ctx, args.user, check_k(args.k, len(ctx.run.user_ids) - 1,
+    catalog = _catalog(args)
+    frame = similar_users(catalog, args.user, check_k(args.k, len(catalog.run.user_ids) - 1,
                                                   "other users"))
     if args.json:
         _print_json(as_records(frame))
@@ -153,10 +153,10 @@ def cmd_project(args: argparse.Namespace) -> int:
 
     if args.out:
         check_new_output(args.out, args.force)
-    ctx = _catalog(args)
-    result = project_run(ctx.run, args.method, args.what, ctx.movies, args.seed,
+    catalog = _catalog(args)
+    result = project_run(catalog.run, args.method, args.what, catalog.movies, args.seed,
                          progress=lambda fraction, message: print(message, file=sys.stderr),
-                         known=ctx.seen)
+                         known=catalog.seen)
     if result.explained_variance is not None:
         shares = ", ".join(f"{v:.1%}" for v in result.explained_variance)
         print(f"explained variance: {shares}")

@@ -126,16 +126,17 @@ def coldstart_curve(model: str | None = None) -> pd.DataFrame:
     return frame if model is None else frame[frame["model"] == model].reset_index(drop=True)
 
 
-def fold_in(ctx: Catalog, liked: Sequence[int], disliked: Sequence[int] = (),
+def fold_in(catalog: Catalog, liked: Sequence[int], disliked: Sequence[int] = (),
             config: ColdStartConfig | None = None) -> np.ndarray:
     """The user vector (dim,) that best explains ``liked`` / ``disliked`` (raw movie ids)
     against the run's frozen item factors (models with ``folds_in``: the dot-product ones)."""
     config = config or ColdStartConfig()
-    liked_idx, disliked_idx = _indices(ctx, liked, disliked)
-    if not ctx.model.folds_in:
+    liked_idx, disliked_idx = _indices(catalog, liked, disliked)
+    if not catalog.model.folds_in:
         raise ValueError(f"fold-in needs a dot-product model (one of "
-                         f"{', '.join(model_names(folds_in=True))}), this run is {ctx.model.name}")
-    return ctx.model.fold_in(liked_idx[None], disliked_idx[None], **config.solver())[0]
+                         f"{', '.join(model_names(folds_in=True))}), this run is "
+                         f"{catalog.model.name}")
+    return catalog.model.fold_in(liked_idx[None], disliked_idx[None], **config.solver())[0]
 
 
 def fold_in_vectors(q: np.ndarray, liked: np.ndarray, disliked: np.ndarray | None = None,
@@ -165,7 +166,7 @@ def collaborative_scores(model, liked: np.ndarray, disliked: np.ndarray | None =
                      "with a user vector or a sum of item rows)")
 
 
-def cold_start(ctx: Catalog, liked: Sequence[int], disliked: Sequence[int] = (), k: int = 10,
+def cold_start(catalog: Catalog, liked: Sequence[int], disliked: Sequence[int] = (), k: int = 10,
                config: ColdStartConfig | None = None) -> pd.DataFrame:
     """Top-``k`` movies for a new user (liked / disliked raw ids are never recommended).
 
@@ -180,29 +181,29 @@ def cold_start(ctx: Catalog, liked: Sequence[int], disliked: Sequence[int] = (),
     """
     config = config or ColdStartConfig()
     check_k(k)
-    liked_idx, disliked_idx = _indices(ctx, liked, disliked)
+    liked_idx, disliked_idx = _indices(catalog, liked, disliked)
     banned = np.union1d(liked_idx, disliked_idx)
-    n = ctx.model.n_items
+    n = catalog.model.n_items
     weight, vector = 0.0, None
     collab = content = np.full(n, np.nan)
     if len(liked_idx) == 0:
-        score = ctx.item_counts.astype(np.float64)
+        score = catalog.item_counts.astype(np.float64)
         source = np.full(n, "popularity", dtype=object)
     else:
-        weight = blend_weight(len(liked_idx), ctx.run.train_config.model, config)
+        weight = blend_weight(len(liked_idx), catalog.run.train_config.model, config)
         mask = np.zeros((1, n), bool)
         mask[0, banned] = True
-        scores, vectors = collaborative_scores(ctx.model, liked_idx[None], disliked_idx[None],
+        scores, vectors = collaborative_scores(catalog.model, liked_idx[None], disliked_idx[None],
                                                config)
         collab, vector = zscore_rows(scores, mask)[0], None if vectors is None else vectors[0]
         if weight < 1:
-            raw = profile_scores(content_matrix(ctx), liked_idx[None], disliked_idx[None])
+            raw = profile_scores(content_matrix(catalog), liked_idx[None], disliked_idx[None])
             content = zscore_rows(raw, mask)[0]
         score, source = blend(collab, content, weight)
     score = score.copy()
     score[banned] = -np.inf
     top = np.argsort(-score, kind="stable")[:min(k, n - len(banned))]
-    frame = ctx.rows(top)
+    frame = catalog.rows(top)
     frame.insert(0, "rank", np.arange(1, len(top) + 1))
     frame["score"] = score[top]
     frame["collaborative"], frame["content"] = collab[top], content[top]
@@ -237,12 +238,12 @@ def zscore_rows(values: np.ndarray, banned: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- content
-def content_matrix(ctx: Catalog) -> sp.csr_matrix:
+def content_matrix(catalog: Catalog) -> sp.csr_matrix:
     """TF-IDF rows (L2-normalised) over title words and genre tokens, one per item index;
     computed once per catalogue."""
-    if ctx not in _CONTENT:
-        _CONTENT[ctx] = tfidf(ctx.movies)
-    return _CONTENT[ctx]
+    if catalog not in _CONTENT:
+        _CONTENT[catalog] = tfidf(catalog.movies)
+    return _CONTENT[catalog]
 
 
 def tfidf(movies: pd.DataFrame) -> sp.csr_matrix:
@@ -256,10 +257,10 @@ def tfidf(movies: pd.DataFrame) -> sp.csr_matrix:
     return vectorizer.fit_transform(docs).tocsr()
 
 
-def content_scores(ctx: Catalog, liked: np.ndarray, disliked: np.ndarray = ()) -> np.ndarray:
+def content_scores(catalog: Catalog, liked: np.ndarray, disliked: np.ndarray = ()) -> np.ndarray:
     """Cosine of every item's TF-IDF row with the liked profile (minus half the disliked)."""
     liked = np.asarray(liked, np.int64)[None]
-    return profile_scores(content_matrix(ctx), liked, np.asarray(disliked, np.int64)[None])[0]
+    return profile_scores(content_matrix(catalog), liked, np.asarray(disliked, np.int64)[None])[0]
 
 
 def profile_scores(x: sp.csr_matrix, liked: np.ndarray,
@@ -283,11 +284,11 @@ def _mean_rows(x: sp.csr_matrix, rows: np.ndarray) -> sp.csr_matrix:
 
 
 # ---------------------------------------------------------------------------- helpers
-def _indices(ctx: Catalog, liked: Sequence[int], disliked: Sequence[int]):
-    liked_idx = np.unique([ctx.item_index(i) for i in liked]).astype(np.int64)
-    disliked_idx = np.unique([ctx.item_index(i) for i in disliked]).astype(np.int64)
+def _indices(catalog: Catalog, liked: Sequence[int], disliked: Sequence[int]):
+    liked_idx = np.unique([catalog.item_index(i) for i in liked]).astype(np.int64)
+    disliked_idx = np.unique([catalog.item_index(i) for i in disliked]).astype(np.int64)
     both = np.intersect1d(liked_idx, disliked_idx)
     if len(both):
-        raise ValueError(f"movies {ctx.run.item_ids[both].tolist()} are both liked and "
+        raise ValueError(f"movies {catalog.run.item_ids[both].tolist()} are both liked and "
                          "disliked: keep each in one list")
     return liked_idx, disliked_idx

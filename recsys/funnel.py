@@ -72,7 +72,7 @@ class FunnelBatch:
     candidates: np.ndarray = field(repr=False)  # (n_users, C) every candidate, -1 = none
 
 
-def run_funnel(ctx: Catalog, user_id: int, config: FunnelConfig | None = None,
+def run_funnel(catalog: Catalog, user_id: int, config: FunnelConfig | None = None,
                k: int = 10) -> pd.DataFrame:
     """The funnel's top-``k`` for raw user ``user_id``.
 
@@ -83,13 +83,13 @@ def run_funnel(ctx: Catalog, user_id: int, config: FunnelConfig | None = None,
     reason ("retrieval: user vector" / "neighbour of <title>"); ``attrs["n_candidates"]``.
     """
     config = config or FunnelConfig()
-    batch = funnel_batch(ctx, np.array([ctx.user_index(user_id)]), config, k)
+    batch = funnel_batch(catalog, np.array([catalog.user_index(user_id)]), config, k)
     keep = batch.items[0] >= 0
     items = batch.items[0][keep]
-    titles = ctx.movies["title"].to_numpy()
+    titles = catalog.movies["title"].to_numpy()
     reason_items = batch.reason_item[0][keep]
     sources = batch.source[0][keep]
-    frame = ctx.rows(items)
+    frame = catalog.rows(items)
     frame.insert(0, "rank", np.arange(1, len(items) + 1))
     frame["score"] = batch.model_scores[0][keep].astype(np.float64)
     frame["final_score"] = batch.final_scores[0][keep].astype(np.float64)
@@ -101,18 +101,18 @@ def run_funnel(ctx: Catalog, user_id: int, config: FunnelConfig | None = None,
     return frame
 
 
-def funnel_batch(ctx: Catalog, users: np.ndarray, config: FunnelConfig, k: int) -> FunnelBatch:
+def funnel_batch(catalog: Catalog, users: np.ndarray, config: FunnelConfig, k: int) -> FunnelBatch:
     """The whole funnel for user indices ``users`` at once."""
     check_k(k)
     users = np.asarray(users, np.int64)
-    cand, source, reason = _candidates(ctx, users, config)
+    cand, source, reason = _candidates(catalog, users, config)
     valid = cand >= 0
     safe = np.where(valid, cand, 0)
-    scores = np.take_along_axis(ctx.model.score(users), safe, axis=1).astype(np.float64)
+    scores = np.take_along_axis(catalog.model.score(users), safe, axis=1).astype(np.float64)
     scores[~valid] = -np.inf
     model_rank = _ranks(scores)
-    final = _adjusted(ctx, safe, scores, valid, config)
-    picks = _select(ctx, safe, final, valid, config.mmr_lambda, k)
+    final = _adjusted(catalog, safe, scores, valid, config)
+    picks = _select(catalog, safe, final, valid, config.mmr_lambda, k)
     picked_ok = np.take_along_axis(valid, picks, 1)
 
     def take(values, fill):
@@ -131,30 +131,30 @@ def funnel_batch(ctx: Catalog, users: np.ndarray, config: FunnelConfig, k: int) 
 
 
 # ---------------------------------------------------------------------------- retrieval
-def _candidates(ctx: Catalog, users: np.ndarray, config: FunnelConfig):
+def _candidates(catalog: Catalog, users: np.ndarray, config: FunnelConfig):
     """(B, C) candidate item indices (-1 = none), their source and reason item, deduplicated
     with the first source winning (retrieval before neighbours)."""
-    item_f = ctx.item_factors("the funnel's retrieval")
-    user_f = ctx.user_factors("the funnel's retrieval")
+    item_f = catalog.item_factors("the funnel's retrieval")
+    user_f = catalog.user_factors("the funnel's retrieval")
     if len(item_f[0]) != len(user_f[0]):
         raise ValueError("user and item factors differ in size: the funnel needs a dot model")
-    seen = ctx.seen[users]
+    seen = catalog.seen[users]
     exclude = seen if config.exclude_seen else None
-    n = min(config.n_candidates, ctx.model.n_items)
-    retrieved, _ = ctx.index("dot").search(user_f[users], n, exclude)
+    n = min(config.n_candidates, catalog.model.n_items)
+    retrieved, _ = catalog.index("dot").search(user_f[users], n, exclude)
     parts = [retrieved]
     sources = [np.full(retrieved.shape, RETRIEVAL)]
     reasons = [np.full(retrieved.shape, -1)]
     if config.recent_items:
-        recent = _recent_positives(ctx, users, config.recent_items)  # (B, R)
+        recent = _recent_positives(catalog, users, config.recent_items)  # (B, R)
         owner, slot = np.nonzero(recent >= 0)
-        m = min(config.neighbours_per_item, ctx.model.n_items)
+        m = min(config.neighbours_per_item, catalog.model.n_items)
         neighbours = np.full((*recent.shape, m), -1, np.int64)
         if len(owner):
             items = recent[owner, slot]
             banned = ([seen[o].indices for o in owner] if config.exclude_seen
                       else [np.array([i]) for i in items])
-            found, _ = ctx.index("cosine").search(item_f[items], m, banned)
+            found, _ = catalog.index("cosine").search(item_f[items], m, banned)
             neighbours[owner, slot] = found
         parts.append(neighbours.reshape(len(users), -1))
         sources.append(np.full(parts[-1].shape, NEIGHBOUR))
@@ -168,9 +168,9 @@ def _candidates(ctx: Catalog, users: np.ndarray, config: FunnelConfig):
     return cand, source, np.where(source == NEIGHBOUR, reason, -1)
 
 
-def _recent_positives(ctx: Catalog, users: np.ndarray, r: int) -> np.ndarray:
+def _recent_positives(catalog: Catalog, users: np.ndarray, r: int) -> np.ndarray:
     """(B, r) indices of each user's ``r`` latest known positives, newest first; -1 pads."""
-    h = ctx.known_positives
+    h = catalog.known_positives
     order = np.lexsort((-h.timestamps, h.user_index))
     user_sorted = h.user_index[order]
     starts = np.searchsorted(user_sorted, users)
@@ -182,7 +182,7 @@ def _recent_positives(ctx: Catalog, users: np.ndarray, r: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- (re-)ranking
-def _adjusted(ctx: Catalog, cand: np.ndarray, scores: np.ndarray, valid: np.ndarray,
+def _adjusted(catalog: Catalog, cand: np.ndarray, scores: np.ndarray, valid: np.ndarray,
               config: FunnelConfig) -> np.ndarray:
     """Model scores min-max scaled to [0, 1] per user, plus the freshness boost, minus the
     popularity penalty (both features scaled to [0, 1] over the catalogue)."""
@@ -190,28 +190,28 @@ def _adjusted(ctx: Catalog, cand: np.ndarray, scores: np.ndarray, valid: np.ndar
     high = np.where(valid, scores, -np.inf).max(axis=1, keepdims=True)
     final = (scores - low) / np.maximum(high - low, 1e-12)
     if config.freshness_weight:
-        final = final + config.freshness_weight * _freshness(ctx)[cand]
+        final = final + config.freshness_weight * _freshness(catalog)[cand]
     if config.popularity_penalty:
-        counts = np.log1p(ctx.item_counts)  # known positives: no peeking at the test period
+        counts = np.log1p(catalog.item_counts)  # known positives: no peeking at the test period
         final = final - config.popularity_penalty * (counts / max(counts.max(), 1e-12))[cand]
     return np.where(valid, final, -np.inf)
 
 
-def _freshness(ctx: Catalog) -> np.ndarray:
+def _freshness(catalog: Catalog) -> np.ndarray:
     """Release year scaled to [0, 1] over the catalogue (unknown year = 0)."""
-    years = ctx.movies["year"].astype("Float64").to_numpy(np.float64, na_value=np.nan)
+    years = catalog.movies["year"].astype("Float64").to_numpy(np.float64, na_value=np.nan)
     low, high = np.nanmin(years), np.nanmax(years)
     return np.nan_to_num((years - low) / max(high - low, 1.0), nan=0.0)
 
 
-def _select(ctx: Catalog, cand: np.ndarray, final: np.ndarray, valid: np.ndarray,
+def _select(catalog: Catalog, cand: np.ndarray, final: np.ndarray, valid: np.ndarray,
             mmr_lambda: float, k: int) -> np.ndarray:
     """(B, k) positions into the candidates: top-k of ``final``, or greedy MMR
     ``argmax lambda * final - (1 - lambda) * max cosine to the items already picked``."""
     k = min(k, cand.shape[1])
     if mmr_lambda >= 1.0:
         return np.argsort(-final, axis=1, kind="stable")[:, :k]
-    factors = ctx.item_factors("MMR diversity")
+    factors = catalog.item_factors("MMR diversity")
     unit = unit_rows(factors)
     vectors = unit[cand]  # (B, C, d)
     rows = np.arange(len(cand))
@@ -238,8 +238,9 @@ def _ranks(scores: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- evaluation
-def evaluate_funnel(ctx: Catalog, split: Split | None = None, config: FunnelConfig | None = None,
-                    k: int = 10, batch_size: int = 256) -> dict[str, float]:
+def evaluate_funnel(catalog: Catalog, split: Split | None = None,
+                    config: FunnelConfig | None = None, k: int = 10,
+                    batch_size: int = 256) -> dict[str, float]:
     """Test metrics of the funnel's lists for every user with a test positive.
 
     The usual ranking metrics (:func:`recsys.evaluation.ranking_metrics`: recall, NDCG, ...,
@@ -247,7 +248,7 @@ def evaluate_funnel(ctx: Catalog, split: Split | None = None, config: FunnelConf
     within a list), ``candidate_recall`` (share of test positives among the candidates, the
     ceiling retrieval sets) and ``seconds``.
     """
-    split = split or ctx.split
+    split = split or catalog.split
     config = config or FunnelConfig()
     start = time.perf_counter()
     relevant = split.test_pos.to_csr()
@@ -255,7 +256,7 @@ def evaluate_funnel(ctx: Catalog, split: Split | None = None, config: FunnelConf
     tops, hits_in_candidates = [], 0
     for s in range(0, len(users), batch_size):
         batch_users = users[s:s + batch_size]
-        batch = funnel_batch(ctx, batch_users, config, k)
+        batch = funnel_batch(catalog, batch_users, config, k)
         if (batch.items < 0).any():
             raise ValueError(f"some users have fewer than {k} candidates: raise n_candidates "
                              "or lower k")
@@ -266,7 +267,8 @@ def evaluate_funnel(ctx: Catalog, split: Split | None = None, config: FunnelConf
     top = np.concatenate(tops)
     metrics, _ = ranking_metrics(top, relevant, users, k, split.seen_at_test.item_counts(),
                                  relevant.shape[0])
-    metrics[f"intra_list_diversity@{k}"] = intra_list_diversity(ctx.item_factors("diversity"), top)
+    vectors = catalog.item_factors("diversity")
+    metrics[f"intra_list_diversity@{k}"] = intra_list_diversity(vectors, top)
     metrics["candidate_recall"] = hits_in_candidates / max(relevant[users].nnz, 1)
     metrics["users_evaluated"] = int(len(users))
     metrics["seconds"] = time.perf_counter() - start
@@ -286,9 +288,9 @@ def intra_list_diversity(item_factors: np.ndarray, lists: np.ndarray) -> float:
     return float(np.mean(1.0 - off_diagonal / (k * (k - 1))))
 
 
-def compare_reranking(ctx: Catalog, config: FunnelConfig, split: Split | None = None,
+def compare_reranking(catalog: Catalog, config: FunnelConfig, split: Split | None = None,
                       k: int = 10) -> pd.DataFrame:
     """Metrics of the ranking alone and with ``config``'s re-ranking rules, one row each."""
-    rows = {"ranking only": evaluate_funnel(ctx, split, config.ranking_only(), k),
-            "re-ranked": evaluate_funnel(ctx, split, config, k)}
+    rows = {"ranking only": evaluate_funnel(catalog, split, config.ranking_only(), k),
+            "re-ranked": evaluate_funnel(catalog, split, config, k)}
     return pd.DataFrame(rows).T

@@ -185,14 +185,6 @@ class JobManager:
         records = self._records()
         return [self._snapshot(r, records) for r in records if r.job.get("owner") == owner]
 
-    def latest(self, owner: str) -> JobSnapshot | None:
-        jobs = self.jobs(owner)
-        return jobs[-1] if jobs else None
-
-    def active(self, owner: str) -> JobSnapshot | None:
-        """The owner's unfinished job, if any (the app allows one at a time per visitor)."""
-        return next((job for job in reversed(self.jobs(owner)) if not job.is_finished), None)
-
     def unfinished(self) -> list[JobSnapshot]:
         """Every owner's queued or running jobs, oldest first (to say how busy the server is)."""
         records = self._records()

@@ -172,7 +172,7 @@ class Catalog:
 
 # ---------------------------------------------------------------------------- recommendations
 def recommend(
-    ctx: Catalog,
+    catalog: Catalog,
     user_id: int,
     k: int = 10,
     exclude_seen: bool = True,
@@ -187,48 +187,48 @@ def recommend(
     Returns
     -------
     DataFrame with rank, item_id, title, year, genres, score; with ``explain`` also
-    ``because`` (the 1-3 history movies most similar to each one, "title (similarity)"),
+    ``because`` (the 1-3 liked movies most similar to each one, "title (similarity)"),
     ``because_items`` (list of (item_id, title, similarity)) and, for MF models, the score
     parts ``dot``, ``item_bias``, ``user_bias`` (and ``global_mean`` for mf-mse).
     """
     check_k(k)
     check_choice("scoring", scoring, SCORINGS)
-    user = ctx.user_index(user_id)
+    user = catalog.user_index(user_id)
     if scoring == "dot":
-        items, scores = ctx.model.recommend(user, k, ctx.seen if exclude_seen else None)
+        items, scores = catalog.model.recommend(user, k, catalog.seen if exclude_seen else None)
     else:
-        query = ctx.user_factors("cosine scoring")[user]
-        exclude = ctx.seen[user].indices if exclude_seen else None
-        items, scores = ctx.index("cosine").search(query, k, exclude)
+        query = catalog.user_factors("cosine scoring")[user]
+        exclude = catalog.seen[user].indices if exclude_seen else None
+        items, scores = catalog.index("cosine").search(query, k, exclude)
         keep = items[0] >= 0
         items, scores = items[0][keep], scores[0][keep]
-    frame = ctx.rows(items)
+    frame = catalog.rows(items)
     frame.insert(0, "rank", np.arange(1, len(items) + 1))
     frame["score"] = scores.astype(np.float64)
     if explain:
-        frame = pd.concat([frame, explain_items(ctx, user_id, items)], axis=1)
+        frame = pd.concat([frame, explain_items(catalog, user_id, items)], axis=1)
     return frame
 
 
-def explain_items(ctx: Catalog, user_id: int, items: np.ndarray, n_reasons: int = 3):
-    """Why each of ``items`` (indices) suits the user: the history movies most like it.
+def explain_items(catalog: Catalog, user_id: int, items: np.ndarray, n_reasons: int = 3):
+    """Why each of ``items`` (indices) suits the user: the liked movies most like it.
 
     Similarity is the cosine of item factors, or for models without them the co-occurrence
     cosine of the known-positive matrix. MF models also get their score decomposition. A
-    model whose scores ignore the user's history (popularity) gets no reasons at all.
+    model whose scores ignore what the user liked (popularity) gets no reasons at all.
     """
-    user = ctx.user_index(user_id)
+    user = catalog.user_index(user_id)
     items = np.asarray(items, np.int64)
-    known = ctx.seen[user].indices
-    if ctx.model.score_kind == "popularity":  # the same list for all: it owes the user nothing
+    known = catalog.seen[user].indices
+    if catalog.model.score_kind == "popularity":  # the same list for all: it owes the user nothing
         known = known[:0]
-    sims = _item_similarity(ctx, items, known)  # (len(items), len(known))
+    sims = _item_similarity(catalog, items, known)  # (len(items), len(known))
     sims[items[:, None] == known[None, :]] = -np.inf  # a movie never explains itself
     top = np.argsort(-sims, axis=1, kind="stable")[:, :n_reasons]
     top = [row[np.isfinite(sims[r, row])] for r, row in enumerate(top)]
-    titles = ctx.movies["title"].to_numpy()
+    titles = catalog.movies["title"].to_numpy()
     because_items = [
-        [(int(ctx.run.item_ids[known[j]]), titles[known[j]], float(sims[r, j]))
+        [(int(catalog.run.item_ids[known[j]]), titles[known[j]], float(sims[r, j]))
          for j in row]
         for r, row in enumerate(top)
     ]
@@ -237,12 +237,12 @@ def explain_items(ctx: Catalog, user_id: int, items: np.ndarray, n_reasons: int 
                     for reasons in because_items],
         "because_items": because_items,
     })
-    return pd.concat([out, score_parts(ctx, user, items)], axis=1)
+    return pd.concat([out, score_parts(catalog, user, items)], axis=1)
 
 
-def score_parts(ctx: Catalog, user: int, items: np.ndarray) -> pd.DataFrame:
+def score_parts(catalog: Catalog, user: int, items: np.ndarray) -> pd.DataFrame:
     """MF score = user . item + item bias + user bias (+ global mean); empty for other models."""
-    model = ctx.model
+    model = catalog.model
     if model.score_kind not in BIASED_SCORES:
         return pd.DataFrame(index=range(len(items)))
     parts = {
@@ -256,10 +256,10 @@ def score_parts(ctx: Catalog, user: int, items: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({k: np.asarray(v, np.float64) for k, v in parts.items()})
 
 
-def _item_similarity(ctx: Catalog, items: np.ndarray, others: np.ndarray) -> np.ndarray:
-    factors = ctx.model.item_factors()
+def _item_similarity(catalog: Catalog, items: np.ndarray, others: np.ndarray) -> np.ndarray:
+    factors = catalog.model.item_factors()
     if factors is None:
-        return ctx.cooccurrence[items][:, others].toarray()
+        return catalog.cooccurrence[items][:, others].toarray()
     unit = unit_rows(factors)
     return unit[items] @ unit[others].T
 
@@ -295,7 +295,7 @@ class SimilarMovies:
 
 
 def similar_movies(
-    ctx: Catalog, movie: int | str, k: int = 10, lens: str = "cosine",
+    catalog: Catalog, movie: int | str, k: int = 10, lens: str = "cosine",
     scoring: str | None = None, min_positives: int = nb.MIN_POSITIVES,
 ) -> SimilarMovies:
     """The ``k`` movies nearest to ``movie`` (raw id or title query) in item-factor space
@@ -312,59 +312,59 @@ def similar_movies(
     check_k(k)
     lens = scoring or lens
     check_choice("lens", lens, EMBEDDING_LENSES)
-    item = resolve_movie(ctx, movie)
-    rare = np.flatnonzero(ctx.item_counts < min_positives)
+    item = resolve_movie(catalog, movie)
+    rare = np.flatnonzero(catalog.item_counts < min_positives)
     banned = np.union1d(rare, [item])
-    cooc = _neighbour_frame(ctx, *_cooccurrence_neighbours(ctx, item, k, banned),
+    cooc = _neighbour_frame(catalog, *_cooccurrence_neighbours(catalog, item, k, banned),
                             COOCCURRENCE_LENS)
     embedding, note = None, ""
-    if ctx.model.item_factors() is None:
-        note = f"{ctx.run.train_config.model} has no item embeddings: co-occurrence only"
+    if catalog.model.item_factors() is None:
+        note = f"{catalog.run.train_config.model} has no item embeddings: co-occurrence only"
     else:
-        embedding = _neighbour_frame(ctx, *_embedding_neighbours(ctx, item, k, lens, banned),
-                                     lens)
+        found = _embedding_neighbours(catalog, item, k, lens, banned)
+        embedding = _neighbour_frame(catalog, *found, lens)
     shared = set() if embedding is None else set(embedding["item_id"]) & set(cooc["item_id"])
     if embedding is not None:
         embedding["also_cooccurrence"] = embedding["item_id"].isin(shared)
         cooc["also_embedding"] = cooc["item_id"].isin(shared)
     overlap = [] if embedding is None else [int(i) for i in embedding["item_id"] if i in shared]
-    return SimilarMovies(ctx.movies.iloc[item], embedding, cooc, overlap, note,
+    return SimilarMovies(catalog.movies.iloc[item], embedding, cooc, overlap, note,
                          None if embedding is None else lens)
 
 
-def default_lens(ctx: Catalog) -> str | None:
+def default_lens(catalog: Catalog) -> str | None:
     """The lens the Similar movies page selects first for this run's model
     (:data:`recsys.neighbours.DEFAULT_LENS`); None when the model has no item embeddings."""
-    if ctx.model.item_factors() is None:
+    if catalog.model.item_factors() is None:
         return None
-    return nb.DEFAULT_LENS.get(ctx.run.train_config.model) or "cosine"
+    return nb.DEFAULT_LENS.get(catalog.run.train_config.model) or "cosine"
 
 
-def _embedding_neighbours(ctx: Catalog, item: int, k: int, lens: str, banned: np.ndarray):
+def _embedding_neighbours(catalog: Catalog, item: int, k: int, lens: str, banned: np.ndarray):
     if lens == "debiased":
-        index, vectors = ctx.index("cosine", of="items-debiased"), ctx.debiased_item_factors
+        index, vectors = catalog.index("cosine", of="items-debiased"), catalog.debiased_item_factors
     else:
-        index, vectors = ctx.index(lens), ctx.item_factors("similar movies")
+        index, vectors = catalog.index(lens), catalog.item_factors("similar movies")
     ids, scores = index.search(vectors[item], k, exclude=banned)
     keep = ids[0] >= 0
     return ids[0][keep], scores[0][keep]
 
 
-def _cooccurrence_neighbours(ctx: Catalog, item: int, k: int, banned: np.ndarray):
+def _cooccurrence_neighbours(catalog: Catalog, item: int, k: int, banned: np.ndarray):
     """Top ``k`` by damped co-occurrence among movies co-liked at least once."""
-    row = ctx.damped_cooccurrence(np.array([item]))[0]
+    row = catalog.damped_cooccurrence(np.array([item]))[0]
     row[banned] = 0.0
     candidates = np.flatnonzero(row > 0)
     top = candidates[np.argsort(-row[candidates], kind="stable")[:k]]
     return top, row[top]
 
 
-def _neighbour_frame(ctx: Catalog, items: np.ndarray, scores: np.ndarray,
+def _neighbour_frame(catalog: Catalog, items: np.ndarray, scores: np.ndarray,
                      lens: str) -> pd.DataFrame:
-    frame = ctx.rows(items)
+    frame = catalog.rows(items)
     frame.insert(0, "rank", np.arange(1, len(items) + 1))
     frame["score"] = np.asarray(scores, np.float64)
-    frame["popularity"] = ctx.movies["popularity"].to_numpy()[np.asarray(items, np.int64)]
+    frame["popularity"] = catalog.movies["popularity"].to_numpy()[np.asarray(items, np.int64)]
     frame["lens"] = lens
     return frame
 
@@ -389,11 +389,11 @@ def _plain(value):
 
 
 # ---------------------------------------------------------------------------- similar users
-def similar_users(ctx: Catalog, user_id: int, k: int = 10, n_shared: int = 5) -> pd.DataFrame:
+def similar_users(catalog: Catalog, user_id: int, k: int = 10, n_shared: int = 5) -> pd.DataFrame:
     """The ``k`` users nearest to ``user_id`` and the movies both liked.
 
     Nearest by cosine of user factors; for models without them, by cosine of the users' known
-    positives (rows of the history matrix). ``df.attrs["space"]`` says which.
+    positives (rows of :attr:`Catalog.seen`). ``df.attrs["space"]`` says which.
 
     Returns
     -------
@@ -401,25 +401,25 @@ def similar_users(ctx: Catalog, user_id: int, k: int = 10, n_shared: int = 5) ->
     shared movies, most popular first)
     """
     check_k(k)
-    user = ctx.user_index(user_id)
-    if ctx.model.user_factors() is not None:
+    user = catalog.user_index(user_id)
+    if catalog.model.user_factors() is not None:
         space = "user embeddings (cosine)"
-        vectors = ctx.user_factors("similar users")
-        ids, scores = ctx.index("cosine", of="users").search(vectors[user], k, np.array([user]))
+        vectors = catalog.user_factors("similar users")
+        ids, scores = catalog.index("cosine", of="users").search(vectors[user], k, np.array([user]))
         ids, scores = ids[0][ids[0] >= 0], scores[0][ids[0] >= 0]
     else:
         space = "known positives (cosine)"
-        ids, scores = _history_neighbours(ctx.seen, user, k)
-    shared_counts = np.asarray(ctx.seen[ids].multiply(ctx.seen[user]).sum(axis=1)).ravel()
-    titles = ctx.movies["title"].to_numpy()
+        ids, scores = _co_liking_users(catalog.seen, user, k)
+    shared_counts = np.asarray(catalog.seen[ids].multiply(catalog.seen[user]).sum(axis=1)).ravel()
+    titles = catalog.movies["title"].to_numpy()
     shared = []
     for other in ids:
-        both = np.intersect1d(ctx.seen[user].indices, ctx.seen[other].indices)
-        both = both[np.argsort(-ctx.item_counts[both], kind="stable")][:n_shared]
+        both = np.intersect1d(catalog.seen[user].indices, catalog.seen[other].indices)
+        both = both[np.argsort(-catalog.item_counts[both], kind="stable")][:n_shared]
         shared.append(list(titles[both]))
     frame = pd.DataFrame({
         "rank": np.arange(1, len(ids) + 1),
-        "user_id": ctx.run.user_ids[ids],
+        "user_id": catalog.run.user_ids[ids],
         "similarity": scores.astype(np.float64),
         "n_shared": shared_counts.astype(np.int64),
         "shared": shared,
@@ -428,7 +428,7 @@ def similar_users(ctx: Catalog, user_id: int, k: int = 10, n_shared: int = 5) ->
     return frame
 
 
-def _history_neighbours(seen: sp.csr_matrix, user: int, k: int):
+def _co_liking_users(seen: sp.csr_matrix, user: int, k: int):
     norms = np.sqrt(np.asarray(seen.sum(axis=1)).ravel())
     overlap = np.asarray((seen @ seen[user].T).todense()).ravel()
     sims = overlap / np.maximum(norms * norms[user], 1e-12)
@@ -438,7 +438,7 @@ def _history_neighbours(seen: sp.csr_matrix, user: int, k: int):
 
 
 # ---------------------------------------------------------------------------- title search
-def find_movies(ctx: Catalog, query: str, limit: int | None = 20) -> pd.DataFrame:
+def find_movies(catalog: Catalog, query: str, limit: int | None = 20) -> pd.DataFrame:
     """Movies whose title contains ``query`` (case-insensitive; a trailing year such as
     "star wars 1977" or "(1977)" must match; "the godfather" finds "Godfather, The").
 
@@ -446,38 +446,38 @@ def find_movies(ctx: Catalog, query: str, limit: int | None = 20) -> pd.DataFram
     genres, popularity (empty when nothing matches).
     """
     text, year = _parse_query(query)
-    bare, fronted, years = ctx.search_keys
+    bare, fronted, years = catalog.search_keys
     hit = np.char.find(bare, text) >= 0
     hit |= np.char.find(fronted, text) >= 0
     if year is not None:
         hit &= years == year
-    exact = (bare == text) | (fronted == text) | (ctx.titles_without_article == text)
+    exact = (bare == text) | (fronted == text) | (catalog.titles_without_article == text)
     found = np.flatnonzero(hit)
-    order = np.lexsort((-ctx.movies["popularity"].to_numpy()[found], ~exact[found]))
+    order = np.lexsort((-catalog.movies["popularity"].to_numpy()[found], ~exact[found]))
     found = found[order][:limit]
-    frame = ctx.movies.iloc[found][[*MOVIE_COLUMNS, "popularity"]].reset_index(drop=True)
+    frame = catalog.movies.iloc[found][[*MOVIE_COLUMNS, "popularity"]].reset_index(drop=True)
     frame.attrs["exact"] = exact[found]
     return frame
 
 
-def resolve_movie(ctx: Catalog, movie: int | str) -> int:
+def resolve_movie(catalog: Catalog, movie: int | str) -> int:
     """Item index of ``movie``: a raw id (int or digits) or a title query.
 
     A query matching several titles resolves only if exactly one title matches exactly;
     otherwise :class:`AmbiguousMovieError` lists the candidates. No match raises ValueError.
     """
     if isinstance(movie, (int, np.integer)) or str(movie).strip().isdigit():
-        return ctx.item_index(int(movie))
+        return catalog.item_index(int(movie))
     if not str(movie).strip():
         raise ValueError("empty movie query: give a title or a movie id")
-    found = find_movies(ctx, str(movie), limit=None)
+    found = find_movies(catalog, str(movie), limit=None)
     if found.empty:
         raise ValueError(f"no movie title contains {movie!r}: try fewer words or another "
                          "spelling (find_movies lists matches)")
     exact = found.attrs["exact"]
     if len(found) == 1 or exact.sum() == 1:
         chosen = found["item_id"].iloc[int(np.argmax(exact)) if exact.sum() == 1 else 0]
-        return ctx.item_index(int(chosen))
+        return catalog.item_index(int(chosen))
     raise AmbiguousMovieError(str(movie), found)
 
 

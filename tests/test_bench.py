@@ -8,7 +8,7 @@ import json
 import pytest
 
 from bench import quality, tune
-from bench.common import markdown_table
+from bench.common import markdown_table, write_section
 from recsys.config import TrainConfig
 from recsys.data import DataUnavailableError, load_movielens
 from recsys.models import MODELS
@@ -69,9 +69,9 @@ def test_quality_small_table(movielens, tmp_path, capsys):
 
 def test_write_section_replaces_its_own_part(tmp_path):
     path = tmp_path / "RESULTS.md"
-    quality.write_section(path, "quality", "old quality\n")
-    quality.write_section(path, "speed", "speed\n")
-    quality.write_section(path, "quality", "new quality\n")
+    write_section(path, "quality", "old quality\n")
+    write_section(path, "speed", "speed\n")
+    write_section(path, "quality", "new quality\n")
     text = path.read_text()
     assert "old quality" not in text and text.count("new quality") == 1
     assert text.index("new quality") < text.index("speed")
@@ -120,8 +120,8 @@ def test_summary_headline_and_plot(tmp_path):
     assert "scale: MISSING" in text
     results = tmp_path / "RESULTS.md"
     results.write_text("# Benchmark results\n\n<!-- quality:start -->\nq\n<!-- quality:end -->\n")
-    summary.write_top_section(results, text)
-    summary.write_top_section(results, text)
+    write_section(results, "headline", text, new_at="top")
+    write_section(results, "headline", text, new_at="top")
     body = results.read_text()
     assert body.count("<!-- headline:start -->") == 1
     assert body.index("Headline") < body.index("quality:start")

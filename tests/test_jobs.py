@@ -125,8 +125,7 @@ def test_job_trains_saves_and_reports_every_phase(data_dir, tmp_path):
     # a reloaded page or a restarted server finds the same job from the files alone
     again = JobManager(tmp_path / "jobs")
     assert again.snapshot(snap.id) == snap
-    assert again.jobs("a") == [snap] and again.latest("a") == snap
-    assert again.active("a") is None and again.unfinished() == []
+    assert again.jobs("a") == [snap] and again.unfinished() == []
 
 
 def test_owners_see_only_their_own_jobs(data_dir, tmp_path):
@@ -136,11 +135,10 @@ def test_owners_see_only_their_own_jobs(data_dir, tmp_path):
     b = manager.submit("b", SPLIT, tiny_config(model="popularity"), tmp_path / "runs",
                        data_dir=data_dir)
     assert {s.id for s in manager.unfinished()} == {a.id, b.id}
-    assert manager.active("a").id == a.id and manager.active("b").id == b.id
     a, b = wait_until_over(manager, a.id), wait_until_over(manager, b.id)
     assert a.status == DONE and b.status == DONE, (a.error, b.error)
     assert manager.jobs("a") == [a] and manager.jobs("b") == [b]
-    assert manager.latest("nobody") is None and manager.jobs("nobody") == []
+    assert manager.jobs("nobody") == []
     assert a.maps_done == ("pca", "tsne")
     assert b.maps_done == () and b.maps_pending == ()  # popularity has no embeddings to map
     assert load_run(a.run_path).train_config.model == "mf-bpr"
@@ -186,7 +184,7 @@ def test_cancel_ends_the_worker_and_leaves_nothing(data_dir, tmp_path):
     assert not snap.worker_alive and not pid_is_worker(snap.pid, job.id)
     assert snap.run_path is None and not out.exists()
     assert list((tmp_path / "runs").iterdir()) == []  # no .tmp-* folder either
-    assert manager.active("a") is None
+    assert manager.unfinished() == []
 
 
 def test_cancel_while_mapping_keeps_the_saved_run(data_dir, tmp_path):

@@ -32,12 +32,6 @@ def remember(key: str, value: object) -> None:
     st.session_state[_SAVED + key] = value
 
 
-def forget(key: str) -> None:
-    """Drops widget ``key`` and its saved copy, so the widget starts from its default."""
-    st.session_state.pop(key, None)
-    st.session_state.pop(_SAVED + key, None)
-
-
 def owner() -> str:
     """A stable id of this browser session: training jobs are kept per owner."""
     if "owner" not in st.session_state:

@@ -20,7 +20,7 @@ SCORE_KINDS = {
     "dot": "user vector . item vector",
     "dot+bias": "user vector . item vector + item bias (+ user bias)",
     "rating": "global mean + user and item biases + user . item: predicted stars",
-    "item-item": "the user's history row times an item x item matrix",
+    "item-item": "the user's row of liked items times an item x item matrix",
     "mlp": "a neural network over the user's and the item's vectors",
     "popularity": "the same item counts for every user",
 }
@@ -160,7 +160,7 @@ class Recommender:
         return scores if biases is None else scores + biases
 
     def item_item_weights(self) -> np.ndarray | sp.csr_matrix | None:
-        """(n_items, n_items) W with scores = history_row @ W for item-to-item models (kNN,
+        """(n_items, n_items) W with scores = liked_row @ W for item-to-item models (kNN,
         EASE), else None: lets callers score a new user from a list of liked items."""
         return None
 
