@@ -47,7 +47,7 @@ from recsys.interactions import Interactions
 from recsys.runs import prepare_split, train_run
 from recsys.splits import Split
 
-K = 10
+LIST_LENGTH = 10
 LIKES = (1, 2, 3, 5, 10, 20)
 WEIGHTS = tuple(np.round(np.linspace(0, 1, 11), 1))
 USER_SEED, COLD_SHARE = 0, 0.2
@@ -94,7 +94,7 @@ def reveal(positives: Interactions, n: int):
 
 
 def measure(model, content: sp.csr_matrix, positives: Interactions, item_counts: np.ndarray,
-            likes=LIKES, weights=WEIGHTS, k: int = K) -> pd.DataFrame:
+            likes=LIKES, weights=WEIGHTS, k: int = LIST_LENGTH) -> pd.DataFrame:
     """Recall@k and NDCG@k of collaborative, content, popularity and blended lists for the
     users of ``positives`` folded in from n likes, one row per (n, method, w); "per_user"
     holds the users' Recall@k (the same users, in the same order, for every row of one n)."""
@@ -122,14 +122,14 @@ def _metrics(scores, held_out, banned, item_counts, k) -> dict:
             "per_user": result.per_user[f"recall@{k}"]}
 
 
-def choose_weights(valid: pd.DataFrame, k: int = K) -> dict[int, float]:
+def choose_weights(valid: pd.DataFrame, k: int = LIST_LENGTH) -> dict[int, float]:
     """Per n, the blend weight with the best validation Recall@k (the largest w on ties)."""
     blends = valid[valid["method"] == "blend"].sort_values(["likes", "w"], ascending=False)
     best = blends.loc[blends.groupby("likes")[f"recall@{k}"].idxmax()]
     return {int(n): float(w) for n, w in zip(best["likes"], best["w"], strict=True)}
 
 
-def report(test: pd.DataFrame, schedule: dict[int, float], k: int = K) -> pd.DataFrame:
+def report(test: pd.DataFrame, schedule: dict[int, float], k: int = LIST_LENGTH) -> pd.DataFrame:
     """Test rows of the single methods, the blend at the chosen w, the best w on test
     (hindsight) and the old rule's w = min(1, n / 5) (for reference): one row per (n, method),
     with the paired gain in Recall@10 over fold-in alone and its standard error."""

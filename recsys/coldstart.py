@@ -29,7 +29,8 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from recsys.checks import check_k, check_range
+from recsys.checks import check_k
+from recsys.config import check_fields
 from recsys.config import option as _opt
 from recsys.linalg import ridge_fold_in
 from recsys.models import model_names
@@ -87,17 +88,16 @@ class ColdStartConfig:
 
     blend: float | None = _opt(None, "collaborative weight w of w * collaborative + (1 - w) * "
                                "content, 0 to 1; None: the measured weight for the number of "
-                               "likes (BLEND_BY_LIKES)")
-    reg: float = _opt(0.1, "ridge penalty, in units of the mean squared item-vector norm")
-    unobserved_weight: float = _opt(0.05, "confidence that an unrated movie is not liked")
-    disliked_weight: float = _opt(1.0, "confidence of a dislike (target 0)")
+                               "likes (BLEND_BY_LIKES)", bounds=(0.0, 1.0))
+    reg: float = _opt(0.1, "ridge penalty, in units of the mean squared item-vector norm",
+                      bounds=(1e-12, math.inf))
+    unobserved_weight: float = _opt(0.05, "confidence that an unrated movie is not liked",
+                                    bounds=(0.0, math.inf))
+    disliked_weight: float = _opt(1.0, "confidence of a dislike (target 0)",
+                                  bounds=(0.0, math.inf))
 
     def __post_init__(self) -> None:
-        if self.blend is not None:
-            check_range("blend (or None)", self.blend, 0.0, 1.0)
-        check_range("reg", self.reg, 1e-12, math.inf)
-        check_range("unobserved_weight", self.unobserved_weight, 0.0, math.inf)
-        check_range("disliked_weight", self.disliked_weight, 0.0, math.inf)
+        check_fields(self)
 
     def solver(self) -> dict[str, float]:
         """The fold-in options, as :meth:`recsys.models.base.Recommender.fold_in` takes them."""

@@ -77,9 +77,12 @@ def field_specs(cls: type, defaults: Any = None,
 
 def check_fields(config: Any) -> None:
     """Raises ValueError, naming the field, for a value outside its declared ``choices`` or
-    ``bounds``: the one validation of every declared field."""
+    ``bounds``: the one validation of every config's declared fields (a field whose default
+    is None may also be None)."""
     for spec in field_specs(type(config)):
         value = getattr(config, spec.name)
+        if value is None and spec.default is None:
+            continue
         if spec.choices is not None:
             check_choice(spec.name, value, spec.choices)
         if spec.bounds is not None:

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from recsys.checks import check_k, check_range
+from recsys.checks import check_k
+from recsys.config import check_fields
 from recsys.config import option as _opt
 from recsys.evaluation import ranking_metrics
 from recsys.linalg import unit_rows
@@ -33,21 +34,22 @@ RETRIEVAL, NEIGHBOUR = 0, 1
 class FunnelConfig:
     """Knobs of the funnel; defaults retrieve broadly and re-rank nothing."""
 
-    n_candidates: int = _opt(300, "items retrieved by the user vector (FAISS inner product)")
-    recent_items: int = _opt(5, "latest positives whose neighbours join the candidates (0 = off)")
-    neighbours_per_item: int = _opt(20, "cosine neighbours taken per recent positive")
+    n_candidates: int = _opt(300, "items retrieved by the user vector (FAISS inner product)",
+                             bounds=(1, 1_000_000))
+    recent_items: int = _opt(5, "latest positives whose neighbours join the candidates (0 = off)",
+                             bounds=(0, 1000))
+    neighbours_per_item: int = _opt(20, "cosine neighbours taken per recent positive",
+                                    bounds=(1, 10_000))
     exclude_seen: bool = _opt(True, "never return the user's known positives")
-    mmr_lambda: float = _opt(1.0, "MMR trade-off: 1 = pure relevance, lower = more diverse")
-    freshness_weight: float = _opt(0.0, "boost for newer release years (0 = off; ~0.1-0.5)")
-    popularity_penalty: float = _opt(0.0, "penalty on log popularity (0 = off; ~0.1-0.5)")
+    mmr_lambda: float = _opt(1.0, "MMR trade-off: 1 = pure relevance, lower = more diverse",
+                             bounds=(0.0, 1.0))
+    freshness_weight: float = _opt(0.0, "boost for newer release years (0 = off; ~0.1-0.5)",
+                                   bounds=(0.0, 10.0))
+    popularity_penalty: float = _opt(0.0, "penalty on log popularity (0 = off; ~0.1-0.5)",
+                                     bounds=(0.0, 10.0))
 
     def __post_init__(self) -> None:
-        check_range("n_candidates", self.n_candidates, 1, 1_000_000)
-        check_range("recent_items", self.recent_items, 0, 1000)
-        check_range("neighbours_per_item", self.neighbours_per_item, 1, 10_000)
-        check_range("mmr_lambda", self.mmr_lambda, 0.0, 1.0)
-        check_range("freshness_weight", self.freshness_weight, 0.0, 10.0)
-        check_range("popularity_penalty", self.popularity_penalty, 0.0, 10.0)
+        check_fields(self)
 
     @property
     def reranks(self) -> bool:

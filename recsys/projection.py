@@ -28,6 +28,7 @@ import pandas as pd
 
 from recsys.data import cache_folders
 from recsys.linalg import unit_rows
+from recsys.models import model_names
 from recsys.runs import Run
 
 METHODS = ("pca", "tsne", "umap")
@@ -123,8 +124,9 @@ def project_run(
         raise ValueError(f"what must be 'items' or 'users', got {what!r}")
     vectors = run.model.item_factors() if what == "items" else run.model.user_factors()
     if vectors is None:
+        able = model_names(**{f"{what[:-1]}_vectors": True})
         raise ValueError(f"{run.train_config.model} has no {what[:-1]} embeddings to map: "
-                         "pick an mf-*, ncf, svd (or, for items, ease) run")
+                         f"pick a run of {', '.join(able)}")
     cache_dir = Path(run.path) / "projections" if run.path else None
     result = project(vectors, method, seed, cache_dir, what, progress, **params)
     frame = result.frame
