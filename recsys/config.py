@@ -143,8 +143,8 @@ class TrainConfig:
     )
     batch_size: int = option(1024, "positives per optimiser step", label="Batch size",
         bounds=(1, 1_000_000))
-    epochs: int = option(20, "passes over the training positives", label="Epochs",
-        bounds=(1, 1000))
+    epochs: int = option(20, "training passes: epochs over the training positives (mf-als: "
+        "sweeps)", label="Epochs", bounds=(1, 1000))
     negatives: int = option(4, "sampled negatives per positive (1-20)",
         label="Negatives per positive", bounds=(1, 20))
     neg_sampling: str = option(
