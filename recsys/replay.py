@@ -2,10 +2,10 @@
 kept compact in the run's ``replay.npz`` so the map can show the space forming.
 
 The recorder keeps the trajectory of the model that is saved: the refit phase when there is
-one, else the validated epochs (a later phase restarts the recording). Snapshots are float16;
-every epoch up to :data:`DENSE_EPOCHS`, then every ``every``-th and always the last one, with
-``every`` doubled whenever the snapshots would pass :data:`MAX_BYTES`. Epoch 0 holds the
-vectors the phase started from.
+one, else the validated epochs (a later phase restarts the recording). Snapshots are float16:
+every epoch up to :data:`DENSE_EPOCHS`, then every ``every``-th, the best validated one and
+the last one, with ``every`` doubled whenever the snapshots would pass :data:`MAX_BYTES`.
+Epoch 0 holds the vectors the phase started from.
 """
 
 from __future__ import annotations
@@ -96,7 +96,10 @@ class ReplayRecorder:
                 del self.snapshots[kept]
 
     def _keeps(self, epoch: int) -> bool:
-        return epoch == 0 or epoch <= self.dense or epoch % self.every == 0
+        """Epoch 0, the dense start, every ``every``-th and the best so far (the epoch the
+        trainer restores when a later one is worse on validation)."""
+        return (epoch == 0 or epoch <= self.dense or epoch % self.every == 0
+                or epoch == self.best_epoch)
 
     def _nbytes(self) -> int:
         return sum(i.nbytes + (0 if u is None else u.nbytes) for u, i in self.snapshots.values())
