@@ -156,12 +156,14 @@ if view == "replay":
     draw_replay()
     chosen = []
 elif view == "axis":
-    a1, a2, a3, a4, a5 = st.columns([1, 1, 1.3, 1, 1])
+    a1, a2, a3, a4, a5 = st.columns(5)
     default_from = genres.index("Children's") if "Children's" in genres else 0
     default_to = genres.index("Horror") if "Horror" in genres else len(genres) - 1
     start = a1.selectbox("Axis from (x = 0)", genres, index=default_from, key=K + "axis_from")
     end = a2.selectbox("to (x = 1)", genres, index=default_to, key=K + "axis_to")
-    y_axis = a3.radio("y axis", AXIS_Y, horizontal=True, key=K + "axis_y")
+    y_axis = a3.selectbox("y axis", AXIS_Y, key=K + "axis_y",
+                          help="popularity: number of ratings (log scale); second axis: "
+                               "another direction between two genres")
     frame_data = shared.projection_frame(run, "pca")
     try:
         x = map_data.genre_axis(run, start, end)

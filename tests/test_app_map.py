@@ -202,7 +202,7 @@ def test_semantic_axis_runs_from_one_genre_mean_to_the_other(runs_dir, saved):
     assert spec["layout"]["yaxis"]["type"] == "log"  # popularity
     assert spec["layout"]["xaxis"]["title"]["text"] == "Children's → Horror"
 
-    at.radio(key="map_axis_y").set_value("second axis").run()
+    at.selectbox(key="map_axis_y").set_value("second axis").run()
     at.selectbox(key="map_axis2_from").set_value("Comedy").run()
     at.selectbox(key="map_axis2_to").set_value("Drama").run()
     spec = figure(ok(at))

@@ -39,15 +39,20 @@ def genre_names(frame: pd.DataFrame) -> list[str]:
     return sorted(names - {"", "unknown"})
 
 
-def _hover(frame: pd.DataFrame) -> dict:
-    """Per-point hover text and customdata (customdata[0] is the item id, read back by
-    :func:`ui.display.selected_ids`)."""
+def _hover(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(hover texts, customdata) of every point; customdata[0] is the item id, read back by
+    :func:`ui.display.selected_ids`."""
     genres = frame["genres"].fillna("").astype(str).str.replace("|", ", ")
-    text = [f"<b>{label}</b><br>{html.escape(g)}<br>{p:,} ratings · length {n:.2f}"
-            for label, g, p, n in zip(frame["label"], genres, frame["popularity"],
-                                      frame["norm"], strict=True)]
-    return dict(hovertext=text, hovertemplate="%{hovertext}<extra></extra>",
-                customdata=frame[["item_id"]].to_numpy())
+    text = np.array([f"<b>{label}</b><br>{html.escape(g)}<br>{p:,} ratings · length {n:.2f}"
+                     for label, g, p, n in zip(frame["label"], genres, frame["popularity"],
+                                               frame["norm"], strict=True)], dtype=object)
+    return text, frame[["item_id"]].to_numpy()
+
+
+def _hovering(hover: tuple[np.ndarray, np.ndarray], rows: np.ndarray) -> dict:
+    text, ids = hover
+    return dict(hovertext=text[rows], hovertemplate="%{hovertext}<extra></extra>",
+                customdata=ids[rows])
 
 
 def _continuous(values: np.ndarray, title: str, log: bool = False) -> dict:
@@ -67,39 +72,40 @@ def point_groups(frame: pd.DataFrame, colouring: Colouring) -> list[tuple[str, n
     if colouring.by != "genre":
         return [(COLOURS[colouring.by], np.arange(len(frame)))]
     if colouring.genre == ALL_GENRES:
-        return [(g, np.flatnonzero(genre_mask(frame["genres"], g))) for g in genre_names(frame)]
+        members = frame["genres"].fillna("").astype(str).str.get_dummies(sep="|")
+        return [(g, np.flatnonzero(members[g].to_numpy())) for g in genre_names(frame)]
     inside = genre_mask(frame["genres"], colouring.genre)
     return [("other movies", np.flatnonzero(~inside)), (colouring.genre, np.flatnonzero(inside))]
 
 
 def point_traces(frame: pd.DataFrame, colouring: Colouring, x: np.ndarray, y: np.ndarray,
-                 faded: bool = False, lengths: np.ndarray | None = None) -> list[go.Scattergl]:
+                 faded: bool = False, lengths: np.ndarray | None = None) -> list[dict]:
     """The movie points at positions ``x``, ``y`` coloured as ``colouring`` says (``lengths``
     overrides the frame's vector lengths, e.g. a replay epoch's)."""
-    opacity = 0.3 if faded else 0.8
-    groups = point_groups(frame, colouring)
+    opacity = 0.45 if faded else 0.8
+    groups, hover = point_groups(frame, colouring), _hover(frame)
     if colouring.by != "genre":
         values = {"popularity": frame["popularity"].to_numpy(),
                   "length": frame["norm"].to_numpy() if lengths is None else lengths,
                   "year": frame["year"].to_numpy(np.float64)}[colouring.by]
         marker = _continuous(values, COLOURS[colouring.by], log=colouring.by == "popularity")
-        return [go.Scattergl(x=x, y=y, mode="markers", name=COLOURS[colouring.by],
+        return [dict(type="scattergl", x=x, y=y, mode="markers", name=COLOURS[colouring.by],
                              marker=dict(size=5, opacity=opacity, **marker), showlegend=False,
-                             **_hover(frame))]
+                             **_hovering(hover, groups[0][1]))]
     if colouring.genre == ALL_GENRES:
         markers = [dict(size=5, opacity=opacity * 0.8, color=PALETTE[i % len(PALETTE)])
                    for i in range(len(groups))]
     else:
         markers = [dict(size=4, opacity=opacity * 0.7, color=OTHERS),
-                   dict(size=6, opacity=opacity, color=MEMBERS,
+                   dict(size=6, opacity=max(opacity, 0.75), color=MEMBERS,
                         line=dict(width=0.5, color="white"))]
-    return [go.Scattergl(x=x[rows], y=y[rows], mode="markers", name=name, marker=marker,
-                         **_hover(frame.iloc[rows]))
+    return [dict(type="scattergl", x=x[rows], y=y[rows], mode="markers", name=name, marker=marker,
+                         **_hovering(hover, rows))
             for (name, rows), marker in zip(groups, markers, strict=True)]
 
 
 def neighbour_traces(frame: pd.DataFrame, x: np.ndarray, y: np.ndarray, movie: int,
-                     neighbours: list[int]) -> list[go.Scattergl]:
+                     neighbours: list[int]) -> list[dict]:
     """Lines from ``movie`` (an item id) to each of its ``neighbours``, and both marked."""
     position = dict(zip(frame["item_id"], range(len(frame)), strict=True))
     anchor = position[movie]
@@ -108,24 +114,24 @@ def neighbour_traces(frame: pd.DataFrame, x: np.ndarray, y: np.ndarray, movie: i
     line_y = [v for i in near for v in (y[anchor], y[i], None)]
     labels = frame["label"].to_numpy()
     return [
-        go.Scattergl(x=line_x, y=line_y, mode="lines", name="nearest neighbours (cosine)",
-                     line=dict(color="rgba(40,40,40,0.55)", width=1.2), hoverinfo="skip"),
-        go.Scattergl(x=x[near], y=y[near], mode="markers", name="neighbours",
-                     marker=dict(size=9, color="#F2B134", line=dict(width=1, color="black")),
-                     hovertext=labels[near], hovertemplate="%{hovertext}<extra>neighbour</extra>",
-                     customdata=frame["item_id"].to_numpy()[near, None], showlegend=False),
-        go.Scattergl(x=[x[anchor]], y=[y[anchor]], mode="markers+text", name=labels[anchor],
-                     text=[labels[anchor]], textposition="top center",
-                     marker=dict(size=14, color=CHOSEN, symbol="star",
-                                 line=dict(width=1, color="black")),
-                     customdata=[[movie]], hovertemplate="%{text}<extra>chosen</extra>"),
+        dict(type="scattergl", x=line_x, y=line_y, mode="lines",
+             name="nearest neighbours (cosine)", hoverinfo="skip",
+             line=dict(color="rgba(40,40,40,0.55)", width=1.2)),
+        dict(type="scattergl", x=x[near], y=y[near], mode="markers", name="neighbours",
+             marker=dict(size=9, color="#F2B134", line=dict(width=1, color="black")),
+             hovertext=labels[near], hovertemplate="%{hovertext}<extra>neighbour</extra>",
+             customdata=frame["item_id"].to_numpy()[near, None], showlegend=False),
+        dict(type="scattergl", x=[x[anchor]], y=[y[anchor]], mode="markers+text",
+             name=labels[anchor], text=[labels[anchor]], textposition="top center",
+             marker=dict(size=14, color=CHOSEN, symbol="star", line=dict(width=1, color="black")),
+             customdata=[[movie]], hovertemplate="%{text}<extra>chosen</extra>"),
     ]
 
 
 def search_trace(frame: pd.DataFrame, x: np.ndarray, y: np.ndarray,
-                 hits: np.ndarray) -> go.Scattergl:
+                 hits: np.ndarray) -> dict:
     """The movies whose title matched the search, labelled."""
-    return go.Scattergl(
+    return dict(type="scattergl",
         x=x[hits], y=y[hits], mode="markers+text", text=frame["label"].to_numpy()[hits],
         textposition="top center", customdata=frame[["item_id"]].to_numpy()[hits],
         marker=dict(size=12, color=CHOSEN, line=dict(width=1.5, color="black")),
@@ -151,6 +157,9 @@ def map_figure(frame: pd.DataFrame, colouring: Colouring, x: np.ndarray, y: np.n
     fig.update_xaxes(showgrid=False, zeroline=False, showticklabels=x_title is not None)
     fig.update_yaxes(showgrid=False, zeroline=False, showticklabels=y_title is not None,
                      type="log" if log_y else None)
+    if log_y:  # a label at 1-3-10-30-…, not at every digit
+        ticks = [t for t in (1, 3, 10, 30, 100, 300, 1000) if t <= max(np.nanmax(y), 1) * 1.5]
+        fig.update_yaxes(tickvals=ticks, ticktext=[f"{t:,}" for t in ticks])
     return fig
 
 
@@ -181,16 +190,16 @@ def replay_figure(frame: pd.DataFrame, colouring: Colouring, coords: np.ndarray,
     data = point_traces(frame, colouring, coords[last, :, 0], coords[last, :, 1],
                         faded=index is not None, lengths=lengths[last])
     if colouring.by == "length":  # one colour scale for every epoch
-        data[0].marker.update(cmin=float(lengths.min()), cmax=float(lengths.max()))
+        data[0]["marker"].update(cmin=float(lengths.min()), cmax=float(lengths.max()))
     if index is not None:
-        data.append(go.Scattergl(
+        data.append(dict(type="scattergl",
             x=[coords[last, index, 0]], y=[coords[last, index, 1]], mode="markers+text",
             text=[frame["label"].iloc[index]], textposition="top center", name="chosen movie",
             customdata=[[movie]], marker=dict(size=15, color=CHOSEN, symbol="star",
                                               line=dict(width=1, color="black")),
             hovertemplate="%{text}<extra>chosen</extra>"))
         # the path never changes: it is not in the frames
-        data.append(go.Scattergl(x=coords[:, index, 0], y=coords[:, index, 1],
+        data.append(dict(type="scattergl", x=coords[:, index, 0], y=coords[:, index, 1],
                                  mode="lines+markers", name="its path",
                                  line=dict(color=CHOSEN, width=2),
                                  marker=dict(size=5, color=CHOSEN), text=names,
@@ -215,8 +224,9 @@ def replay_figure(frame: pd.DataFrame, colouring: Colouring, coords: np.ndarray,
                               dict(label="❚❚ Pause", method="animate", args=[
                                   [None], dict(frame=dict(duration=0, redraw=False),
                                                mode="immediate")])])],
-        sliders=[dict(active=last, x=0.16, len=0.84, y=-0.02, yanchor="top",
-                      pad=dict(t=10), currentvalue=dict(prefix=f"{phase} epoch "),
+        sliders=[dict(active=last, x=0.2, len=0.8, y=-0.02, yanchor="top",
+                      pad=dict(t=10), currentvalue=dict(prefix=f"{phase} epoch ",
+                                                        xanchor="right"),
                       steps=[dict(label=n, method="animate", args=[[n], dict(
                           frame=dict(duration=0, redraw=True), transition=dict(duration=0),
                           mode="immediate")]) for n in names])])
@@ -224,7 +234,7 @@ def replay_figure(frame: pd.DataFrame, colouring: Colouring, coords: np.ndarray,
 
 
 def _fixed_range(values: np.ndarray) -> list[float]:
-    """An axis range holding every epoch's points (the 0.2 % most extreme aside), padded."""
-    low, high = np.percentile(values, [0.1, 99.9])
-    pad = 0.05 * (high - low or 1.0)
-    return [float(low - pad), float(high + pad)]
+    """An axis range holding every point of every epoch, padded: the frame never moves."""
+    low, high = float(values.min()), float(values.max())
+    pad = 0.04 * (high - low or 1.0)
+    return [low - pad, high + pad]
