@@ -149,10 +149,11 @@ def save_replay(replay: Replay, folder: str | Path) -> Path | None:
                  best_epoch=np.array(replay.best_epoch, np.int64))
         os.replace(tmp, path)
         return path
-    except OSError:
+    except OSError:  # a read-only or full disk: the run itself is saved and usable
+        return None
+    finally:  # also when the worker is cancelled mid-write: no half file stays behind
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        return None
 
 
 def load_replay(folder: str | Path, n_items: int, dim: int) -> Replay | None:

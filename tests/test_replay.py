@@ -154,3 +154,13 @@ def test_replay_frames_ignore_rotation_and_end_on_the_pca_map():
     # the rotated, shrunk epoch lands where the final vectors at half length would
     expected = (0.5 * final - pca.pca_mean) @ pca.pca_components.T
     np.testing.assert_allclose(coords[0], expected, atol=0.02)
+
+
+def test_a_folder_that_refuses_the_replay_gives_none_and_no_stray_file(bpr_run, tmp_path):
+    run = load_run(bpr_run)
+    recorded = load_replay(bpr_run, run.model.n_items, 4)
+    assert replay.save_replay(recorded, tmp_path / "gone") is None
+    assert replay.save_replay(recorded, tmp_path) == tmp_path / replay.FILE
+    assert [p.name for p in tmp_path.iterdir()] == [replay.FILE]
+    np.testing.assert_array_equal(load_replay(tmp_path, run.model.n_items, 4).items,
+                                  recorded.items)
