@@ -90,7 +90,7 @@ genre = c2.selectbox("Genre", [ALL_GENRES, *genres], key=K + "genre",
 by_popularity = movies.sort_values("popularity", ascending=False)["item_id"].tolist()
 movie = c3.selectbox("Movie", by_popularity, index=None, key=K + "movie",
                      format_func=lambda i: titles.get(i, str(i)),
-                     placeholder="Pick a movie: its neighbours (map) or path (replay)",
+                     placeholder="Pick a movie to follow",
                      help="Map views: lines to its 10 nearest neighbours by cosine. "
                           "Replay: the path its vector took during training.")
 query = c4.text_input("Highlight titles", key=K + "search", placeholder="e.g. star wars")
@@ -134,7 +134,7 @@ def draw_replay() -> None:
     st.caption(
         f"{len(epochs)} snapshots of the {fit} "
         f"(epochs {', '.join(str(e) for e in epochs[:4])}, …, {epochs[-1]}; epoch 0 = the "
-        f"starting vectors), {recorded.file_bytes / 2**20:.1f} MB of float16 in the run. "
+        f"starting vectors), {recorded.file_bytes / 1e6:.1f} MB of float16 in the run. "
         "One fixed frame: each epoch's vectors are rotated onto the final ones (orthogonal "
         "Procrustes removes only the rotation a dot product cannot see) and placed with the "
         "final model's PCA, so the last frame is the PCA map. Press ▶ Play, or drag the slider.")

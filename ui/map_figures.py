@@ -152,7 +152,7 @@ def map_figure(frame: pd.DataFrame, colouring: Colouring, x: np.ndarray, y: np.n
         traces.append(search_trace(frame, x, y, hits))
     fig = go.Figure(traces)
     fig.update_layout(height=height, margin=dict(l=0, r=0, t=30, b=0), dragmode="lasso",
-                      legend=dict(itemsizing="constant"), xaxis_title=x_title,
+                      legend=_legend(colouring), xaxis_title=x_title,
                       yaxis_title=y_title, plot_bgcolor="white")
     fig.update_xaxes(showgrid=False, zeroline=False, showticklabels=x_title is not None)
     fig.update_yaxes(showgrid=False, zeroline=False, showticklabels=y_title is not None,
@@ -213,7 +213,7 @@ def replay_figure(frame: pd.DataFrame, colouring: Colouring, coords: np.ndarray,
                 fromcurrent=True, mode="immediate")
     fig.update_layout(
         height=height, margin=dict(l=0, r=0, t=30, b=0), plot_bgcolor="white",
-        legend=dict(itemsizing="constant"),
+        legend=_legend(colouring),
         xaxis=dict(range=x_range, autorange=False, showgrid=False, zeroline=False,
                    showticklabels=False),
         yaxis=dict(range=y_range, autorange=False, showgrid=False, zeroline=False,
@@ -231,6 +231,13 @@ def replay_figure(frame: pd.DataFrame, colouring: Colouring, coords: np.ndarray,
                           frame=dict(duration=0, redraw=True), transition=dict(duration=0),
                           mode="immediate")]) for n in names])])
     return fig
+
+
+def _legend(colouring: Colouring) -> dict:
+    """Beside the plot for genres; above it for a colour scale, whose bar takes the side."""
+    if colouring.by == "genre":
+        return dict(itemsizing="constant")
+    return dict(itemsizing="constant", orientation="h", x=0, y=1.0, yanchor="bottom")
 
 
 def _fixed_range(values: np.ndarray) -> list[float]:
