@@ -1,4 +1,5 @@
-"""Embedding map: every movie's vector in 2-D, searchable and selectable."""
+"""Embedding map: every movie's vector in 2-D, coloured by a genre, popularity or length, with
+neighbour lines, a semantic axis between two genres and the training replay."""
 
 import streamlit as st
 
@@ -8,20 +9,29 @@ frame.page("Embedding map")
 
 import numpy as np  # noqa: E402  (heavy imports after the heading is on screen)
 import plotly.express as px  # noqa: E402
-import plotly.graph_objects as go  # noqa: E402
 
 from recsys import neighbours, projection, serving  # noqa: E402
-from ui import display, shared, state  # noqa: E402
+from ui import display, map_data, shared, state  # noqa: E402
+from ui.map_figures import (  # noqa: E402
+    ALL_GENRES,
+    COLOURS,
+    Colouring,
+    genre_names,
+    map_figure,
+)
 from ui.text import plain  # noqa: E402
 
 K = "map_"
 METHODS = {"PCA": "pca", "t-SNE": "tsne", "UMAP": "umap"}
+VIEWS = {"map": "Map", "axis": "Semantic axis", "replay": "Training replay"}
+AXIS_Y = ("popularity", "vector length", "second axis")
 # Measured for ML-100K on the 2-core machine, whole fresh processes (bench/APP_RESULTS.md):
 # t-SNE ~8 s; UMAP ~18 s with numba's cache warm, ~40 s the very first time after install.
 # Runs trained in the app get their maps from the training worker, so these waits only meet
 # runs trained elsewhere.
 SLOW = {"tsne": "about 10 seconds", "umap": "about 20 seconds, up to a minute the first time"}
-state.carry(K + "method", K + "colour", K + "search")
+state.carry(K + "method", K + "colour", K + "genre", K + "search", K + "view", K + "movie",
+            K + "axis_from", K + "axis_to", K + "axis_y", K + "axis2_from", K + "axis2_to")
 
 ml, run = shared.context()
 ctx = shared.catalog(run)
@@ -32,60 +42,169 @@ st.caption("Each dot is a movie, placed so that movies with similar vectors sit 
 if not shared.has_item_embeddings(run, "to map"):
     st.stop()
 
-c1, c2, c3 = st.columns([2, 1, 2])
-method_label = c1.radio("Projection", list(METHODS), horizontal=True, key=K + "method",
-                        help="PCA is instant and linear. t-SNE and UMAP keep local "
-                             "neighbourhoods better; they are computed once and cached.")
-colour = c2.selectbox("Colour by", ["genre", "popularity", "year", "norm"], key=K + "colour",
-                      help="popularity = number of ratings; norm = length of the movie vector")
-query = c3.text_input("Highlight titles", key=K + "search", placeholder="e.g. star wars")
+movies = shared.catalogue(run)
+titles = dict(zip(movies["item_id"], movies["title"], strict=True))
+genres = genre_names(movies)
 
-method = METHODS[method_label]
-try:
-    if method in SLOW and not shared.projection_is_cached(run, method):
-        with st.spinner(f"Computing the {method_label} map ({SLOW[method]}; once per run)…"):
-            frame = shared.projection_frame(run, method)
+
+def seed_from_link(key: str, param: str, cast, valid) -> None:
+    """Puts ``?param=`` into widget ``key`` the first time the page is drawn (bad values are
+    ignored with a warning)."""
+    if key not in st.session_state:
+        linked = state.query_value(param, cast, valid)
+        if linked is not None:
+            st.session_state[key] = linked
+
+
+def genre_pair(text: str) -> tuple[str, str]:
+    start, end = text.split("..")
+    return start, end
+
+
+seed_from_link(K + "view", "view", str, lambda v: v in VIEWS)
+seed_from_link(K + "colour", "colour", str, lambda c: c in COLOURS)
+seed_from_link(K + "genre", "genre", str, lambda g: g in genres)
+seed_from_link(K + "movie", "movie", int, lambda m: m in titles)
+if K + "axis_from" not in st.session_state:
+    pair = state.query_value("axis", genre_pair,
+                             lambda p: p[0] in genres and p[1] in genres and p[0] != p[1])
+    if pair is not None:
+        st.session_state[K + "axis_from"], st.session_state[K + "axis_to"] = pair
+        if K + "view" not in st.session_state:
+            st.session_state[K + "view"] = "axis"
+if "genre" in st.query_params and K + "genre" in st.session_state:
+    if K + "colour" not in st.session_state:  # ?genre= alone means "colour by it"
+        st.session_state[K + "colour"] = "genre"
+
+view = st.radio("View", list(VIEWS), format_func=VIEWS.get, horizontal=True, key=K + "view",
+                label_visibility="collapsed")
+c1, c2, c3, c4 = st.columns([1.2, 1.2, 2.2, 1.6])
+colour = c1.selectbox("Colour by", list(COLOURS), format_func=COLOURS.get, key=K + "colour",
+                      help="genre: every movie is in each of its genres (pick one to see just "
+                           "it); popularity: number of ratings; vector length: the norm of "
+                           "the movie vector")
+genre = c2.selectbox("Genre", [ALL_GENRES, *genres], key=K + "genre",
+                     disabled=colour != "genre",
+                     help="One genre in colour, the rest grey. With all genres, click a "
+                          "legend entry to hide it, double-click to isolate it.")
+by_popularity = movies.sort_values("popularity", ascending=False)["item_id"].tolist()
+movie = c3.selectbox("Movie", by_popularity, index=None, key=K + "movie",
+                     format_func=lambda i: titles.get(i, str(i)),
+                     placeholder="Pick a movie to follow",
+                     help="Map views: lines to its 10 nearest neighbours by cosine. "
+                          "Replay: the path its vector took during training.")
+query = c4.text_input("Highlight titles", key=K + "search", placeholder="e.g. star wars")
+colouring = Colouring(colour, genre if colour == "genre" else ALL_GENRES)
+
+for param, value in (("view", view), ("colour", colour),
+                     ("genre", genre if colour == "genre" and genre != ALL_GENRES else None),
+                     ("movie", movie)):
+    if value is None:
+        st.query_params.pop(param, None)
     else:
-        frame = shared.projection_frame(run, method)
-except ValueError as err:
-    st.error(f"Cannot draw the map: {plain(err)}")
-    st.stop()
+        st.query_params[param] = str(value)
 
-highlight = np.zeros(len(frame), bool)
+hits = None
 if query.strip():
     found = serving.find_movies(ctx, query, limit=None)
-    highlight = frame["item_id"].isin(set(found["item_id"])).to_numpy()
-    if not highlight.any():
+    hits = movies["item_id"].isin(set(found["item_id"])).to_numpy()
+    if not hits.any():
         st.info(f"No title contains “{plain(query)}”.")
+near = map_data.neighbour_ids(ctx, movie) if movie is not None else []
+if movie is not None and not near and view != "replay":
+    st.info(f"{plain(titles[movie])} has fewer than {neighbours.MIN_POSITIVES} known likes: "
+            "its vector barely moved from where training started, so no neighbour lines.")
 
-discrete = colour == "genre"
-fig = px.scatter(
-    frame, x="x", y="y", color=colour, hover_name="label", custom_data=["item_id"],
-    hover_data={"x": False, "y": False, "genres": True, "popularity": True, "year": ":.0f",
-                "norm": ":.2f"},
-    labels={"popularity": "ratings", "norm": "vector length"},
-    render_mode="webgl", height=620, opacity=0.25 if highlight.any() else 0.75,
-    color_discrete_sequence=px.colors.qualitative.Dark24 if discrete else None,
-    color_continuous_scale=None if discrete else "Viridis",
-)
-fig.update_traces(marker=dict(size=5))
-if highlight.any():
-    hits = frame[highlight]
-    fig.add_trace(go.Scattergl(
-        x=hits["x"], y=hits["y"], mode="markers+text", text=hits["label"],
-        textposition="top center", customdata=hits[["item_id"]].to_numpy(),
-        marker=dict(size=12, color="#E4572E", line=dict(width=1.5, color="black")),
-        name="search hits", hovertemplate="%{text}<extra>search hit</extra>"))
-fig.update_layout(margin=dict(l=0, r=0, t=30, b=0), dragmode="lasso",
-                  legend=dict(itemsizing="constant"), xaxis_title=None, yaxis_title=None)
-event = st.plotly_chart(fig, key=K + "chart", on_select="rerun",
-                        selection_mode=("points", "box", "lasso"))
 
-chosen = display.selected_ids(st.session_state.get(K + "chart") or event)
-if not chosen:
-    st.caption("Tip: drag a lasso around a cluster to see what it is made of.")
+def draw_replay() -> None:
+    """The training replay of the active run, or why there is none."""
+    recorded = map_data.replay_view(run)
+    if recorded is None:
+        st.info("This run has no training replay: it was trained before replays were "
+                "recorded, or its model is fitted in one go. Train an mf-* or ncf model on "
+                "the Train & evaluate page to get one.")
+        return
+    if isinstance(recorded, str):
+        st.warning(f"The training replay of this run is unavailable: {plain(recorded)}. "
+                   "The rest of the run works; retrain it to record a new replay.")
+        return
+    epochs = recorded.epochs
+    st.plotly_chart(map_data.replay_chart(run, colouring, movie), key=K + "replay")
+    fit = "refit on train + validation" if recorded.phase == "refit" else "validated fit"
+    st.caption(
+        f"{len(epochs)} snapshots of the {fit} "
+        f"(epochs {', '.join(str(e) for e in epochs[:4])}, …, {epochs[-1]}; epoch 0 = the "
+        f"starting vectors), {recorded.file_bytes / 1e6:.1f} MB of float16 in the run. "
+        "One fixed frame: each epoch's vectors are rotated onto the final ones (orthogonal "
+        "Procrustes removes only the rotation a dot product cannot see) and placed with the "
+        "final model's PCA, so the last frame is the PCA map. Press ▶ Play, or drag the slider.")
+
+
+def draw_map(x, y, x_title=None, y_title=None, log_y=False) -> list[int]:
+    """The map at positions ``x``, ``y``; returns the ids selected in it."""
+    fig = map_figure(frame_data, colouring, x, y, movie=movie if near else None,
+                     neighbours=near, hits=hits, x_title=x_title, y_title=y_title, log_y=log_y)
+    event = st.plotly_chart(fig, key=K + "chart", on_select="rerun",
+                            selection_mode=("points", "box", "lasso"))
+    return display.selected_ids(st.session_state.get(K + "chart") or event)
+
+
+if view != "axis":
+    st.query_params.pop("axis", None)
+if view == "replay":
+    frame_data = shared.projection_frame(run, "pca")
+    draw_replay()
+    chosen = []
+elif view == "axis":
+    a1, a2, a3, a4, a5 = st.columns(5)
+    default_from = genres.index("Children's") if "Children's" in genres else 0
+    default_to = genres.index("Horror") if "Horror" in genres else len(genres) - 1
+    start = a1.selectbox("Axis from (x = 0)", genres, index=default_from, key=K + "axis_from")
+    end = a2.selectbox("to (x = 1)", genres, index=default_to, key=K + "axis_to")
+    y_axis = a3.selectbox("y axis", AXIS_Y, key=K + "axis_y",
+                          help="popularity: number of ratings (log scale); second axis: "
+                               "another direction between two genres")
+    frame_data = shared.projection_frame(run, "pca")
+    try:
+        x = map_data.genre_axis(run, start, end)
+        if y_axis == "second axis":
+            y_from = a4.selectbox("y from", genres, index=genres.index("Comedy")
+                                  if "Comedy" in genres else 0, key=K + "axis2_from")
+            y_to = a5.selectbox("y to", genres, index=genres.index("Drama")
+                                if "Drama" in genres else 0, key=K + "axis2_to")
+            y, y_title, log_y = map_data.genre_axis(run, y_from, y_to), f"{y_from} → {y_to}", False
+        elif y_axis == "popularity":
+            y, y_title, log_y = frame_data["popularity"] + 1, "ratings + 1 (log scale)", True
+        else:
+            y, y_title, log_y = frame_data["norm"], "vector length", False
+    except ValueError as err:
+        st.error(f"Cannot draw this axis: {plain(err)}")
+        st.stop()
+    st.query_params["axis"] = f"{start}..{end}"
+    st.caption(f"x: each movie's vector projected on the direction from the mean {start} "
+               f"movie (0) to the mean {end} movie (1), like the Embedding Projector's custom "
+               "projection.")
+    chosen = draw_map(x, np.asarray(y, np.float64), f"{start} → {end}", y_title, log_y)
 else:
-    picked = frame[frame["item_id"].isin(chosen)]
+    method_label = st.radio("Projection", list(METHODS), horizontal=True, key=K + "method",
+                            help="PCA is instant and linear. t-SNE and UMAP keep local "
+                                 "neighbourhoods better; they are computed once and cached.")
+    method = METHODS[method_label]
+    try:
+        if method in SLOW and not shared.projection_is_cached(run, method):
+            with st.spinner(f"Computing the {method_label} map ({SLOW[method]}; once per run)…"):
+                frame_data = shared.projection_frame(run, method)
+        else:
+            frame_data = shared.projection_frame(run, method)
+    except ValueError as err:
+        st.error(f"Cannot draw the map: {plain(err)}")
+        st.stop()
+    chosen = draw_map(frame_data["x"].to_numpy(), frame_data["y"].to_numpy())
+
+if view != "replay" and not chosen:
+    st.caption("Tip: drag a lasso around a cluster to see what it is made of.")
+elif chosen:
+    picked = frame_data[frame_data["item_id"].isin(chosen)]
     left, right = st.columns(2, gap="large")
     with left:
         st.subheader(f"{len(picked)} selected movies")
@@ -97,16 +216,16 @@ else:
                                     "popularity": st.column_config.NumberColumn(
                                         "ratings", help="popularity: number of ratings")})
     with right:
-        titles = dict(zip(picked["item_id"], picked["title"], strict=True))
-        anchor = st.selectbox("Neighbours of", list(titles), format_func=titles.get,
+        picked_titles = dict(zip(picked["item_id"], picked["title"], strict=True))
+        anchor = st.selectbox("Neighbours of", list(picked_titles), format_func=picked_titles.get,
                               key=K + "anchor")
         if ctx.item_counts[ctx.item_indices([anchor])[0]] < neighbours.MIN_POSITIVES:
-            st.info(f"{plain(titles[anchor])} has fewer than {neighbours.MIN_POSITIVES} known "
-                    "likes: its vector barely moved from where training started, so it has no "
-                    "meaningful neighbours. Such movies gather in one clump on the map.")
+            st.info(f"{plain(picked_titles[anchor])} has fewer than {neighbours.MIN_POSITIVES} "
+                    "known likes: its vector barely moved from where training started, so it "
+                    "has no meaningful neighbours. Such movies gather in one clump on the map.")
         else:
-            near = serving.similar_movies(ctx, int(anchor), k=10).embedding
-            st.dataframe(near[["rank", "title", "score", "popularity"]], hide_index=True,
+            near_table = serving.similar_movies(ctx, int(anchor), k=10).embedding
+            st.dataframe(near_table[["rank", "title", "score", "popularity"]], hide_index=True,
                          key=K + "near",
                          column_config={"score": st.column_config.NumberColumn(
                              "cosine", format="%.3f"),
@@ -116,14 +235,14 @@ st.divider()
 st.subheader("Why dot and cosine disagree: vector length vs popularity")
 left, right = st.columns([3, 2], gap="large")
 with left:
-    norm_fig = px.scatter(frame, x="popularity", y="norm", hover_name="label", log_x=True,
+    norm_fig = px.scatter(frame_data, x="popularity", y="norm", hover_name="label", log_x=True,
                           render_mode="webgl", height=360, opacity=0.6,
                           labels={"popularity": "popularity: number of ratings (log scale)",
                                   "norm": "length of the movie vector"})
     norm_fig.update_layout(margin=dict(l=0, r=0, t=10, b=0))
     st.plotly_chart(norm_fig, key=K + "norms")
 with right:
-    corr = projection.norm_popularity_correlation(frame)
+    corr = projection.norm_popularity_correlation(frame_data)
     st.metric("Rank correlation of length and popularity", f"{corr:+.2f}")
     st.markdown(
         "A dot product is *length × length × cos(angle)*. When popular movies get longer "

@@ -290,3 +290,33 @@ def _save(folders: list[Path], file_name: str, arrays: dict[str, np.ndarray]) ->
 def norm_popularity_correlation(frame: pd.DataFrame) -> float:
     """Spearman rank correlation of vector length and popularity on a projection frame."""
     return float(frame[["popularity", "norm"]].corr(method="spearman").iloc[0, 1])
+
+
+# ---------------------------------------------------------------------------- custom axes
+def genre_mask(genres: pd.Series | list[str], genre: str) -> np.ndarray:
+    """(n,) bool: which movies list ``genre`` among their pipe-joined ``genres`` (a movie with
+    several genres belongs to each of them)."""
+    lists = pd.Series(list(genres), dtype=object).fillna("").astype(str).str.split("|")
+    return np.fromiter((genre in names for names in lists), bool, len(lists))
+
+
+def semantic_axis(vectors: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Position of every vector along the direction from one set of items to another, like
+    the Embedding Projector's custom projection.
+
+    ``start`` and ``end`` are (n,) bool masks (e.g. Children's and Horror movies). The axis
+    runs from the mean vector of ``start`` to the mean vector of ``end``; each vector is
+    projected onto it and scaled so that 0 is the start set's mean and 1 the end set's mean.
+    Returns (n,) float64; ValueError when a set is empty or both means coincide.
+    """
+    vectors = np.asarray(vectors, np.float64)
+    start, end = np.asarray(start, bool), np.asarray(end, bool)
+    if not start.any() or not end.any():
+        raise ValueError("each end of the axis needs at least one movie")
+    origin = vectors[start].mean(axis=0)
+    direction = vectors[end].mean(axis=0) - origin
+    squared = float(direction @ direction)
+    if squared <= 1e-12 * max(1.0, float((origin ** 2).sum())):
+        raise ValueError("both ends of the axis have the same mean vector: pick other sets")
+    return (vectors - origin) @ direction / squared
+

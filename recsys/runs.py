@@ -29,6 +29,7 @@ from recsys.interactions import Interactions
 from recsys.models import create_model
 from recsys.models.base import Recommender
 from recsys.neighbours import run_neighbour_quality
+from recsys.replay import ReplayRecorder
 from recsys.splits import Split, make_split
 
 FILES = ("config.json", "metrics.json", "history.json", "mappings.json", "dataset.json",
@@ -102,9 +103,11 @@ def train_run(
         phase("split")
         split = prepare_split(ml, split_config)
     model = create_model(train_config)
+    recorder = ReplayRecorder(model)  # the vectors per epoch, for the map's training replay
     phase("fit")
     start = time.perf_counter()
-    model.fit(*split.fit_parts(), callbacks)  # the test part is only ever evaluated on
+    model.fit(*split.fit_parts(), (*callbacks, recorder))  # the test part is only ever evaluated on
+    recorder.detach()
     fit_seconds = time.perf_counter() - start
     phase("test")
     test = evaluate_model(model, split, k=k, part="test")
@@ -131,6 +134,7 @@ def train_run(
     if out_dir is not None:
         phase("save")
         save_run(run, out_dir)
+        recorder.save(run.path)
     return run
 
 

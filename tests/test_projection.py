@@ -100,3 +100,40 @@ def test_a_short_user_vector_is_placed_by_its_direction(blobs):
     x, y = projection.place_user(result, tiny)
     first, second = result.coords[:20].mean(axis=0), result.coords[20:].mean(axis=0)
     assert np.linalg.norm([x, y] - second) < np.linalg.norm([x, y] - first)
+
+
+# ---------------------------------------------------------------------------- custom axes
+def test_genre_mask_counts_a_movie_in_each_of_its_genres():
+    genres = ["Action|Sci-Fi", "Sci-Fi", "Drama", None, "Action|Sci-Fiction"]
+    assert projection.genre_mask(genres, "Sci-Fi").tolist() == [True, True, False, False, False]
+    assert projection.genre_mask(genres, "Action").tolist() == [True, False, False, False, True]
+
+
+def test_semantic_axis_puts_the_two_means_at_0_and_1():
+    rng = np.random.default_rng(0)
+    start = rng.normal(size=(30, 6)) + np.r_[3.0, 0, 0, 0, 0, 0]
+    end = rng.normal(size=(30, 6)) + np.r_[0, 3.0, 0, 0, 0, 0]
+    between = (start.mean(axis=0) + end.mean(axis=0)) / 2
+    vectors = np.vstack([start, end, between])
+    is_start = np.r_[np.ones(30, bool), np.zeros(31, bool)]
+    is_end = np.r_[np.zeros(30, bool), np.ones(30, bool), False]
+    x = projection.semantic_axis(vectors, is_start, is_end)
+    assert x[:30].mean() == pytest.approx(0.0, abs=1e-9)
+    assert x[30:60].mean() == pytest.approx(1.0, abs=1e-9)
+    assert x[60] == pytest.approx(0.5)
+    assert (x[:30] < 0.5).mean() > 0.9 and (x[30:60] > 0.5).mean() > 0.9
+    # a direction orthogonal to the axis does not move a point along it
+    direction = end.mean(axis=0) - start.mean(axis=0)
+    sideways = np.linalg.svd(direction[None])[2][1]
+    moved = projection.semantic_axis(np.vstack([vectors, between + 5 * sideways]),
+                                     np.r_[is_start, False], np.r_[is_end, False])
+    assert moved[-1] == pytest.approx(0.5)
+
+
+def test_semantic_axis_refuses_empty_or_identical_ends():
+    vectors = np.eye(4)
+    with pytest.raises(ValueError, match="at least one"):
+        projection.semantic_axis(vectors, np.zeros(4, bool), np.ones(4, bool))
+    same = np.array([True, True, False, False])
+    with pytest.raises(ValueError, match="same mean"):
+        projection.semantic_axis(vectors, same, same)
