@@ -77,7 +77,9 @@ def few_positives_ridge(whitened: torch.Tensor, gram_chol_inv: torch.Tensor,
 
     inner = whitened @ whitened.transpose(1, 2)  # (B, L, L): y gram^-1 y^T
     system = extra * inner + torch.eye(inner.shape[1], dtype=inner.dtype)
-    u = torch.linalg.solve(system, torch.ones(inner.shape[:2], dtype=inner.dtype))
+    # SPD (eigenvalues >= 1): Cholesky; the _ex form lets NaN reach the caller's finite check
+    ones = torch.ones(*inner.shape[:2], 1, dtype=inner.dtype)
+    u = torch.cholesky_solve(ones, torch.linalg.cholesky_ex(system)[0]).squeeze(-1)
     v = target * (whitened * u.unsqueeze(-1)).sum(1)  # (B, d): t w^T u
     return v @ gram_chol_inv  # rows of (R^{-T} v)^T
 
