@@ -127,3 +127,36 @@ def cosine_item_similarity(matrix: sp.csr_matrix) -> sp.csr_matrix:
     sim.setdiag(0.0)
     sim.eliminate_zeros()
     return sim
+
+
+# Dense similarity rows held at once by top_k_cosine_similarity (float32 elements, ~64 MB).
+_BLOCK_ELEMENTS = 1 << 24
+
+
+def top_k_cosine_similarity(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """Each row of :func:`cosine_item_similarity` keeping only entries >= its k-th largest,
+    computed in blocks of item rows so memory stays O(block x n_items + n_items x k) rather
+    than the O(n_items^2) of the whole matrix (ML-25M: 62k items, 15.6 GB dense).
+
+    Equal, entry for entry, to densifying the whole similarity and thresholding each row
+    (``tests/test_speed_paths.py``)."""
+    matrix = matrix.tocsr()
+    n_items = matrix.shape[1]
+    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=0)).ravel())
+    inv_norms = 1.0 / np.maximum(norms, 1e-12)
+    inv = sp.diags(inv_norms)
+    by_item = matrix.T.tocsr()
+    rows_per_block = max(1, _BLOCK_ELEMENTS // max(n_items, 1))
+    blocks = []
+    for start in range(0, n_items, rows_per_block):
+        stop = min(start + rows_per_block, n_items)
+        gram_rows = by_item[start:stop] @ matrix
+        sim = (sp.diags(inv_norms[start:stop]) @ gram_rows @ inv).astype(np.float32)
+        dense = sim.toarray()
+        dense[np.arange(stop - start), np.arange(start, stop)] = 0.0
+        if k < n_items:
+            cutoff = np.partition(dense, n_items - k, axis=1)[:, n_items - k]
+            dense[dense < cutoff[:, None]] = 0.0
+        blocks.append(sp.csr_matrix(dense))
+    return sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, n_items),
+                                                                         dtype=np.float32)

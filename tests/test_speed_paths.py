@@ -1,11 +1,23 @@
 """The fast paths against the plain versions they replace (same answers, not timings)."""
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 import torch
 
-from recsys.linalg import few_positives_ridge, weighted_ridge
+from recsys import linalg, memory
+from recsys.config import SplitConfig, TrainConfig
+from recsys.interactions import Interactions
+from recsys.linalg import (
+    cosine_item_similarity,
+    few_positives_ridge,
+    top_k_cosine_similarity,
+    weighted_ridge,
+)
+from recsys.models import create_model
 from recsys.models.als import als_half_step, als_plan
+from recsys.splits import make_split
+from tests.synthetic import block_ratings
 
 
 def _random_csr(rng, n_rows, n_cols, max_len):
@@ -48,3 +60,28 @@ def test_planned_half_step_equals_the_plain_solve_per_row():
         want = weighted_ridge(gram, other[torch.from_numpy(cols.astype(np.int64))][None],
                               alpha, 1.0 + alpha)[0].numpy()
         np.testing.assert_allclose(got[row], want, atol=1e-9)
+
+
+def _dense_top_k(matrix, k):
+    """The plain reference: the whole cosine matrix, densified, each row thresholded."""
+    dense = cosine_item_similarity(matrix).toarray()
+    cutoff = np.partition(dense, dense.shape[1] - k, axis=1)[:, dense.shape[1] - k]
+    dense[dense < cutoff[:, None]] = 0.0
+    return dense
+
+
+def test_blocked_top_k_similarity_equals_the_dense_one(monkeypatch):
+    rng = np.random.default_rng(2)
+    matrix = _random_csr(rng, 50, 23, 9).astype(np.float32)
+    monkeypatch.setattr(linalg, "_BLOCK_ELEMENTS", 23 * 4)  # 4 item rows per block
+    got = top_k_cosine_similarity(matrix, 5)
+    np.testing.assert_array_equal(got.toarray(), _dense_top_k(matrix, 5))
+    assert (np.diff(got.indptr) >= 5).mean() > 0.5  # rows keep their neighbours
+
+
+def test_ease_refuses_up_front_when_its_matrices_do_not_fit(monkeypatch):
+    split = make_split(Interactions.from_frame(block_ratings()), SplitConfig())
+    monkeypatch.setattr(memory, "available_bytes", lambda: 1_000)
+    with pytest.raises(ValueError, match=r"EASE on \d+ items .* needs about .* bytes.*"
+                                         r"only .* available"):
+        create_model(TrainConfig(model="ease")).fit(split)
