@@ -65,13 +65,16 @@ def few_positives_ridge(whitened: torch.Tensor, gram_chol_inv: torch.Tensor,
 
     Parameters
     ----------
-    whitened : (B, L, d) float64 whitened observed vectors; padding rows must be zero.
-    gram_chol_inv : (d, d) float64 ``R^{-1}``.
+    whitened : (B, L, d) whitened observed vectors; padding rows must be zero.
+    gram_chol_inv : (d, d) ``R^{-1}``, same dtype.
     extra, target : the confidence added by an observed item and its target (``c - c0``, ``c p``).
+
+    When the gram includes every observed vector (as in ALS), ``w w^T`` has eigenvalues in
+    [0, 1], so the system's lie in [1, 1 + extra]: float32 is accurate here.
 
     Returns
     -------
-    (B, d) float64 row vectors.
+    (B, d) row vectors, dtype of ``whitened``.
     """
     import torch
 

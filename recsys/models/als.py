@@ -93,12 +93,15 @@ def als_half_step(other: torch.Tensor, indptr: torch.Tensor, indices: torch.Tens
     padded = torch.cat([other, other.new_zeros(1, dim)])
     chol_inv = torch.linalg.solve_triangular(
         torch.linalg.cholesky(gram), torch.eye(dim, dtype=torch.float64), upper=False)
-    whitened = torch.cat([wide @ chol_inv.T, wide.new_zeros(1, dim)])
+    # Whitened by the gram, the few-positives system has eigenvalues in [1, 1 + alpha]
+    # (w w^T is a block of a projection), so it is solved safely in the factors' dtype.
+    whitened = torch.cat([wide @ chol_inv.T, wide.new_zeros(1, dim)]).to(other.dtype)
+    chol_inv_narrow = chol_inv.to(other.dtype)
     out = torch.zeros(n_rows, dim, dtype=other.dtype)
     for chunk in plan:
         if chunk.few:
             y = _gather(whitened, chunk.slots)
-            out[chunk.rows] = few_positives_ridge(y, chol_inv, alpha, 1.0 + alpha).to(out.dtype)
+            out[chunk.rows] = few_positives_ridge(y, chol_inv_narrow, alpha, 1.0 + alpha)
         else:
             y = _gather(padded, chunk.slots)
             out[chunk.rows] = weighted_ridge(gram, y, alpha, 1.0 + alpha)
