@@ -4,7 +4,10 @@ against the textbook BPR-MF loop, evaluation throughput and serving latencies.
 Fits run in interleaved repetitions (A, B, C, D, A, B, ...) so that load from other processes
 hits every variant alike; the table reports medians. Rows:
 
-- ``recsys default``: ``TrainConfig()`` as shipped (validation every epoch, early stopping,
+- ``default model``: the default model (mf-als) with its own defaults (validation every
+  sweep, early stopping, refit); ``mf-als loop only``: its sweeps alone, no validation;
+  ``implicit ALS``: the library's ALS with the same factors, iterations, lambda and alpha;
+- ``recsys default``: ``TrainConfig()`` (mf-bpr) as shipped (validation every epoch, early stopping,
   then a refit on train + validation for the best epoch count);
 - ``recsys loop + validation``: ``patience=0, refit=False`` (all epochs, validation each one);
 - ``recsys loop only``: the same on a split with ``valid_fraction=0``, i.e. no validation at
@@ -20,6 +23,7 @@ hits every variant alike; the table reports medians. Rows:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -41,14 +45,14 @@ from bench.common import (
 )
 from bench.quality import RESULTS_PATH, FactorScores, json_path, write_section
 from bench.textbook import TextbookBPR
-from recsys.config import TrainConfig
+from recsys.config import DEFAULT_MODEL, TrainConfig, resolve_device
 from recsys.data import load_movielens
 from recsys.evaluation import evaluate_model
 from recsys.models import create_model
 from recsys.runs import prepare_split, train_run
 
 FIT_COLUMNS = ("variant", "what runs", "median fit s", "min s", "max s", "runs",
-               "textbook / this", "test recall@10")
+               "cpu s", "textbook / this", "test recall@10")
 LATENCY_COLUMNS = ("operation", "calls", "median ms", "p95 ms", "notes")
 
 
@@ -93,8 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
 def fit_table(split, no_valid, reps: int, epochs: int, threads: int) -> list[dict[str, Any]]:
     base = TrainConfig(threads=threads, epochs=epochs)
     loop = replace(base, patience=0, refit=False)
+    als = TrainConfig.for_model("mf-als", threads=threads)
+    als = replace(als, epochs=2) if epochs < base.epochs else als
+    als_loop = replace(als, patience=0, refit=False)
     variants: list[tuple[str, str, Callable[[], Any], Any]] = [
-        ("recsys default", f"TrainConfig() (threads={threads}): validation each epoch, "
+        (f"default model ({DEFAULT_MODEL})", f"TrainConfig.for_model({DEFAULT_MODEL!r}): "
+         f"{als.epochs} sweeps, validation each sweep, early stop, refit",
+         lambda: create_model(TrainConfig.for_model(DEFAULT_MODEL, threads=threads,
+                                                    epochs=als.epochs)), split),
+        ("mf-als loop only", f"{als.epochs} sweeps, patience=0, refit=False, valid_fraction=0",
+         lambda: create_model(als_loop), no_valid),
+        ("recsys default", f"TrainConfig() (mf-bpr, threads={threads}): validation each epoch, "
          "early stop, refit", lambda: create_model(base), split),
         ("recsys loop + validation", "patience=0, refit=False", lambda: create_model(loop),
          split),
@@ -105,11 +118,20 @@ def fit_table(split, no_valid, reps: int, epochs: int, threads: int) -> list[dic
     ]
     try:
         import implicit
+        from implicit.cpu.als import AlternatingLeastSquares
         from implicit.cpu.bpr import BayesianPersonalizedRanking
     except ImportError:
         pass
     else:
         iters = 5 if epochs < TrainConfig().epochs else 100
+        variants.append((
+            "implicit ALS", f"implicit {implicit.__version__} ALS, factors={als.dim}, "
+            f"iterations={als.epochs}, regularization={als.weight_decay:g}, "
+            f"alpha={als.als_alpha:g} (mf-als's), 1 thread, no validation",
+            lambda: FactorScores("implicit-als", lambda: AlternatingLeastSquares(
+                factors=als.dim, iterations=als.epochs, regularization=als.weight_decay,
+                alpha=als.als_alpha, random_state=42, num_threads=threads), threads),
+            no_valid))
         variants.append((
             "implicit BPR", f"implicit {implicit.__version__} BPR, factors=64, "
             f"iterations={iters}, 1 thread, no validation",
@@ -118,10 +140,13 @@ def fit_table(split, no_valid, reps: int, epochs: int, threads: int) -> list[dic
             no_valid))
     warm_up(split, threads)
     seconds: dict[str, list[float]] = {v[0]: [] for v in variants}
+    cpu: dict[str, list[float]] = {v[0]: [] for v in variants}
     recall: dict[str, float] = {}
     for rep in range(reps):
         for name, _, build, data in variants:
+            started = time.process_time()  # CPU seconds: less sensitive to other load
             fitted, s = timed(lambda b=build, d=data: b().fit(d))
+            cpu[name].append(time.process_time() - started)
             seconds[name].append(s)
             recall[name] = evaluate_model(fitted, data, part="test").metrics["recall@10"]
             print(f"   rep {rep + 1}/{reps} {name:>26}: {s:6.2f}s recall@10 "
@@ -130,6 +155,7 @@ def fit_table(split, no_valid, reps: int, epochs: int, threads: int) -> list[dic
     return [{
         "variant": name, "what runs": what, "median fit s": median(seconds[name]),
         "min s": min(seconds[name]), "max s": max(seconds[name]), "runs": len(seconds[name]),
+        "cpu s": median(cpu[name]),
         "textbook / this": textbook / median(seconds[name]), "test recall@10": recall[name],
     } for name, what, _, _ in variants]
 
@@ -233,11 +259,16 @@ def report(fit_md: str, lat_md: str, notes: list[str], args, reps: int, epochs: 
         "",
         *machine_lines(machine()),
         f"- command: `{command_line()}`",
-        f"- P2 ({PROTOCOLS['P2'].describe()}); mf-bpr defaults, {epochs} epochs, torch threads "
+        f"- device: {resolve_device('auto')} (what `--device auto` picks on this machine; "
+        "every variant here runs on the CPU); 1-min load at the end "
+        f"{os.getloadavg()[0]:.2f}",
+        f"- P2 ({PROTOCOLS['P2'].describe()}); the default model ({DEFAULT_MODEL}) with its "
+        f"defaults, and mf-bpr's defaults with {epochs} epochs; torch threads "
         f"{args.threads}; {reps} interleaved repetitions per variant, medians. "
         "The 2 CPUs may be shared with other work (see the load above), so absolute "
-        "seconds are noisy; compare the ratios. `textbook / this` > 1 means faster than the "
-        "textbook loop.",
+        "seconds are noisy; compare the ratios and the CPU seconds (`cpu s`, the process's "
+        "own CPU time, less sensitive to other load). `textbook / this` > 1 means faster "
+        "than the textbook loop.",
         "",
         "### Fit time",
         "",
