@@ -143,23 +143,36 @@ def top_k_cosine_similarity(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
 
     Equal, entry for entry, to densifying the whole similarity and thresholding each row
     (``tests/test_speed_paths.py``)."""
-    matrix = matrix.tocsr()
-    n_items = matrix.shape[1]
-    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=0)).ravel())
-    inv_norms = 1.0 / np.maximum(norms, 1e-12)
-    inv = sp.diags(inv_norms)
-    by_item = matrix.T.tocsr()
-    rows_per_block = max(1, _BLOCK_ELEMENTS // max(n_items, 1))
-    blocks = []
-    for start in range(0, n_items, rows_per_block):
-        stop = min(start + rows_per_block, n_items)
-        gram_rows = by_item[start:stop] @ matrix
-        sim = (sp.diags(inv_norms[start:stop]) @ gram_rows @ inv).astype(np.float32)
+    parts = SimilarityBlocks(matrix)
+    blocks = [parts.top_k_rows(start, k) for start in parts.block_starts()]
+    return sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix(
+        (0, parts.n_items), dtype=np.float32)
+
+
+class SimilarityBlocks:
+    """What every block of :func:`top_k_cosine_similarity` shares (bench/scale.py times
+    single blocks of it)."""
+
+    def __init__(self, matrix: sp.csr_matrix) -> None:
+        self.matrix = matrix.tocsr()
+        self.n_items = matrix.shape[1]
+        norms = np.sqrt(np.asarray(self.matrix.multiply(self.matrix).sum(axis=0)).ravel())
+        self.inv_norms = 1.0 / np.maximum(norms, 1e-12)
+        self.by_item = self.matrix.T.tocsr()
+        self.rows_per_block = max(1, _BLOCK_ELEMENTS // max(self.n_items, 1))
+
+    def block_starts(self) -> range:
+        return range(0, self.n_items, self.rows_per_block)
+
+    def top_k_rows(self, start: int, k: int) -> sp.csr_matrix:
+        """Rows start .. start + rows_per_block of the thresholded similarity."""
+        stop = min(start + self.rows_per_block, self.n_items)
+        gram_rows = self.by_item[start:stop] @ self.matrix
+        sim = (sp.diags(self.inv_norms[start:stop]) @ gram_rows
+               @ sp.diags(self.inv_norms)).astype(np.float32)
         dense = sim.toarray()
         dense[np.arange(stop - start), np.arange(start, stop)] = 0.0
-        if k < n_items:
-            cutoff = np.partition(dense, n_items - k, axis=1)[:, n_items - k]
+        if k < self.n_items:
+            cutoff = np.partition(dense, self.n_items - k, axis=1)[:, self.n_items - k]
             dense[dense < cutoff[:, None]] = 0.0
-        blocks.append(sp.csr_matrix(dense))
-    return sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, n_items),
-                                                                         dtype=np.float32)
+        return sp.csr_matrix(dense)

@@ -85,3 +85,18 @@ def test_ease_refuses_up_front_when_its_matrices_do_not_fit(monkeypatch):
     with pytest.raises(ValueError, match=r"EASE on \d+ items .* needs about .* bytes.*"
                                          r"only .* available"):
         create_model(TrainConfig(model="ease")).fit(split)
+
+
+def test_top_k_dot_ranks_like_top_k_items():
+    from recsys.evaluation import top_k_items
+    from recsys.topk import top_k_dot
+
+    rng = np.random.default_rng(3)
+    p, q, bias = rng.normal(size=(30, 5)), rng.normal(size=(40, 5)), rng.normal(size=40)
+    seen = _random_csr(rng, 30, 40, 12)
+    users = np.array([3, 0, 29, 7, 7, 12])
+    want = top_k_items(lambda u: (p[u] @ q.T + bias).astype(np.float32), users, seen, 10)
+    got = top_k_dot(p, q, users, seen, 10, item_bias=bias, block_size=4)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-5)
+    assert not seen[users[:, None], got[0]].toarray().any()
