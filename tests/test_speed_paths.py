@@ -100,3 +100,14 @@ def test_top_k_dot_ranks_like_top_k_items():
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_allclose(got[1], want[1], rtol=1e-5)
     assert not seen[users[:, None], got[0]].toarray().any()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_device_auto_trains_and_scores_on_the_gpu():
+    split = make_split(Interactions.from_frame(block_ratings()), SplitConfig())
+    config = TrainConfig(model="mf-bpr", device="auto", epochs=2, dim=8, refit=False)
+    assert config.device == "cuda"
+    model = create_model(config).fit(split)
+    assert all(p.device.type == "cuda" for p in model.module.parameters())
+    scores = model.score(np.arange(3))
+    assert scores.shape == (3, split.train.n_items) and np.isfinite(scores).all()
