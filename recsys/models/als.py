@@ -85,6 +85,7 @@ def als_half_step(other: torch.Tensor, indptr: torch.Tensor, indices: torch.Tens
     Each row's exact weighted ridge solution (:func:`recsys.linalg.weighted_ridge`), one
     batched solve per chunk of :func:`als_plan`; rows with fewer positives than dimensions
     take the equivalent, much cheaper L x L form (:func:`recsys.linalg.few_positives_ridge`).
+    ``tests/test_speed_paths.py`` checks every row against the plain d x d solve.
     """
     n_rows, dim, alpha = len(indptr) - 1, other.shape[1], float(alpha)
     plan = als_plan(indptr, indices, dim, len(other)) if plan is None else plan
