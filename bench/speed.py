@@ -4,7 +4,10 @@ against the textbook BPR-MF loop, evaluation throughput and serving latencies.
 Fits run in interleaved repetitions (A, B, C, D, A, B, ...) so that load from other processes
 hits every variant alike; the table reports medians. Rows:
 
-- ``recsys default``: ``TrainConfig()`` as shipped (validation every epoch, early stopping,
+- ``default model``: the default model (mf-als) with its own defaults (validation every
+  sweep, early stopping, refit); ``mf-als loop only``: its sweeps alone, no validation;
+  ``implicit ALS``: the library's ALS with the same factors, iterations, lambda and alpha;
+- ``recsys default``: ``TrainConfig()`` (mf-bpr) as shipped (validation every epoch, early stopping,
   then a refit on train + validation for the best epoch count);
 - ``recsys loop + validation``: ``patience=0, refit=False`` (all epochs, validation each one);
 - ``recsys loop only``: the same on a split with ``valid_fraction=0``, i.e. no validation at
@@ -20,6 +23,7 @@ hits every variant alike; the table reports medians. Rows:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -41,14 +45,14 @@ from bench.common import (
 )
 from bench.quality import RESULTS_PATH, FactorScores, json_path, write_section
 from bench.textbook import TextbookBPR
-from recsys.config import TrainConfig
+from recsys.config import DEFAULT_MODEL, TrainConfig, resolve_device
 from recsys.data import load_movielens
 from recsys.evaluation import evaluate_model
 from recsys.models import create_model
 from recsys.runs import prepare_split, train_run
 
 FIT_COLUMNS = ("variant", "what runs", "median fit s", "min s", "max s", "runs",
-               "textbook / this", "test recall@10")
+               "cpu s", "textbook / this (cpu)", "test recall@10")
 LATENCY_COLUMNS = ("operation", "calls", "median ms", "p95 ms", "notes")
 
 
@@ -66,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     lat_md = markdown_table(eval_rows + serving, LATENCY_COLUMNS)
     print(fit_md, "", lat_md, *[f"note: {n}" for n in notes], sep="\n")
     if args.results:
-        body = report(fit_md, lat_md, notes, args, reps, epochs)
+        body = report(fit_md, lat_md, notes + closing_notes(fit_rows), args, reps, epochs)
         write_section(Path(args.results), "speed", body)
         write_json(json_path(args.results, "speed"),
                    {"command": command_line(), "small": args.small, "reps": reps,
@@ -93,8 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
 def fit_table(split, no_valid, reps: int, epochs: int, threads: int) -> list[dict[str, Any]]:
     base = TrainConfig(threads=threads, epochs=epochs)
     loop = replace(base, patience=0, refit=False)
+    als = TrainConfig.for_model("mf-als", threads=threads)
+    als = replace(als, epochs=2) if epochs < base.epochs else als
+    als_loop = replace(als, patience=0, refit=False)
     variants: list[tuple[str, str, Callable[[], Any], Any]] = [
-        ("recsys default", f"TrainConfig() (threads={threads}): validation each epoch, "
+        (f"default model ({DEFAULT_MODEL})", f"TrainConfig.for_model({DEFAULT_MODEL!r}): "
+         f"{als.epochs} sweeps, validation each sweep, early stop, refit",
+         lambda: create_model(TrainConfig.for_model(DEFAULT_MODEL, threads=threads,
+                                                    epochs=als.epochs)), split),
+        ("mf-als loop only", f"{als.epochs} sweeps, patience=0, refit=False, valid_fraction=0",
+         lambda: create_model(als_loop), no_valid),
+        ("recsys default", f"TrainConfig() (mf-bpr, threads={threads}): validation each epoch, "
          "early stop, refit", lambda: create_model(base), split),
         ("recsys loop + validation", "patience=0, refit=False", lambda: create_model(loop),
          split),
@@ -105,11 +118,20 @@ def fit_table(split, no_valid, reps: int, epochs: int, threads: int) -> list[dic
     ]
     try:
         import implicit
+        from implicit.cpu.als import AlternatingLeastSquares
         from implicit.cpu.bpr import BayesianPersonalizedRanking
     except ImportError:
         pass
     else:
         iters = 5 if epochs < TrainConfig().epochs else 100
+        variants.append((
+            "implicit ALS", f"implicit {implicit.__version__} ALS, factors={als.dim}, "
+            f"iterations={als.epochs}, regularization={als.als_lambda:g}, "
+            f"alpha={als.als_alpha:g} (mf-als's), 1 thread, no validation",
+            lambda: FactorScores("implicit-als", lambda: AlternatingLeastSquares(
+                factors=als.dim, iterations=als.epochs, regularization=als.als_lambda,
+                alpha=als.als_alpha, random_state=42, num_threads=threads), threads),
+            no_valid))
         variants.append((
             "implicit BPR", f"implicit {implicit.__version__} BPR, factors=64, "
             f"iterations={iters}, 1 thread, no validation",
@@ -118,19 +140,23 @@ def fit_table(split, no_valid, reps: int, epochs: int, threads: int) -> list[dic
             no_valid))
     warm_up(split, threads)
     seconds: dict[str, list[float]] = {v[0]: [] for v in variants}
+    cpu: dict[str, list[float]] = {v[0]: [] for v in variants}
     recall: dict[str, float] = {}
     for rep in range(reps):
         for name, _, build, data in variants:
+            started = time.process_time()  # CPU seconds: less sensitive to other load
             fitted, s = timed(lambda b=build, d=data: b().fit(d))
+            cpu[name].append(time.process_time() - started)
             seconds[name].append(s)
             recall[name] = evaluate_model(fitted, data, part="test").metrics["recall@10"]
             print(f"   rep {rep + 1}/{reps} {name:>26}: {s:6.2f}s recall@10 "
                   f"{recall[name]:.4f}", file=sys.stderr, flush=True)
-    textbook = median(seconds["textbook"])
+    textbook = median(cpu["textbook"])
     return [{
         "variant": name, "what runs": what, "median fit s": median(seconds[name]),
         "min s": min(seconds[name]), "max s": max(seconds[name]), "runs": len(seconds[name]),
-        "textbook / this": textbook / median(seconds[name]), "test recall@10": recall[name],
+        "cpu s": median(cpu[name]),
+        "textbook / this (cpu)": textbook / median(cpu[name]), "test recall@10": recall[name],
     } for name, what, _, _ in variants]
 
 
@@ -227,17 +253,57 @@ def serving_rows(ml, threads: int, calls: int, notes: list[str]) -> list[dict[st
     return rows
 
 
+# Ideas measured while making the fits faster (issue 13), side by side with the plain version.
+DID_NOT_PAY = [
+    "mf-als, one padded d x d solve per row (as before): 2.2x the CPU time of the L x L "
+    "(Woodbury) solves for rows with fewer positives than dimensions (kept: the L x L form)",
+    "mf-als, chunks padded to the global longest row: slower than the d x d solves; "
+    "chunks of rows within 25% of each other's length are what made the L x L form pay",
+    "mf-als, batched Cholesky for the d x d systems: no faster than LU in torch (not kept); "
+    "for the L x L systems ~20% faster (kept)",
+    "mf-als, conjugate gradient to convergence on the whitened system: estimated more memory "
+    "traffic than the exact solves at ML-100K size (not built); implicit's 3 warm-started CG "
+    "steps are not exact and would move the pinned results",
+    "mf-bpr, lazy / sparse Adam: changes the optimiser's results (pinned), not built; reusing "
+    "the gradient buffers between steps instead of allocating them: ~15% of the loop (kept)",
+]
+
+
+def closing_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """The ratios the issue asks for, from this run's CPU seconds."""
+    cpu = {row["variant"]: row["cpu s"] for row in rows}
+    out = []
+    default = next((v for v in cpu if v.startswith("default model")), None)
+    if default and "implicit ALS" in cpu:
+        out.append(f"{default}: {cpu[default]:.2f} CPU s for the whole fit (validation and "
+                   f"refit included); its sweeps alone {cpu['mf-als loop only']:.2f} "
+                   f"CPU s = {cpu['mf-als loop only'] / cpu['implicit ALS']:.1f}x implicit ALS's "
+                   f"{cpu['implicit ALS']:.2f} (implicit: 3 conjugate-gradient steps per row, "
+                   "ours: exact solves)")
+    if "implicit BPR" in cpu:
+        out.append(f"mf-bpr loop only: {cpu['recsys loop only']:.2f} CPU s; implicit BPR "
+                   f"{cpu['implicit BPR']:.2f} CPU s (epochs and iterations in the rows); "
+                   f"textbook / mf-bpr default {cpu['textbook'] / cpu['recsys default']:.1f}x, "
+                   f"textbook / loop only {cpu['textbook'] / cpu['recsys loop only']:.1f}x")
+    return out + [f"did not pay: {idea}" for idea in DID_NOT_PAY]
+
+
 def report(fit_md: str, lat_md: str, notes: list[str], args, reps: int, epochs: int) -> str:
     lines = [
         "## Speed (`bench/speed.py`)",
         "",
         *machine_lines(machine()),
         f"- command: `{command_line()}`",
-        f"- P2 ({PROTOCOLS['P2'].describe()}); mf-bpr defaults, {epochs} epochs, torch threads "
+        f"- device: {resolve_device('auto')} (what `--device auto` picks on this machine; "
+        "every variant here runs on the CPU); 1-min load at the end "
+        f"{os.getloadavg()[0]:.2f}",
+        f"- P2 ({PROTOCOLS['P2'].describe()}); the default model ({DEFAULT_MODEL}) with its "
+        f"defaults, and mf-bpr's defaults with {epochs} epochs; torch threads "
         f"{args.threads}; {reps} interleaved repetitions per variant, medians. "
         "The 2 CPUs may be shared with other work (see the load above), so absolute "
-        "seconds are noisy; compare the ratios. `textbook / this` > 1 means faster than the "
-        "textbook loop.",
+        "seconds are noisy; compare the ratios and the CPU seconds (`cpu s`, the process's "
+        "own CPU time, less sensitive to other load). `textbook / this (cpu)` > 1 means faster "
+        "than the textbook loop.",
         "",
         "### Fit time",
         "",

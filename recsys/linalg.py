@@ -42,10 +42,49 @@ def weighted_ridge(gram: torch.Tensor, y: torch.Tensor, extra: torch.Tensor | fl
     """
     import torch
 
-    weight = torch.as_tensor(extra, dtype=y.dtype).expand(y.shape[:2])
-    a = gram + ((y * weight.unsqueeze(-1)).transpose(1, 2) @ y).to(gram.dtype)
-    b = (y * torch.as_tensor(target, dtype=y.dtype).expand(y.shape[:2]).unsqueeze(-1)).sum(1)
+    if isinstance(extra, float) and isinstance(target, float):  # ALS: one weight for all
+        a = gram + (extra * (y.transpose(1, 2) @ y)).to(gram.dtype)
+        b = target * y.sum(1)
+    else:
+        weight = torch.as_tensor(extra, dtype=y.dtype).expand(y.shape[:2])
+        a = gram + ((y * weight.unsqueeze(-1)).transpose(1, 2) @ y).to(gram.dtype)
+        b = (y * torch.as_tensor(target, dtype=y.dtype).expand(y.shape[:2]).unsqueeze(-1)).sum(1)
     return torch.linalg.solve(a, b.to(gram.dtype)).to(y.dtype)
+
+
+def few_positives_ridge(whitened: torch.Tensor, gram_chol_inv: torch.Tensor,
+                        extra: float, target: float) -> torch.Tensor:
+    """:func:`weighted_ridge` with scalar ``extra`` and ``target``, for rows with fewer observed
+    items L than dimensions d: the same exact solution through an L x L system.
+
+    With ``gram = R R^T`` (Cholesky) and ``w = y R^{-T}`` the observed vectors whitened by it,
+    the Woodbury identity turns ``(gram + e y^T y) x = t y^T 1`` into
+    ``(I + e w w^T) u = 1``, ``x = t R^{-T} w^T u``. Solving L x L instead of d x d systems is
+    what makes ALS fast on MovieLens, where most users and items have fewer positives than d;
+    ``tests/test_speed_paths.py`` checks it against :func:`weighted_ridge`.
+
+    Parameters
+    ----------
+    whitened : (B, L, d) whitened observed vectors; padding rows must be zero.
+    gram_chol_inv : (d, d) ``R^{-1}``, same dtype.
+    extra, target : the confidence added by an observed item and its target (``c - c0``, ``c p``).
+
+    When the gram includes every observed vector (as in ALS), ``w w^T`` has eigenvalues in
+    [0, 1], so the system's lie in [1, 1 + extra]: float32 is accurate here.
+
+    Returns
+    -------
+    (B, d) row vectors, dtype of ``whitened``.
+    """
+    import torch
+
+    inner = whitened @ whitened.transpose(1, 2)  # (B, L, L): y gram^-1 y^T
+    system = extra * inner + torch.eye(inner.shape[1], dtype=inner.dtype)
+    # SPD (eigenvalues >= 1): Cholesky; the _ex form lets NaN reach the caller's finite check
+    ones = torch.ones(*inner.shape[:2], 1, dtype=inner.dtype)
+    u = torch.cholesky_solve(ones, torch.linalg.cholesky_ex(system)[0]).squeeze(-1)
+    v = target * (whitened * u.unsqueeze(-1)).sum(1)  # (B, d): t w^T u
+    return v @ gram_chol_inv  # rows of (R^{-T} v)^T
 
 
 def ridge_fold_in(q: np.ndarray, liked: np.ndarray, disliked: np.ndarray | None = None,
@@ -91,3 +130,49 @@ def cosine_item_similarity(matrix: sp.csr_matrix) -> sp.csr_matrix:
     sim.setdiag(0.0)
     sim.eliminate_zeros()
     return sim
+
+
+# Dense similarity rows held at once by top_k_cosine_similarity (float32 elements, ~64 MB).
+_BLOCK_ELEMENTS = 1 << 24
+
+
+def top_k_cosine_similarity(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """Each row of :func:`cosine_item_similarity` keeping only entries >= its k-th largest,
+    computed in blocks of item rows so memory stays O(block x n_items + n_items x k) rather
+    than the O(n_items^2) of the whole matrix (ML-25M: 62k items, 15.6 GB dense).
+
+    Equal, entry for entry, to densifying the whole similarity and thresholding each row
+    (``tests/test_speed_paths.py``)."""
+    parts = SimilarityBlocks(matrix)
+    blocks = [parts.top_k_rows(start, k) for start in parts.block_starts()]
+    return sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix(
+        (0, parts.n_items), dtype=np.float32)
+
+
+class SimilarityBlocks:
+    """What every block of :func:`top_k_cosine_similarity` shares (bench/scale.py times
+    single blocks of it)."""
+
+    def __init__(self, matrix: sp.csr_matrix) -> None:
+        self.matrix = matrix.tocsr()
+        self.n_items = matrix.shape[1]
+        norms = np.sqrt(np.asarray(self.matrix.multiply(self.matrix).sum(axis=0)).ravel())
+        self.inv_norms = 1.0 / np.maximum(norms, 1e-12)
+        self.by_item = self.matrix.T.tocsr()
+        self.rows_per_block = max(1, _BLOCK_ELEMENTS // max(self.n_items, 1))
+
+    def block_starts(self) -> range:
+        return range(0, self.n_items, self.rows_per_block)
+
+    def top_k_rows(self, start: int, k: int) -> sp.csr_matrix:
+        """Rows start .. start + rows_per_block of the thresholded similarity."""
+        stop = min(start + self.rows_per_block, self.n_items)
+        gram_rows = self.by_item[start:stop] @ self.matrix
+        sim = (sp.diags(self.inv_norms[start:stop]) @ gram_rows
+               @ sp.diags(self.inv_norms)).astype(np.float32)
+        dense = sim.toarray()
+        dense[np.arange(stop - start), np.arange(start, stop)] = 0.0
+        if k < self.n_items:
+            cutoff = np.partition(dense, self.n_items - k, axis=1)[:, self.n_items - k]
+            dense[dense < cutoff[:, None]] = 0.0
+        return sp.csr_matrix(dense)

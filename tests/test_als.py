@@ -51,11 +51,12 @@ def test_objective_equals_the_dense_sum():
     rng = np.random.default_rng(2)
     dense = (rng.random((5, 6)) < 0.4).astype(np.float64)
     x, y = rng.normal(size=(5, 3)), rng.normal(size=(6, 3))
-    users, items = np.nonzero(dense)
+    csr = sp.csr_matrix(dense)
     c = 1.0 + 3.0 * dense
     expected = (c * (dense - x @ y.T) ** 2).sum() + 0.2 * ((x * x).sum() + (y * y).sum())
-    got = als_objective(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(users),
-                        torch.from_numpy(items), 3.0, 0.2)
+    got = als_objective(torch.from_numpy(x), torch.from_numpy(y),
+                        torch.from_numpy(csr.indptr.astype(np.int64)),
+                        torch.from_numpy(csr.indices.astype(np.int64)), 3.0, 0.2)
     assert got == pytest.approx(expected)
 
 

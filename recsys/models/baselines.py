@@ -8,7 +8,8 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.extmath import randomized_svd
 
-from recsys.linalg import cosine_item_similarity
+from recsys.linalg import top_k_cosine_similarity
+from recsys.memory import check_fits
 from recsys.models.base import EpochCallback, FactorModel, Recommender
 from recsys.splits import Part
 
@@ -48,8 +49,7 @@ class ItemKNN(Recommender):
     def _fit(self, train_part: Part, valid: Part | None, callbacks: Sequence[EpochCallback],
              epochs: int) -> list:
         self.train = train_part.positives.to_csr()
-        self.similarity = _top_k_per_row(cosine_item_similarity(self.train),
-                                         self.config.knn_neighbours)
+        self.similarity = top_k_cosine_similarity(self.train, self.config.knn_neighbours)
         return []  # fitted in one go: no epochs
 
     def score(self, users: np.ndarray) -> np.ndarray:
@@ -88,10 +88,15 @@ class EASE(Recommender):
     def _fit(self, train_part: Part, valid: Part | None, callbacks: Sequence[EpochCallback],
              epochs: int) -> list:
         self.train = train_part.positives.to_csr()
+        n = self.train.shape[1]
+        # at the peak the float64 gram and its inverse, then the inverse and float32 weights
+        check_fits(f"EASE on {n:,} items (dense item x item float64 gram and inverse)",
+                   16 * n * n, "use a factor model (mf-als, mf-bpr) or fewer items")
         gram = (self.train.T @ self.train).toarray().astype(np.float64)
         gram[np.diag_indices_from(gram)] += self.config.ease_lambda
-        precision = np.linalg.inv(gram)
-        weights = -precision / np.diag(precision)
+        weights = np.linalg.inv(gram)
+        del gram
+        weights /= -np.diag(weights).copy()  # -P / diag(P), in place
         np.fill_diagonal(weights, 0.0)
         self.weights = weights.astype(np.float32)
         return []  # fitted in one go: no epochs
@@ -131,15 +136,6 @@ class SVD(FactorModel):
         self.users = (u * root).astype(np.float32)
         self.items = (vt.T * root).astype(np.float32)
         return []  # fitted in one go: no epochs
-
-
-def _top_k_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
-    """Keeps each row's ``k`` largest entries (vectorised over a dense copy; fine to ~20k items)."""
-    dense = matrix.toarray()
-    if k < dense.shape[1]:
-        cutoff = np.partition(dense, dense.shape[1] - k, axis=1)[:, dense.shape[1] - k]
-        dense[dense < cutoff[:, None]] = 0.0
-    return sp.csr_matrix(dense)
 
 
 def _csr_to_arrays(prefix: str, m: sp.csr_matrix) -> dict[str, np.ndarray]:

@@ -71,19 +71,20 @@ class _SampledMF(_MF):
                 loss = loss + wd * float(flat_p @ flat_p + flat_q @ flat_q) / n
                 grad_p.add_(p, alpha=2 * wd / n)
                 grad_q.add_(q, alpha=2 * wd / n)
-            m.user.weight.grad = torch.zeros_like(m.user.weight).index_add_(0, users, grad_p)
-            m.item.weight.grad = torch.zeros_like(m.item.weight).index_add_(
-                0, flat, grad_q.reshape(len(flat), -1)
-            )
-            m.item_bias.weight.grad = torch.zeros_like(m.item_bias.weight).index_add_(
-                0, flat, grad.reshape(-1, 1)
-            )
-            m.user_bias.weight.grad = (  # None: Adam leaves the parameter untouched
-                torch.zeros_like(m.user_bias.weight).index_add_(0, users, grad.sum(1, keepdim=True))
-                if self.uses_user_bias else None
-            )
+            _zeroed_grad(m.user.weight).index_add_(0, users, grad_p)
+            _zeroed_grad(m.item.weight).index_add_(0, flat, grad_q.reshape(len(flat), -1))
+            _zeroed_grad(m.item_bias.weight).index_add_(0, flat, grad.reshape(-1, 1))
+            if self.uses_user_bias:  # else its grad stays None: Adam leaves it untouched
+                _zeroed_grad(m.user_bias.weight).index_add_(0, users, grad.sum(1, keepdim=True))
         optimizer.step()
         return float(loss)
+
+
+def _zeroed_grad(param: torch.Tensor) -> torch.Tensor:
+    """``param.grad`` set to zeros, reusing the last step's buffer (no allocation per step)."""
+    if param.grad is None:
+        param.grad = torch.zeros_like(param)
+    return param.grad.zero_()
 
 
 class MFBPR(_SampledMF):

@@ -1,0 +1,113 @@
+"""The fast paths against the plain versions they replace (same answers, not timings)."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from recsys import linalg, memory
+from recsys.config import SplitConfig, TrainConfig
+from recsys.interactions import Interactions
+from recsys.linalg import (
+    cosine_item_similarity,
+    few_positives_ridge,
+    top_k_cosine_similarity,
+    weighted_ridge,
+)
+from recsys.models import create_model
+from recsys.models.als import als_half_step, als_plan
+from recsys.splits import make_split
+from tests.synthetic import block_ratings
+
+
+def _random_csr(rng, n_rows, n_cols, max_len):
+    """A binary CSR whose rows have 0..max_len positives (short and long rows, empty ones)."""
+    rows = [rng.choice(n_cols, size=rng.integers(0, max_len + 1), replace=False)
+            for _ in range(n_rows)]
+    data = [(r, c) for r, cols in enumerate(rows) for c in cols]
+    r, c = np.array(data).T
+    return sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(n_rows, n_cols))
+
+
+def test_few_positives_ridge_equals_the_d_by_d_solve():
+    rng = np.random.default_rng(0)
+    dim, lam, extra, target = 6, 0.8, 2.5, 3.5
+    q = torch.from_numpy(rng.normal(size=(20, dim)))
+    gram = q.T @ q + lam * torch.eye(dim, dtype=torch.float64)
+    chol_inv = torch.linalg.inv(torch.linalg.cholesky(gram))
+    y = q[torch.from_numpy(rng.integers(0, 20, size=(5, 4)))]
+    y[1, 2:] = 0.0  # padding
+    got = few_positives_ridge(y @ chol_inv.T, chol_inv, extra, target)
+    want = weighted_ridge(gram, y, extra, target)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-10)
+
+
+def test_planned_half_step_equals_the_plain_solve_per_row():
+    """Rows shorter and longer than dim, empty rows, several chunks: every row the exact
+    :func:`weighted_ridge` of its own positives (the plain reference)."""
+    rng = np.random.default_rng(1)
+    dim, alpha, lam = 8, 1.7, 0.4
+    csr = _random_csr(rng, 60, 40, 20)
+    indptr = torch.from_numpy(csr.indptr.astype(np.int64))
+    indices = torch.from_numpy(csr.indices.astype(np.int64))
+    other = torch.from_numpy(rng.normal(size=(40, dim)))
+    plan = als_plan(indptr, indices, dim, 40)
+    assert {chunk.few for chunk in plan} == {True, False}
+    got = als_half_step(other, indptr, indices, alpha, lam, plan).numpy()
+    gram = other.T @ other + lam * torch.eye(dim, dtype=torch.float64)
+    for row in range(60):
+        cols = csr.indices[csr.indptr[row]:csr.indptr[row + 1]]
+        want = weighted_ridge(gram, other[torch.from_numpy(cols.astype(np.int64))][None],
+                              alpha, 1.0 + alpha)[0].numpy()
+        np.testing.assert_allclose(got[row], want, atol=1e-9)
+
+
+def _dense_top_k(matrix, k):
+    """The plain reference: the whole cosine matrix, densified, each row thresholded."""
+    dense = cosine_item_similarity(matrix).toarray()
+    cutoff = np.partition(dense, dense.shape[1] - k, axis=1)[:, dense.shape[1] - k]
+    dense[dense < cutoff[:, None]] = 0.0
+    return dense
+
+
+def test_blocked_top_k_similarity_equals_the_dense_one(monkeypatch):
+    rng = np.random.default_rng(2)
+    matrix = _random_csr(rng, 50, 23, 9).astype(np.float32)
+    monkeypatch.setattr(linalg, "_BLOCK_ELEMENTS", 23 * 4)  # 4 item rows per block
+    got = top_k_cosine_similarity(matrix, 5)
+    np.testing.assert_array_equal(got.toarray(), _dense_top_k(matrix, 5))
+    assert (np.diff(got.indptr) >= 5).mean() > 0.5  # rows keep their neighbours
+
+
+def test_ease_refuses_up_front_when_its_matrices_do_not_fit(monkeypatch):
+    split = make_split(Interactions.from_frame(block_ratings()), SplitConfig())
+    monkeypatch.setattr(memory, "available_bytes", lambda: 1_000)
+    with pytest.raises(ValueError, match=r"EASE on \d+ items .* needs about .* bytes.*"
+                                         r"only .* available"):
+        create_model(TrainConfig(model="ease")).fit(split)
+
+
+def test_top_k_dot_ranks_like_top_k_items():
+    from recsys.evaluation import top_k_items
+    from recsys.topk import top_k_dot
+
+    rng = np.random.default_rng(3)
+    p, q, bias = rng.normal(size=(30, 5)), rng.normal(size=(40, 5)), rng.normal(size=40)
+    seen = _random_csr(rng, 30, 40, 12)
+    users = np.array([3, 0, 29, 7, 7, 12])
+    want = top_k_items(lambda u: (p[u] @ q.T + bias).astype(np.float32), users, seen, 10)
+    got = top_k_dot(p, q, users, seen, 10, item_bias=bias, block_size=4)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-5)
+    assert not seen[users[:, None], got[0]].toarray().any()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_device_auto_trains_and_scores_on_the_gpu():
+    split = make_split(Interactions.from_frame(block_ratings()), SplitConfig())
+    config = TrainConfig(model="mf-bpr", device="auto", epochs=2, dim=8, refit=False)
+    assert config.device == "cuda"
+    model = create_model(config).fit(split)
+    assert all(p.device.type == "cuda" for p in model.module.parameters())
+    scores = model.score(np.arange(3))
+    assert scores.shape == (3, split.train.n_items) and np.isfinite(scores).all()
