@@ -35,6 +35,19 @@ def sampling_probabilities(item_counts: np.ndarray, neg_sampling: str, alpha: fl
     return np.diff(popularity_cdf(item_counts, alpha), prepend=0.0)
 
 
+def expected_negatives(train_pos: Interactions, probabilities: np.ndarray) -> np.ndarray:
+    """Per item, the expected share of an epoch's negatives: each positive's user draws from
+    ``probabilities`` with their own positives redrawn, i.e. from ``p`` restricted to the items
+    they did not like, renormalised (float64, shape (n_items,), sums to 1)."""
+    users, items = train_pos.user_index, train_pos.item_index
+    p = np.asarray(probabilities, np.float64)
+    liked_mass = np.bincount(users, p[items], minlength=train_pos.n_users)
+    rows_per_user = np.bincount(users, minlength=train_pos.n_users)
+    # weight of each user's conditional distribution: their share of the rows / the mass left
+    weight = rows_per_user / len(users) / np.maximum(1.0 - liked_mass, 1e-12)
+    return p * (weight.sum() - np.bincount(items, weight[users], minlength=len(p)))
+
+
 def negative_mix(
     train_pos: Interactions,
     negatives: int,
@@ -43,7 +56,7 @@ def negative_mix(
     seed: int = 0,
 ) -> pd.DataFrame:
     """Shares of the training positives and of one epoch's sampled negatives per popularity
-    decile, plus the share the sampler's distribution predicts (before redraws).
+    decile, plus the share the sampler's distribution predicts (:func:`expected_negatives`).
 
     Returns one row per decile (1 = least popular tenth): ``decile``, ``ratings`` (the range
     of training positives of its movies, as text), ``positives``, ``negatives`` and
@@ -66,8 +79,8 @@ def negative_mix(
                     for lo, hi in zip(low, high, strict=True)],
         "positives": _shares(deciles[items]),
         "negatives": _shares(deciles[drawn.ravel()]),
-        "expected": np.bincount(deciles, sampling_probabilities(counts, neg_sampling, alpha),
-                                minlength=N_DECILES),
+        "expected": np.bincount(deciles, expected_negatives(
+            train_pos, sampling_probabilities(counts, neg_sampling, alpha)), minlength=N_DECILES),
     })
 
 

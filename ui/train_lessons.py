@@ -68,9 +68,9 @@ def negatives(split_config: SplitConfig, form_values: dict) -> None:
     st.info(plain(nm.negatives_lesson(mix)), icon=":material/school:")
     st.caption("Drawn now by the trainer's own sampler (`recsys.sampling`) for one epoch of "
                "this protocol's training positives, seed 0. Deciles: the catalogue sorted by "
-               "training positives, a tenth of the movies each. ◆ = the share `count ** α` "
-               "predicts; the bars differ where draws that hit a user's own positive are "
-               "redrawn.")
+               "training positives, a tenth of the movies each. ◆ = the share the sampler's "
+               "distribution predicts (uniform, or `count ** α`, with each user's own "
+               "positives redrawn, which thins the popular end).")
 
 
 def negatives_figure(mix) -> go.Figure:
