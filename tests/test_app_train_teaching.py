@@ -12,7 +12,6 @@ import json
 import time
 
 import numpy as np
-
 import pytest
 
 from recsys.config import SplitConfig, TrainConfig
@@ -200,3 +199,31 @@ def test_a_bad_view_is_ignored_without_a_traceback(runs_dir, bad):
     assert lesson_tab(at).label == "Negative sampling"
     assert headers(at)[0] == "Leaderboard"
     assert any("Ignoring the link" in w.value for w in at.warning)
+
+
+def poll(at: AppTest, done, timeout: float = 120.0) -> AppTest:
+    """Reruns the app (AppTest does not run fragment timers) until ``done(at)``."""
+    deadline = time.time() + timeout
+    while not done(at):
+        assert time.time() < deadline, "timed out waiting for the training job"
+        time.sleep(0.5)
+        ok(at.run())
+    return at
+
+
+def test_after_training_a_link_opens_the_map_coloured_by_length(runs_dir):
+    # last in this file: it adds a run to the folder the other tests count
+    from ui import shared
+
+    shared.job_manager.clear()  # a manager over this module's runs folder
+    at = open_train(**{"train_model": "mf-bpr"})
+    at.number_input(key="train_mf-bprepochs").set_value(1)
+    at.button(key="train_submit").click().run()
+    poll(ok(at), lambda a: any("now *your* active model" in s.value for s in a.success))
+    links = [link for link in at.get("page_link") if "coloured by length" in link.proto.label]
+    assert len(links) == 1
+    run_name = at.session_state["sb_run"]
+    assert links[0].proto.page.endswith("embedding_map")
+    assert links[0].proto.query_string in (f"colour=length&run={run_name}",
+                                           f"run={run_name}&colour=length")
+    shared.job_manager.clear()
