@@ -319,6 +319,7 @@ if target is not None:
 st.caption("Novelty = mean self-information −log₂ p(item) of the recommended movies (higher = "
            "less mainstream). Coverage = share of the catalogue that appears in anyone's top 10.")
 
+
 # ---------------------------------------------------------------------- lessons
 def draw_lessons() -> None:
     """The four teaching views as tabs; only the open one is computed."""
@@ -329,7 +330,7 @@ def draw_lessons() -> None:
                   "negatives")
     with tabs[list(lessons.VIEWS).index(opened)]:
         if opened == "negatives":
-            form_values = {name: st.session_state.get(K + model + name)
+            form_values = {name: st.session_state.get(K + values["model"] + name)
                            for name in ("neg_sampling", "alpha", "negatives")}
             lessons.negatives(split_of_protocol,
                               {k: v for k, v in form_values.items() if v is not None})
