@@ -321,8 +321,10 @@ st.caption("Novelty = mean self-information −log₂ p(item) of the recommended
 
 
 # ---------------------------------------------------------------------- lessons
+@st.fragment
 def draw_lessons() -> None:
-    """The four teaching views as tabs; only the open one is computed."""
+    """The four teaching views as tabs; only the open one is computed, and a lesson's
+    controls rerun only the lessons (a fragment), not the form and the leaderboard."""
     st.header("Lessons: what the settings do")
     tabs = st.tabs(list(lessons.VIEWS.values()), key=LESSON_TAB, on_change="rerun")
     on_protocol = [r for r in runs if lb.protocol_key(r.split_config) == protocol]
