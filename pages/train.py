@@ -228,6 +228,8 @@ else:
 # otherwise the lessons follow the leaderboard. A view the URL already had is not re-applied.
 LESSON_TAB, LESSON_LINK = K + "lesson", K + "lesson_link"
 linked = state.query_value("view", str, lambda v: v in lessons.VIEWS)
+if linked is None:  # a bad value was warned about once; a good one stays shareable
+    st.query_params.pop("view", None)
 if linked and linked != st.session_state.get(LESSON_LINK):
     st.session_state[LESSON_TAB] = lessons.VIEWS[linked]
     st.session_state[K + "lessons_on_top"] = True
@@ -334,7 +336,7 @@ def draw_lessons() -> None:
         if opened == "negatives":
             form_values = {name: st.session_state.get(K + values["model"] + name)
                            for name in ("neg_sampling", "alpha", "negatives")}
-            lessons.negatives(split_of_protocol,
+            lessons.negatives(split_of_protocol, values["model"],
                               {k: v for k, v in form_values.items() if v is not None})
         elif opened == "curves":
             lessons.curves(*lb.curve_runs(runs, protocol), run.train_config.model)

@@ -100,6 +100,8 @@ def test_negatives_view_draws_the_real_sampler_by_decile(runs_dir):
     assert headers(at)[0].startswith("Lessons")  # a link opens the lessons under the form
     assert lesson_tab(at).label == "Negative sampling"
     assert at.radio(key="train_lesson_sampling").value == "uniform"
+    # the form starts on mf-als, which samples no negatives: the lesson says so
+    assert any("samples no negatives" in m.value for m in lesson_tab(at).markdown)
     assert at.slider(key="train_lesson_alpha").disabled
     bars = figure(at, "negatives_chart")["data"]
     positives, negatives, expected = (values(trace["y"]) for trace in bars)
@@ -129,6 +131,7 @@ def test_negatives_start_from_the_forms_settings(runs_dir):
     assert at.radio(key="train_lesson_sampling").value == "popularity"
     assert at.slider(key="train_lesson_alpha").value == 0.5
     assert at.slider(key="train_lesson_negatives").value == 8
+    assert any("start from the form" in m.value for m in lesson_tab(at).markdown)
 
 
 def test_curves_view_overlays_runs_of_one_protocol_and_lists_others_apart(runs_dir):
@@ -199,6 +202,7 @@ def test_a_bad_view_is_ignored_without_a_traceback(runs_dir, bad):
     assert lesson_tab(at).label == "Negative sampling"
     assert headers(at)[0] == "Leaderboard"
     assert any("Ignoring the link" in w.value for w in at.warning)
+    assert "view" not in at.query_params  # warned once, then dropped from the URL
 
 
 def poll(at: AppTest, done, timeout: float = 120.0) -> AppTest:

@@ -43,7 +43,7 @@ def _layout(fig: go.Figure, height: int = 360, top: int = 40) -> go.Figure:
 
 
 # ---------------------------------------------------------------------- negative sampling
-def negatives(split_config: SplitConfig, form_values: dict) -> None:
+def negatives(split_config: SplitConfig, form_model: str, form_values: dict) -> None:
     """Sampler settings (starting from the form's), the decile chart and the lesson."""
     state.carry(SAMPLING, ALPHA, NEGATIVES)
     defaults = TrainConfig()
@@ -52,7 +52,10 @@ def negatives(split_config: SplitConfig, form_values: dict) -> None:
             st.session_state[key] = form_values.get(name, getattr(defaults, name))
     st.markdown("Each training positive (a movie a user liked) is paired with sampled "
                 "**negatives**; the model learns to score the positive above them. *Which* "
-                "movies are drawn decides what it learns. Settings start from the form's.")
+                "movies are drawn decides what it learns. "
+                + ("Settings start from the form's." if "negatives" in MODELS[form_model].settings
+                   else f"({form_model}, the form's model, samples no negatives: these are "
+                        "the defaults of the models that do.)"))
     c1, c2, c3 = st.columns([2, 2, 2])
     sampling = c1.radio("Negatives drawn", ["uniform", "popularity"], key=SAMPLING,
                         horizontal=True, help="uniform: every movie equally; popularity: in "
