@@ -17,9 +17,10 @@ from plotly.subplots import make_subplots  # noqa: E402
 from recsys import leaderboard as lb  # noqa: E402
 from recsys.config import DEFAULT_MODEL, SplitConfig, TrainConfig  # noqa: E402
 from recsys.jobs import CANCELLED, DONE, FAILED, QUEUED, new_run_dir  # noqa: E402
-from recsys.models import MODELS  # noqa: E402
+from recsys.models import MODELS, model_names  # noqa: E402
 from recsys.runs import train_run  # noqa: E402
 from ui import display, forms, shared, state  # noqa: E402
+from ui import train_lessons as lessons  # noqa: E402
 from ui.text import plain, short  # noqa: E402
 
 K = "train_"  # widget key prefix of this page
@@ -202,6 +203,10 @@ def job_panel(job_id: str, was_polling: bool) -> None:
         st.success(f"Done: {short(job.run_path.name)} is now *your* active model (other "
                    "visitors keep theirs; pin it below to make it everyone's default).",
                    icon=":material/check_circle:")
+        if job.model in model_names(item_vectors=True):
+            st.page_link("pages/embedding_map.py", icon=":material/scatter_plot:",
+                         label="See its movie vectors on the Embedding map, coloured by length",
+                         query_params={"colour": "length", "run": job.run_path.name})
     line = maps_line(job)
     if line and job.run_path is not None:
         st.caption(line)
@@ -216,6 +221,20 @@ else:
     if queued:
         st.caption(f"{len(queued)} training job{'s' if len(queued) > 1 else ''} running or "
                    "queued on this server.")
+
+
+# ---------------------------------------------------------------------- lessons: where
+# A link with ?view= (e.g. from the guided tour) opens that lesson right under the form;
+# otherwise the lessons follow the leaderboard. A view the URL already had is not re-applied.
+LESSON_TAB, LESSON_LINK = K + "lesson", K + "lesson_link"
+linked = state.query_value("view", str, lambda v: v in lessons.VIEWS)
+if linked is None:  # a bad value was warned about once; a good one stays shareable
+    st.query_params.pop("view", None)
+if linked and linked != st.session_state.get(LESSON_LINK):
+    st.session_state[LESSON_TAB] = lessons.VIEWS[linked]
+    st.session_state[K + "lessons_on_top"] = True
+st.session_state[LESSON_LINK] = linked
+lessons_slot = st.container() if st.session_state.get(K + "lessons_on_top") else None
 
 
 # ---------------------------------------------------------------------- leaderboard
@@ -301,6 +320,39 @@ if target is not None:
         st.info(plain(sentence))
 st.caption("Novelty = mean self-information −log₂ p(item) of the recommended movies (higher = "
            "less mainstream). Coverage = share of the catalogue that appears in anyone's top 10.")
+
+
+# ---------------------------------------------------------------------- lessons
+@st.fragment
+def draw_lessons() -> None:
+    """The four teaching views as tabs; only the open one is computed, and a lesson's
+    controls rerun only the lessons (a fragment), not the form and the leaderboard."""
+    st.header("Lessons: what the settings do")
+    tabs = st.tabs(list(lessons.VIEWS.values()), key=LESSON_TAB, on_change="rerun")
+    on_protocol = [r for r in runs if lb.protocol_key(r.split_config) == protocol]
+    opened = next((v for v, tab in zip(lessons.VIEWS, tabs, strict=True) if tab.open),
+                  "negatives")
+    with tabs[list(lessons.VIEWS).index(opened)]:
+        if opened == "negatives":
+            form_values = {name: st.session_state.get(K + values["model"] + name)
+                           for name in ("neg_sampling", "alpha", "negatives")}
+            lessons.negatives(split_of_protocol, values["model"],
+                              {k: v for k, v in form_values.items() if v is not None})
+        elif opened == "curves":
+            lessons.curves(*lb.curve_runs(runs, protocol), run.train_config.model)
+        elif opened == "norms":
+            lessons.norms(on_protocol)
+        else:
+            lessons.activity(on_protocol)
+
+
+if lessons_slot is not None:
+    with lessons_slot:
+        draw_lessons()
+else:
+    st.divider()
+    draw_lessons()
+
 
 # ---------------------------------------------------------------------- the default model
 st.subheader("Default model for new visitors")

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsys.config import SplitConfig
+from recsys.config import SplitConfig, to_dict
 from recsys.models import MODELS, model_names
 from recsys.runs import Run
 
@@ -90,12 +90,82 @@ def verdict(board: pd.DataFrame, run_name: str) -> tuple[bool | None, str]:
     )
 
 
+def curve_runs(runs: list[Run], protocol: str) -> tuple[list[Run], list[Run]]:
+    """Runs with training curves (a per-epoch history), split into those on ``protocol`` and
+    those on other protocols (never drawn on the same chart)."""
+    with_curves = [r for r in runs if r.history]
+    return ([r for r in with_curves if protocol_key(r.split_config) == protocol],
+            [r for r in with_curves if protocol_key(r.split_config) != protocol])
+
+
+def curves_frame(runs: list[Run], labels: dict[str, str] | None = None) -> pd.DataFrame:
+    """Long frame of the runs' per-epoch ``loss`` and ``valid_recall@10`` (NaN when a run did
+    not record it), one row per run and epoch, with a ``label`` per run."""
+    frames = []
+    for run in runs:
+        frame = pd.DataFrame(list(run.history))
+        if frame.empty:
+            continue
+        if "epoch" not in frame:
+            frame["epoch"] = np.arange(1, len(frame) + 1)
+        frame = frame.reindex(columns=["epoch", "loss", "valid_recall@10"])
+        frame.insert(0, "label", (labels or {}).get(run.name, run.name))
+        frame.insert(0, "run", run.name)
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=["run", "label", "epoch", "loss", "valid_recall@10"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def setting_labels(runs: list[Run]) -> dict[str, str]:
+    """A short legend label per run: its model and the settings (that the model reads) in
+    which it differs from the other runs of the same model, e.g. "mf-bpr · lr=0.01"."""
+    settings = {r.name: to_dict(r.train_config) for r in runs}
+    labels = {}
+    for run in runs:
+        model = run.train_config.model
+        peers = [settings[r.name] for r in runs if r.train_config.model == model]
+        differing = [k for k in MODELS[model].settings if k not in ("device", "threads")
+                     and len({repr(p.get(k)) for p in peers}) > 1]
+        shown = [f"{k}={_setting_text(settings[run.name].get(k))}" for k in differing]
+        labels[run.name] = " · ".join([model, *shown])
+    if len(set(labels.values())) < len(labels):  # same settings: tell them apart by name
+        labels = {name: f"{label} · {name}" for name, label in labels.items()}
+    return labels
+
+
+def contrasting_runs(runs: list[Run], field: str) -> list[str]:
+    """Names of two runs of one model that differ in setting ``field`` and in as few other
+    settings as possible (then: the most different ``field``, relative to the larger value),
+    e.g. a small and a large weight decay with all else equal; else the first two runs."""
+    best: tuple[int, float] | None = None
+    chosen = [r.name for r in runs[:2]]
+    for i, a in enumerate(runs):
+        for b in runs[i + 1:]:
+            if a.train_config.model != b.train_config.model:
+                continue
+            va, vb = getattr(a.train_config, field), getattr(b.train_config, field)
+            if va == vb:
+                continue
+            da, db = to_dict(a.train_config), to_dict(b.train_config)
+            others = sum(da[k] != db.get(k) for k in MODELS[a.train_config.model].settings
+                         if k not in (field, "device", "threads"))
+            rank = (others, -abs(va - vb) / max(abs(va), abs(vb)))
+            if best is None or rank < best:
+                best, chosen = rank, [a.name, b.name] if va < vb else [b.name, a.name]
+    return chosen
+
+
 def neighbour_quality_table(measured: dict[str, dict[str, Any]]) -> pd.DataFrame:
     """One row per similar-movie list (name -> ``nq_*`` dict), with readable column names."""
     rows = [{"list": name, **{label: quality.get(key)
                                for key, label in NEIGHBOUR_QUALITY_LABELS.items()}}
             for name, quality in measured.items()]
     return pd.DataFrame(rows).round(2)
+
+
+def _setting_text(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _number(value: Any) -> float:

@@ -1,0 +1,215 @@
+"""The Train page's four lessons, one drawing function each: negative sampling by popularity
+decile, training curves of several runs, vector length against popularity, and Recall@10 by
+user activity. Widgets and charts only; the numbers come from ``recsys`` via ``ui.lessons``."""
+
+from __future__ import annotations
+
+import html
+
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from recsys import leaderboard as lb
+from recsys import negative_mix as nm
+from recsys import segments
+from recsys import vector_norms as vn
+from recsys.config import SplitConfig, TrainConfig
+from recsys.models import MODELS
+from recsys.runs import Run
+from ui import lessons, state
+from ui.text import plain
+
+K = "train_lesson_"  # widget key prefix of the lessons
+# ?view= value -> tab label (docs/CONTRACT: /train?view=negatives|curves|norms|activity)
+VIEWS = {"negatives": "Negative sampling", "curves": "Training curves",
+         "norms": "Vector length vs popularity", "activity": "Who the model serves"}
+SAMPLING, ALPHA, NEGATIVES = K + "sampling", K + "alpha", K + "negatives"
+POSITIVE_COLOUR, NEGATIVE_COLOUR = "#4C78A8", "#F58518"
+
+
+PALETTE = px.colors.qualitative.D3
+BASELINE_GREY = "#9E9E9E"
+
+
+def _layout(fig: go.Figure, height: int = 360, top: int = 40) -> go.Figure:
+    """Legend above the plot (never over an axis title), tight margins; the chart's title
+    is drawn by the page above it."""
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=top, b=10),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left",
+                                  x=0, title_text=""))
+    return fig
+
+
+# ---------------------------------------------------------------------- negative sampling
+def negatives(split_config: SplitConfig, form_model: str, form_values: dict) -> None:
+    """Sampler settings (starting from the form's), the decile chart and the lesson."""
+    state.carry(SAMPLING, ALPHA, NEGATIVES)
+    defaults = TrainConfig()
+    for key, name in ((SAMPLING, "neg_sampling"), (ALPHA, "alpha"), (NEGATIVES, "negatives")):
+        if key not in st.session_state:
+            st.session_state[key] = form_values.get(name, getattr(defaults, name))
+    st.markdown("Each training positive (a movie a user liked) is paired with sampled "
+                "**negatives**; the model learns to score the positive above them. *Which* "
+                "movies are drawn decides what it learns. "
+                + ("Settings start from the form's." if "negatives" in MODELS[form_model].settings
+                   else f"({form_model}, the form's model, samples no negatives: these are "
+                        "the defaults of the models that do.)"))
+    c1, c2, c3 = st.columns([2, 2, 2])
+    sampling = c1.radio("Negatives drawn", ["uniform", "popularity"], key=SAMPLING,
+                        horizontal=True, help="uniform: every movie equally; popularity: in "
+                        "proportion to its training positives ** α (`neg_sampling`)")
+    alpha = c2.slider("Popularity exponent α", 0.0, 2.0, step=0.05, key=ALPHA,
+                      disabled=sampling == "uniform",
+                      help="0 = uniform, 1 = proportional to popularity (`alpha`)")
+    per_positive = c3.slider("Negatives per positive", 1, 20, key=NEGATIVES,
+                             help="`negatives`")
+    mix = lessons.negative_mix(split_config, int(per_positive), sampling, float(alpha))
+    st.markdown("**Where the positives and the sampled negatives fall, by movie popularity**")
+    st.plotly_chart(negatives_figure(mix), key=K + "negatives_chart")
+    st.info(plain(nm.negatives_lesson(mix)), icon=":material/school:")
+    st.caption("Drawn now by the trainer's own sampler (`recsys.sampling`) for one epoch of "
+               "this protocol's training positives, seed 0. Deciles: the catalogue sorted by "
+               "training positives, a tenth of the movies each. ◆ = the share the sampler's "
+               "distribution predicts (uniform, or `count ** α`, with each user's own "
+               "positives redrawn, which thins the popular end).")
+
+
+def negatives_figure(mix) -> go.Figure:
+    ticks = [f"<b>{d}</b><br>{r}" for d, r in zip(mix["decile"], mix["ratings"], strict=True)]
+    fig = go.Figure([
+        go.Bar(x=ticks, y=mix["positives"], name="positives (liked movies)",
+               marker_color=POSITIVE_COLOUR),
+        go.Bar(x=ticks, y=mix["negatives"], name="sampled negatives",
+               marker_color=NEGATIVE_COLOUR),
+        go.Scatter(x=ticks, y=mix["expected"], name="negatives expected from the sampler's P",
+                   mode="markers", marker=dict(symbol="diamond", size=9, color="#333")),
+    ])
+    fig.update_yaxes(title_text="share", tickformat=".0%")
+    fig.update_xaxes(title_text="popularity decile (1 = least rated tenth of the movies; "
+                                "training positives per movie below)")
+    fig.update_layout(barmode="group")
+    return _layout(fig, 380)
+
+
+# ---------------------------------------------------------------------- curves
+def curves(on_protocol: list[Run], elsewhere: list[Run], active_model: str) -> None:
+    """Loss and validation Recall@10 per epoch of the chosen runs of one protocol (at first,
+    up to four runs of the active run's model)."""
+    if not on_protocol:
+        st.info("No run with training curves on this protocol yet: train an embedding model "
+                "above (baselines are fitted in one go and have no curves).")
+        return
+    labels = lb.setting_labels(on_protocol)
+    names = [r.name for r in on_protocol]
+    same_model = [r.name for r in on_protocol if r.train_config.model == active_model]
+    chosen = st.multiselect("Runs to overlay (this protocol)", names,
+                            default=(same_model if len(same_model) > 1 else names)[:4],
+                            key=K + "curve_runs", format_func=lambda n: f"{labels[n]} · {n}",
+                            help="Runs evaluated on other protocols are listed below, not drawn.")
+    picked = [r for r in on_protocol if r.name in chosen]
+    frame = lb.curves_frame(picked, lb.setting_labels(picked))
+    if frame.empty:
+        st.caption("Pick one or more runs.")
+    else:
+        st.markdown("**Training loss and validation Recall@10 per epoch**")
+        st.plotly_chart(curves_figure(frame), key=K + "curves_chart")
+        st.caption("The legend names each run's model and the settings in which the chosen "
+                   "runs differ. Losses of different models are on different scales: compare "
+                   "validation Recall@10 across models, loss within one model.")
+    if elsewhere:
+        with st.expander(f"{len(elsewhere)} run(s) with curves on other protocols (not drawn)"):
+            st.dataframe([{"run": r.name, "model": r.train_config.model,
+                           "protocol": lb.protocol_key(r.split_config)} for r in elsewhere],
+                         hide_index=True, key=K + "curves_elsewhere")
+
+
+def curves_figure(frame) -> go.Figure:
+    """Loss (left) and validation Recall@10 (right), one colour per run, one legend."""
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08)
+    for i, (label, run_frame) in enumerate(frame.groupby("label", sort=False)):
+        colour = PALETTE[i % len(PALETTE)]
+        for col, y in ((1, "loss"), (2, "valid_recall@10")):
+            fig.add_trace(go.Scatter(x=run_frame["epoch"], y=run_frame[y], name=label,
+                                     mode="lines+markers", line=dict(color=colour),
+                                     legendgroup=label, showlegend=col == 1), row=1, col=col)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(title_text="training loss", row=1, col=1)
+    fig.update_yaxes(title_text="validation Recall@10", row=1, col=2)
+    n_rows = (len(frame["label"].unique()) + 1) // 2
+    return _layout(fig, 360 + 22 * n_rows, top=30 + 22 * n_rows)
+
+
+# ---------------------------------------------------------------------- norms
+def norms(on_protocol: list[Run]) -> None:
+    """Vector length against number of ratings for two or more runs side by side."""
+    with_vectors = [r for r in on_protocol if MODELS[r.train_config.model].item_vectors]
+    if not with_vectors:
+        st.info("No run with movie vectors on this protocol yet: train an embedding model.")
+        return
+    labels = lb.setting_labels(with_vectors)
+    names = [r.name for r in with_vectors]
+    chosen = st.multiselect("Runs side by side (this protocol)", names,
+                            default=lb.contrasting_runs(with_vectors, "weight_decay"),
+                            max_selections=4, key=K + "norm_runs",
+                            format_func=lambda n: f"{labels[n]} · {n}",
+                            help="Defaults to two runs of one model with the most different "
+                                 "weight decay.")
+    picked = sorted((r for r in with_vectors if r.name in chosen),
+                    key=lambda r: (r.train_config.model, r.train_config.weight_decay))
+    if not picked:
+        st.caption("Pick two or more runs.")
+        return
+    titles = lb.setting_labels(picked)
+    fig = make_subplots(rows=1, cols=len(picked), horizontal_spacing=0.06,
+                        subplot_titles=[html.escape(f"{titles[r.name]} · {r.name}")
+                                        for r in picked])
+    summaries = {}
+    for i, run in enumerate(picked, start=1):
+        frame = lessons.norms(run)
+        summaries[titles[run.name]] = vn.norm_summary(frame)
+        fig.add_trace(go.Scattergl(
+            x=frame["ratings"].clip(lower=1), y=frame["length"], mode="markers",
+            text=frame["title"], hovertemplate="%{text}<br>%{x} ratings · length %{y:.2f}"
+                                               "<extra></extra>",
+            marker=dict(size=4, opacity=0.5, color=POSITIVE_COLOUR), showlegend=False),
+            row=1, col=i)
+        fig.update_xaxes(type="log", title_text="ratings (log)", row=1, col=i)
+    fig.update_yaxes(title_text="vector length", row=1, col=1)
+    fig.update_annotations(font_size=12)
+    st.markdown("**Movie vector length against number of ratings** (hover for titles)")
+    st.plotly_chart(_layout(fig, 380), key=K + "norms_chart")
+    st.info(plain(vn.norms_lesson(summaries)), icon=":material/school:")
+
+
+# ---------------------------------------------------------------------- activity
+def activity(on_protocol: list[Run]) -> None:
+    """Test Recall@10 by user activity for every run on the protocol's leaderboard."""
+    if not on_protocol:
+        st.info("No run on this protocol.")
+        return
+    with st.spinner("Evaluating each run per user group (once per run)…"):
+        board = lessons.activity_board(on_protocol)
+    groups = [c for c in board.columns if c not in ("run", "model", "overall")]
+    long = board.melt(id_vars=["run", "model"], value_vars=groups, var_name="users",
+                      value_name="Recall@10")
+    long["run "] = long["model"] + " · " + long["run"]
+    colours = {f"{model} · {name}": BASELINE_GREY if model == "popularity"
+               else PALETTE[i % len(PALETTE)]
+               for i, (name, model) in enumerate(zip(board["run"], board["model"], strict=True))}
+    fig = px.bar(long, x="users", y="Recall@10", color="run ", barmode="group",
+                 color_discrete_map=colours)
+    fig.update_xaxes(title_text="users by number of ratings before the test period")
+    st.markdown("**Test Recall@10 per user group** (grey = popularity baseline)")
+    n_rows = (len(board) + 3) // 4
+    st.plotly_chart(_layout(fig, 340 + 22 * n_rows, top=20 + 22 * n_rows),
+                    key=K + "activity_chart")
+    st.info(plain(segments.winners_sentence(board)), icon=":material/school:")
+    sizes = lessons.recall_by_activity(on_protocol[0])["users"].tolist()
+    st.dataframe(board.style.format({c: "{:.4f}" for c in [*groups, "overall"]}),
+                 hide_index=True, key=K + "activity_board")
+    st.caption(f"Groups: terciles of the test users' ratings before the test period (train + "
+               f"validation), fixed per protocol, {' / '.join(map(str, sizes))} users. "
+               "Weighted by their sizes the groups average back to the leaderboard's "
+               "Recall@10 (column *overall*).")
