@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from recsys import anatomy, serving
+from recsys import users as users_of_run
 from recsys.coldstart import cold_start
 from recsys.funnel import FunnelConfig, intra_list_diversity, run_funnel
 from recsys.leaderboard import leaderboard, protocol_key, verdict
@@ -27,7 +28,7 @@ from ui import anatomy as anatomy_charts
 from ui import display, shared
 from ui.text import plain
 
-USER = 14  # has never rated Star Wars; a dot-product model ranks it near the top for them
+USER = 14  # liked the Star Wars sequels; their own like of Star Wars is a test-period one
 STAR_WARS, TOY_STORY = 50, 1
 LIKES = (1, 71, 95)  # Toy Story, The Lion King, Aladdin: a new user's three likes
 GREY, BLUE, ORANGE = "#B8C2CC", "#2E86AB", "#E4572E"
@@ -84,6 +85,18 @@ def _example_movie(ctx: serving.Catalog) -> int:
     return STAR_WARS if STAR_WARS in set(recs["item_id"]) else int(recs["item_id"].iloc[0])
 
 
+def _star_wars_for_user(run: Run, ctx: serving.Catalog) -> str:
+    """What the model knows of the example user and Star Wars, in one sentence."""
+    user = ctx.user_index(USER)
+    if ctx.item_index(STAR_WARS) in set(ctx.seen[user].indices):
+        return f"User {USER} liked Star Wars before the test period: the model saw it."
+    held_out = users_of_run.held_out_items(run, shared.split_for(run.split_config), user)
+    if STAR_WARS in set(held_out.tolist()):
+        return (f"User {USER} liked Star Wars, but in the test period: the model never saw "
+                "that like and has to guess it.")
+    return f"User {USER} has no known like of Star Wars."
+
+
 def _title(ctx: serving.Catalog, item_id: int) -> str:
     return str(ctx.movies["title"].iloc[ctx.item_index(item_id)])
 
@@ -120,7 +133,6 @@ def draw_embedding(run: Run, ctx: serving.Catalog):
 
 
 def draw_dot_product(run: Run, ctx: serving.Catalog):
-    movie = _example_movie(ctx)
     if anatomy.has_anatomy(run.model):
         parts = anatomy.score_anatomy(ctx, USER, STAR_WARS)
         left, right = st.columns(2)
@@ -129,15 +141,17 @@ def draw_dot_product(run: Run, ctx: serving.Catalog):
                    "tour_dims")
         with right:
             _chart(anatomy_charts.parts_chart(parts, height=280), "tour_parts")
-        st.caption(f"User {USER} has never rated Star Wars; the model scores it "
-                   f"{parts.score:.3f}: the sum of u_d × v_d over all "
-                   f"{len(parts.contributions)} dimensions"
-                   f"{' plus the biases' if len(parts.parts) > 1 else ''}.")
+        st.caption(f"{_star_wars_for_user(run, ctx)} The model scores it {parts.score:.3f}: "
+                   f"u_d × v_d summed over all {len(parts.contributions)} dimensions"
+                   f"{' plus the biases' if len(parts.parts) > 1 else ''}; the bars are the "
+                   "largest terms of that sum.")
     else:
         st.info(anatomy.score_sentence(run.model), icon=":material/info:")
         _table(serving.recommend(ctx, USER, k=5)[["rank", "title", "score"]], "tour_top")
+        return ("pages/recommendations.py", f"User {USER}'s recommendations",
+                {"user": str(USER)})
     return ("pages/recommendations.py", f"Take apart user {USER}'s recommendations",
-            {"user": str(USER), "movie": str(movie)})
+            {"user": str(USER), "movie": str(_example_movie(ctx))})
 
 
 def draw_negatives(run: Run, ctx: serving.Catalog):
