@@ -111,15 +111,10 @@ with right:
 
 st.divider()
 st.subheader("Score anatomy: why is this movie on the list?")
-if not anatomy.has_anatomy(run.model):
-    st.info(anatomy.score_sentence(run.model), icon=":material/info:")
-else:
-    picks = dict(zip(recs["item_id"].astype(int), recs["title"], strict=True))
-    linked = links.new_value(K, "movie", int, lambda m: m in picks)
-    if linked is not None:
-        st.session_state[K + "movie"] = linked
-    elif st.session_state.get(K + "movie") not in picks:  # new visitor, other user or k
-        st.session_state[K + "movie"] = next(iter(picks))
+
+
+@st.fragment  # changing the movie redraws this section only, not the whole page
+def score_anatomy(picks: dict[int, str]) -> None:
     a1, a2 = st.columns([3, 4])
     movie_id = a1.selectbox("Recommended movie", list(picks),
                             format_func=lambda m: f"#{list(picks).index(m) + 1} {picks[m]}",
@@ -143,6 +138,18 @@ else:
                "movies, framed: the one taken apart above. Columns are the dimensions that "
                "weigh most in these scores (mean |u_d × v_d|), at most 32. Where the user's "
                "colour matches a movie's, that dimension raises its score.")
+
+
+if not anatomy.has_anatomy(run.model):
+    st.info(anatomy.score_sentence(run.model), icon=":material/info:")
+else:
+    picks = dict(zip(recs["item_id"].astype(int), recs["title"], strict=True))
+    linked = links.new_value(K, "movie", int, lambda m: m in picks)
+    if linked is not None:
+        st.session_state[K + "movie"] = linked
+    elif st.session_state.get(K + "movie") not in picks:  # new visitor, other user or k
+        st.session_state[K + "movie"] = next(iter(picks))
+    score_anatomy(picks)
 
 st.divider()
 st.subheader("Re-ranking: trade a little accuracy for variety")
