@@ -46,6 +46,11 @@ class ScoreAnatomy:
         rows = [*self.parts.items(), ("score", self.score)]
         return pd.DataFrame(rows, columns=["part", "value"])
 
+    def dot_by_sign(self) -> tuple[float, float]:
+        """u·v as (sum of the positive u_d·v_d, sum of the negative ones)."""
+        c = self.contributions
+        return float(c[c > 0].sum()), float(c[c < 0].sum())
+
     def top_dimensions(self, n: int = 5) -> pd.DataFrame:
         """The ``n`` dimensions that raise the score most and the ``n`` that lower it most:
         dimension, contribution (u_d·v_d), user (u_d), movie (v_d); largest first."""

@@ -38,6 +38,8 @@ def test_parts_add_up_to_the_models_score(catalogs, name):
             assert parts.score == pytest.approx(expected, abs=1e-5)
             assert sum(parts.parts.values()) == pytest.approx(parts.score, abs=1e-5)
             assert parts.contributions.sum() == pytest.approx(parts.parts[anatomy.DOT], abs=1e-9)
+            up, down = parts.dot_by_sign()
+            assert up >= 0 >= down and up + down == pytest.approx(parts.parts[anatomy.DOT])
             table = parts.parts_frame()
             assert table["part"].iloc[-1] == "score"
 

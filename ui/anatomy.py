@@ -10,15 +10,19 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from recsys.anatomy import ScoreAnatomy
+from recsys.anatomy import DOT, ScoreAnatomy
 
 UP, DOWN, TOTAL = "#2E86AB", "#E4572E", "#3B3B3B"
 MARGIN = dict(l=0, r=10, t=30, b=0)
 
 
 def parts_chart(anatomy: ScoreAnatomy, height: int = 300) -> go.Figure:
-    """The score as a sum: one step per part (u·v, biases), then the total."""
+    """The score as a sum: one step per part (u·v, biases), then the total. A score that is
+    u·v alone is split into the dimensions that raise it and those that lower it."""
     names, values = list(anatomy.parts), list(anatomy.parts.values())
+    if names == [DOT]:
+        names = ["dimensions raising it", "dimensions lowering it"]
+        values = list(anatomy.dot_by_sign())
     fig = go.Figure(go.Waterfall(
         x=[*names, "score"], y=[*values, anatomy.score],
         measure=["relative"] * len(names) + ["total"],

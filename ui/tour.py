@@ -31,6 +31,7 @@ from ui.text import plain
 USER = 14  # liked the Star Wars sequels; their own like of Star Wars is a test-period one
 STAR_WARS, TOY_STORY = 50, 1
 LIKES = (1, 71, 95)  # Toy Story, The Lion King, Aladdin: a new user's three likes
+RERANK_MMR, RERANK_POPULARITY = 0.7, 0.2  # the Recommendations page's default knobs
 GREY, BLUE, ORANGE = "#B8C2CC", "#2E86AB", "#E4572E"
 SMALL = dict(l=0, r=10, t=30, b=0)
 
@@ -68,7 +69,7 @@ def _cold_start(run_path: str, stamp: int) -> pd.DataFrame:
 @st.cache_data(show_spinner=False, max_entries=16)
 def _funnel(run_path: str, stamp: int) -> tuple[pd.DataFrame, pd.DataFrame, float, float]:
     ctx = shared.catalog(shared.run_by_path(run_path))
-    config = FunnelConfig(mmr_lambda=0.5, popularity_penalty=0.3)
+    config = FunnelConfig(mmr_lambda=RERANK_MMR, popularity_penalty=RERANK_POPULARITY)
     before = run_funnel(ctx, USER, config.ranking_only(), k=8)
     after = run_funnel(ctx, USER, config, k=8)
     factors = ctx.model.item_factors()
@@ -195,7 +196,7 @@ def draw_training(run: Run, ctx: serving.Catalog):
         fig.update_layout(height=300, margin=SMALL, legend=dict(orientation="h", y=1.12, x=0),
                           xaxis=dict(title="epoch"), yaxis=dict(title="loss"),
                           yaxis2=dict(title="Recall@10", overlaying="y", side="right",
-                                      showgrid=False))
+                                      showgrid=False, tickformat=".2f"))
         _chart(fig, "tour_curve")
         best = int(history["best_epoch"].iloc[-1]) if "best_epoch" in history else None
         st.caption(f"This run's {len(history)} epochs"
@@ -206,8 +207,13 @@ def draw_training(run: Run, ctx: serving.Catalog):
 
 def draw_metrics(run: Run, ctx: serving.Catalog):
     book = shared.run_book()
-    board = leaderboard(book.usable, protocol_key(run.split_config))
-    board = board.dropna(subset=["Recall@10"]).head(10).iloc[::-1]
+    full = leaderboard(book.usable, protocol_key(run.split_config))
+    full = full.dropna(subset=["Recall@10"])
+    # The best runs, always with the active one and the best popularity run.
+    keep = full.index < 8
+    keep |= (full["run"] == run.name).to_numpy()
+    keep |= (full.index == full[full["model"] == "popularity"].index.min())
+    board = full[keep].iloc[::-1]
     labels = [f"{m} · {r[:24]}" for m, r in zip(board["model"], board["run"], strict=True)]
     colours = [ORANGE if r == run.name else GREY if m == "popularity" else BLUE
                for m, r in zip(board["model"], board["run"], strict=True)]
@@ -218,7 +224,7 @@ def draw_metrics(run: Run, ctx: serving.Catalog):
     fig.update_layout(height=90 + 28 * len(board), margin=SMALL,
                       xaxis=dict(title="test Recall@10 (same protocol)"))
     _chart(fig, "tour_board")
-    _, sentence = verdict(board, run.name)
+    _, sentence = verdict(full, run.name)
     st.caption(f"Orange: the active run; grey: popularity. {plain(sentence)}")
     return ("pages/train.py", "Who does each model serve? Recall@10 by user activity",
             {"view": "activity"})
@@ -265,8 +271,9 @@ def draw_reranking(run: Run, ctx: serving.Catalog):
         before, after, div_before, div_after = _funnel(str(run.path), _stamp(run))
         left, right = st.columns(2)
         for col, title, frame, diversity in ((left, "Ranked by score", before, div_before),
-                                             (right, "Re-ranked (MMR λ 0.5, popularity "
-                                                     "penalty 0.3)", after, div_after)):
+                                             (right, f"Re-ranked (MMR λ {RERANK_MMR}, "
+                                                     f"popularity penalty {RERANK_POPULARITY})",
+                                              after, div_after)):
             with col:
                 st.markdown(f"**{title}** · diversity {diversity:.2f}")
                 _table(frame[["rank", "title", "model_rank"]].rename(
