@@ -22,10 +22,10 @@ ml, run = shared.context()
 ctx = shared.catalog(run)
 
 linked = links.new_value(K, "step", int, lambda n: 1 <= n <= N)
-if linked is not None:
-    st.session_state[K + "step"] = linked
-elif st.session_state.get(K + "step") not in range(1, N + 1):
-    st.session_state[K + "step"] = 1
+current = st.session_state.get(K + "step")
+# Always set through the API, so the step indicator shows it even when first drawn.
+st.session_state[K + "step"] = (linked if linked is not None
+                                else current if current in range(1, N + 1) else 1)
 
 
 def go_to(step: int) -> None:

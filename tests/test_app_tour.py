@@ -209,3 +209,14 @@ def test_a_model_without_vectors_gets_one_sentence_no_chart(runs_dir):
     titles = [f["layout"].get("title", {}).get("text") for f in figures(at)]
     assert "The score, part by part" not in titles
     assert not [s for s in at.selectbox if s.key == "rec_movie"]
+
+
+def test_the_active_run_survives_a_page_switch_and_a_rerun(runs_dir):
+    """A widget first drawn on a newly opened page must not fall back to its default (the
+    newest run) on the next rerun: ``ui.state.carry`` re-sets the carried values."""
+    at = open_page("pages/tour.py", run="mf-bpr-default")
+    at.switch_page("pages/recommendations.py")
+    ok(at.run())
+    ok(at.run())
+    assert at.sidebar.selectbox(key="sb_run").value == "mf-bpr-default"
+    assert [s for s in at.selectbox if s.key == "rec_movie"]
