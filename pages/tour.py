@@ -32,26 +32,31 @@ def go_to(step: int) -> None:
     st.session_state[K + "step"] = step
 
 
+@st.fragment  # a step change redraws the step only, not the sidebar and the frame
+def show_step() -> None:
+    st.segmented_control("Step", list(range(1, N + 1)), key=K + "step", required=True,
+                         format_func=lambda n: f"{n}. {tour.STEPS[n - 1].short}",
+                         label_visibility="collapsed", width="stretch")
+    number = st.session_state[K + "step"]
+    links.write(K, "step", number)
+    step = tour.STEPS[number - 1]
+
+    with st.container(border=True):
+        st.subheader(f"Step {number} of {N} · {step.title}")
+        st.markdown(step.text)
+        path, label, params = step.draw(run, ctx)
+        st.page_link(path, label=label, icon=":material/arrow_forward:",
+                     query_params=tour.link_params(run, params))
+
+    back, _, forward = st.columns([1, 4, 1])
+    back.button("Previous", key=K + "previous", icon=":material/arrow_back:", width="stretch",
+                disabled=number == 1, on_click=go_to, args=(number - 1,))
+    forward.button("Next", key=K + "next", icon=":material/arrow_forward:", width="stretch",
+                   disabled=number == N, on_click=go_to, args=(number + 1,), type="primary")
+
+
 st.caption(f"The lecture in {N} steps, live on the active model: "
            f"**{plain(run.train_config.model)}** ({short(run.name)}). Every figure is computed "
            "now from that model; the link under it opens the page that goes further, with the "
            "same example.")
-st.segmented_control("Step", list(range(1, N + 1)), key=K + "step", required=True,
-                     format_func=lambda n: f"{n}. {tour.STEPS[n - 1].short}",
-                     label_visibility="collapsed", width="stretch")
-number = st.session_state[K + "step"]
-links.write(K, "step", number)
-step = tour.STEPS[number - 1]
-
-with st.container(border=True):
-    st.subheader(f"Step {number} of {N} · {step.title}")
-    st.markdown(step.text)
-    path, label, params = step.draw(run, ctx)
-    st.page_link(path, label=label, icon=":material/arrow_forward:",
-                 query_params=tour.link_params(run, params))
-
-back, _, forward = st.columns([1, 4, 1])
-back.button("Previous", key=K + "previous", icon=":material/arrow_back:", width="stretch",
-            disabled=number == 1, on_click=go_to, args=(number - 1,))
-forward.button("Next", key=K + "next", icon=":material/arrow_forward:", width="stretch",
-               disabled=number == N, on_click=go_to, args=(number + 1,), type="primary")
+show_step()
