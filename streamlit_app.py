@@ -57,8 +57,11 @@ with right:
 st.divider()
 st.subheader("Where to go")
 links = [
+    ("pages/tour.py", "Guided tour", ":material/school:",
+     "the lecture in eight steps, each live on the active model"),
     ("pages/recommendations.py", "Recommendations", ":material/recommend:",
-     "a user's history beside their top 10, with the reason for each pick"),
+     "a user's history beside their top 10, the reason for each pick and its score taken "
+     "apart"),
     ("pages/similar_movies.py", "Similar movies", ":material/hub:",
      "nearest neighbours in embedding space vs. co-occurrence"),
     ("pages/embedding_map.py", "Embedding map", ":material/scatter_plot:",

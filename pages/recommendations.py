@@ -8,10 +8,11 @@ frame.page("Recommendations")
 
 import pandas as pd  # noqa: E402  (heavy imports after the heading is on screen)
 
-from recsys import serving  # noqa: E402
+from recsys import anatomy, serving  # noqa: E402
 from recsys import users as users_of_run  # noqa: E402
 from recsys.funnel import FunnelConfig, intra_list_diversity, run_funnel  # noqa: E402
-from ui import display, shared, state  # noqa: E402
+from ui import anatomy as anatomy_charts  # noqa: E402
+from ui import display, links, shared, state  # noqa: E402
 from ui.text import plain, short  # noqa: E402
 
 K = "rec_"
@@ -33,10 +34,10 @@ st.caption(f"Model: **{plain(run.train_config.model)}** ({short(run.name)}). Mov
 
 users = shared.users(run)
 labels = shared.user_labels(run)
-if K + "user" not in st.session_state:
-    linked = state.query_value("user", int, lambda u: u in labels)
-    st.session_state[K + "user"] = linked if linked is not None else next(iter(labels))
-elif st.session_state[K + "user"] not in labels:  # a run without this user
+linked = links.new_value(K, "user", int, lambda u: u in labels)  # also a link in-session
+if linked is not None:
+    st.session_state[K + "user"] = linked
+elif st.session_state.get(K + "user") not in labels:  # a new visitor, or a run without them
     st.session_state[K + "user"] = next(iter(labels))
 
 c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
@@ -53,7 +54,7 @@ scoring = c4.radio("Scoring", ["dot", "cosine"], key=K + "scoring", horizontal=T
                         "with long vectors rise). cosine: only the direction counts.")
 if not has_factors:
     scoring = "dot"
-st.query_params["user"] = str(user_id)
+links.write(K, "user", user_id)
 
 row = users[users["user_id"] == user_id].iloc[0]
 user_index = int(row["user_index"])
@@ -107,6 +108,48 @@ with right:
                    "they have seen): nothing in it comes from this user's taste.")
     if not exclude_seen:
         st.caption("Seen movies are included: the model mostly re-finds what the user rated.")
+
+st.divider()
+st.subheader("Score anatomy: why is this movie on the list?")
+
+
+@st.fragment  # changing the movie redraws this section only, not the whole page
+def score_anatomy(picks: dict[int, str]) -> None:
+    a1, a2 = st.columns([3, 4])
+    movie_id = a1.selectbox("Recommended movie", list(picks),
+                            format_func=lambda m: f"#{list(picks).index(m) + 1} {picks[m]}",
+                            key=K + "movie")
+    links.write(K, "movie", movie_id)
+    parts = anatomy.score_anatomy(ctx, user_id, movie_id)
+    a2.markdown(f"**{plain(picks[movie_id])}** scores **{parts.score:.3f}** for user "
+                f"{user_id}: " + " + ".join(f"{name} ({value:+.3f})"
+                                              for name, value in parts.parts.items())
+                + (". The list is ranked by cosine; this is the model's own (dot) score."
+                   if scoring == "cosine" else "."))
+    p1, p2 = st.columns(2, gap="medium")
+    p1.plotly_chart(anatomy_charts.parts_chart(parts), key=K + "parts")
+    p2.plotly_chart(anatomy_charts.dimensions_chart(parts.top_dimensions(5)), key=K + "dims")
+    heat = anatomy.vector_heatmap(ctx, user_id, list(picks), n_dims=32)
+    rows = [f"user {user_id}", *(f"#{i} {picks[m]}" for i, m in enumerate(picks, 1))]
+    st.plotly_chart(anatomy_charts.heatmap_chart(heat, rows,
+                                                 highlight=list(picks).index(movie_id) + 1),
+                    key=K + "heat")
+    st.caption(f"Top row: user {user_id}'s vector; below it the vectors of the top {len(picks)} "
+               "movies, framed: the one taken apart above. Columns are the dimensions that "
+               "weigh most in these scores (mean |u_d × v_d|), at most 32. Where the user's "
+               "colour matches a movie's, that dimension raises its score.")
+
+
+if not anatomy.has_anatomy(run.model):
+    st.info(anatomy.score_sentence(run.model), icon=":material/info:")
+else:
+    picks = dict(zip(recs["item_id"].astype(int), recs["title"], strict=True))
+    linked = links.new_value(K, "movie", int, lambda m: m in picks)
+    if linked is not None:
+        st.session_state[K + "movie"] = linked
+    elif st.session_state.get(K + "movie") not in picks:  # new visitor, other user or k
+        st.session_state[K + "movie"] = next(iter(picks))
+    score_anatomy(picks)
 
 st.divider()
 st.subheader("Re-ranking: trade a little accuracy for variety")

@@ -30,7 +30,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402  (after the skip: slow im
 ROOT = Path(__file__).resolve().parents[1]
 APP = "../streamlit_app.py"
 PAGES = ("streamlit_app.py", "pages/recommendations.py", "pages/similar_movies.py",
-         "pages/embedding_map.py", "pages/profile.py", "pages/train.py")
+         "pages/embedding_map.py", "pages/profile.py", "pages/train.py", "pages/tour.py")
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +91,8 @@ def test_home_draws_navigation_pinned_model_and_data(app, runs_dir):
     assert any(m.label == "Recall@10" for m in app.sidebar.metric)
     assert {"Ratings", "Users", "Movies"} <= {m.label for m in app.metric}
     links = [link.proto.label for link in app.sidebar.get("page_link")]
-    assert links == ["Home", "Recommendations", "Similar movies", "Embedding map",
-                     "Build your profile", "Train & evaluate"]
+    assert links == ["Home", "Guided tour", "Recommendations", "Similar movies",
+                     "Embedding map", "Build your profile", "Train & evaluate"]
 
 
 def test_every_page_draws_its_heading_and_the_frame(runs_dir):

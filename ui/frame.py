@@ -18,6 +18,7 @@ import streamlit as st
 SECTIONS = {
     "Explore": (
         ("streamlit_app.py", "Home", ":material/home:"),
+        ("pages/tour.py", "Guided tour", ":material/school:"),
         ("pages/recommendations.py", "Recommendations", ":material/recommend:"),
         ("pages/similar_movies.py", "Similar movies", ":material/hub:"),
         ("pages/embedding_map.py", "Embedding map", ":material/scatter_plot:"),

@@ -22,7 +22,9 @@ def carry(*keys: str) -> None:
     state = st.session_state
     for key in keys:
         if key in state:
-            state[_SAVED + key] = state[key]
+            # Re-set through the API: else a widget drawn first on this page starts in the
+            # browser at its default and sends that back on the next interaction.
+            state[key] = state[_SAVED + key] = state[key]
         elif _SAVED + key in state:
             state[key] = state[_SAVED + key]
 

@@ -1,0 +1,327 @@
+"""The guided tour's steps: the lecture storyline, each step one or two sentences, a live
+figure from the active model and a deep link into the page that goes further.
+
+Every figure comes from existing ``recsys`` functions on a fixed, well-known example (user
+:data:`USER`, Star Wars, Toy Story) and is cached per run, so a step draws in well under a
+second once warm.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from recsys import anatomy, serving
+from recsys import users as users_of_run
+from recsys.coldstart import cold_start
+from recsys.funnel import FunnelConfig, intra_list_diversity, run_funnel
+from recsys.leaderboard import leaderboard, protocol_key, verdict
+from recsys.negative_mix import negative_mix
+from recsys.runs import Run
+from ui import anatomy as anatomy_charts
+from ui import display, shared
+from ui.text import plain
+
+USER = 14  # liked the Star Wars sequels; their own like of Star Wars is a test-period one
+STAR_WARS, TOY_STORY = 50, 1
+LIKES = (1, 71, 95)  # Toy Story, The Lion King, Aladdin: a new user's three likes
+RERANK_MMR, RERANK_POPULARITY = 0.7, 0.2  # the Recommendations page's default knobs
+GREY, BLUE, ORANGE = "#B8C2CC", "#2E86AB", "#E4572E"
+SMALL = dict(l=0, r=10, t=30, b=0)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One screen of the tour: a title, its sentences, what it draws, where it leads."""
+
+    title: str
+    short: str  # the step indicator's label
+    text: str
+    draw: Callable[[Run, serving.Catalog], tuple[str, str, dict[str, str]]]
+    # draw renders the figure and returns the deep link: (page file, label, query params)
+
+
+# ---------------------------------------------------------------------- cached data
+def _stamp(run: Run) -> int:
+    return (Path(run.path) / "weights.npz").stat().st_mtime_ns
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _negatives(run_path: str, stamp: int, alpha: float, negatives: int) -> pd.DataFrame:
+    run = shared.run_by_path(run_path)
+    positives = shared.split_for(run.split_config).train_pos
+    uniform = negative_mix(positives, negatives, "uniform", alpha)
+    popular = negative_mix(positives, negatives, "popularity", alpha)
+    return pd.DataFrame({"decile": uniform["decile"], "positives": uniform["positives"],
+                         "uniform": uniform["negatives"],
+                         f"popularity^{alpha:g}": popular["negatives"]})
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _cold_start(run_path: str, stamp: int) -> pd.DataFrame:
+    ctx = shared.catalog(shared.run_by_path(run_path))
+    return display.readable(cold_start(ctx, list(LIKES), k=8))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _funnel(run_path: str, stamp: int) -> tuple[pd.DataFrame, pd.DataFrame, float, float]:
+    ctx = shared.catalog(shared.run_by_path(run_path))
+    config = FunnelConfig(mmr_lambda=RERANK_MMR, popularity_penalty=RERANK_POPULARITY)
+    before = run_funnel(ctx, USER, config.ranking_only(), k=8)
+    after = run_funnel(ctx, USER, config, k=8)
+    factors = ctx.model.item_factors()
+    diversity = [intra_list_diversity(factors, ctx.item_indices(f["item_id"])[None, :])
+                 for f in (before, after)]
+    return display.readable(before), display.readable(after), *diversity
+
+
+# ---------------------------------------------------------------------- helpers
+def _example_movie(ctx: serving.Catalog) -> int:
+    """Star Wars when it is in the example user's top 10, else their top pick: the movie
+    whose anatomy the Recommendations link opens."""
+    recs = serving.recommend(ctx, USER, k=10)
+    return STAR_WARS if STAR_WARS in set(recs["item_id"]) else int(recs["item_id"].iloc[0])
+
+
+def _star_wars_for_user(run: Run, ctx: serving.Catalog) -> str:
+    """What the model knows of the example user and Star Wars, in one sentence."""
+    user = ctx.user_index(USER)
+    if ctx.item_index(STAR_WARS) in set(ctx.seen[user].indices):
+        return f"User {USER} liked Star Wars before the test period: the model saw it."
+    held_out = users_of_run.held_out_items(run, shared.split_for(run.split_config), user)
+    if STAR_WARS in set(held_out.tolist()):
+        return (f"User {USER} liked Star Wars, but in the test period: the model never saw "
+                "that like and has to guess it.")
+    return f"User {USER} has no known like of Star Wars."
+
+
+def _title(ctx: serving.Catalog, item_id: int) -> str:
+    return str(ctx.movies["title"].iloc[ctx.item_index(item_id)])
+
+
+def _chart(fig: go.Figure, key: str) -> None:
+    st.plotly_chart(fig, key=key, config={"displayModeBar": False})
+
+
+def _has_vectors(run: Run) -> bool:
+    if run.model.item_factors() is not None and run.model.user_factors() is not None:
+        return True
+    st.info(f"{anatomy.score_sentence(run.model)} Pick a run of "
+            f"{', '.join(shared.EMBEDDING_MODELS)} in the sidebar to see this step's vectors.",
+            icon=":material/info:")
+    return False
+
+
+def _table(frame: pd.DataFrame, key: str, height: int | None = None) -> None:
+    st.dataframe(frame, hide_index=True, key=key, height=height or "auto",
+                 column_config={"rank": st.column_config.NumberColumn("#", width=32),
+                                "title": st.column_config.TextColumn(width="medium"),
+                                "score": st.column_config.NumberColumn(format="%.2f")})
+
+
+# ---------------------------------------------------------------------- the steps
+def draw_embedding(run: Run, ctx: serving.Catalog):
+    if _has_vectors(run):
+        vector = ctx.model.item_factors()[ctx.item_index(TOY_STORY)]
+        _chart(anatomy_charts.vector_chart(vector, _title(ctx, TOY_STORY)), "tour_vector")
+        st.caption("Blue: positive, red: negative. No single number has a name; what counts "
+                   "is which movies end up with vectors pointing the same way.")
+    return ("pages/embedding_map.py", "Watch the vectors form, epoch by epoch",
+            {"view": "replay", "movie": str(TOY_STORY)})
+
+
+def draw_dot_product(run: Run, ctx: serving.Catalog):
+    if anatomy.has_anatomy(run.model):
+        parts = anatomy.score_anatomy(ctx, USER, STAR_WARS)
+        left, right = st.columns(2)
+        with left:
+            _chart(anatomy_charts.dimensions_chart(parts.top_dimensions(4), height=280),
+                   "tour_dims")
+        with right:
+            _chart(anatomy_charts.parts_chart(parts, height=280), "tour_parts")
+        st.caption(f"{_star_wars_for_user(run, ctx)} The model scores it {parts.score:.3f}: "
+                   f"u_d × v_d summed over all {len(parts.contributions)} dimensions"
+                   f"{' plus the biases' if len(parts.parts) > 1 else ''}; the bars are the "
+                   "largest terms of that sum.")
+    else:
+        st.info(anatomy.score_sentence(run.model), icon=":material/info:")
+        _table(serving.recommend(ctx, USER, k=5)[["rank", "title", "score"]], "tour_top")
+        return ("pages/recommendations.py", f"User {USER}'s recommendations",
+                {"user": str(USER)})
+    return ("pages/recommendations.py", f"Take apart user {USER}'s recommendations",
+            {"user": str(USER), "movie": str(_example_movie(ctx))})
+
+
+def draw_negatives(run: Run, ctx: serving.Catalog):
+    config = run.train_config
+    alpha = config.alpha if config.neg_sampling == "popularity" else 0.75
+    mix = _negatives(str(run.path), _stamp(run), alpha, config.negatives)
+    colours = {"positives": ORANGE, "uniform": GREY}
+    fig = go.Figure([go.Bar(x=mix["decile"], y=mix[column], name=column,
+                            marker_color=colours.get(column, BLUE),
+                            hovertemplate="decile %{x}: %{y:.1%}<extra>" + column + "</extra>")
+                     for column in mix.columns[1:]])
+    fig.update_layout(height=300, margin=SMALL, barmode="group",
+                      legend=dict(orientation="h", y=1.12, x=0),
+                      xaxis=dict(title="popularity decile (1 = least liked tenth, 10 = most liked)",
+                                 dtick=1),
+                      yaxis=dict(title="share", tickformat=".0%"))
+    _chart(fig, "tour_negatives")
+    uses = ("uniform" if config.neg_sampling == "uniform"
+            else f"popularity^{config.alpha:g}")
+    uses = (f"The active run samples {uses}." if "negatives" in run.model.settings
+            else f"The active run ({run.model.name}) samples no negatives: it weighs every "
+                 "unliked movie at once or is fitted in one go.")
+    st.caption(f"One epoch's draws on this run's training data ({config.negatives} per "
+               f"like). {uses}")
+    return ("pages/train.py", "Compare the samplers on the Train page",
+            {"view": "negatives"})
+
+
+def draw_training(run: Run, ctx: serving.Catalog):
+    history = display.epochs_frame(run.history)
+    if history.empty or "loss" not in history:
+        st.info(f"{run.train_config.model} is fitted in one go: no epochs, no curve. Pick an "
+                "mf-* or ncf run in the sidebar to see one.", icon=":material/info:")
+    else:
+        fig = go.Figure(go.Scatter(x=history["epoch"], y=history["loss"], name="training loss",
+                                   mode="lines+markers", line_color=GREY))
+        if "valid_recall@10" in history:
+            fig.add_trace(go.Scatter(x=history["epoch"], y=history["valid_recall@10"],
+                                     name="validation Recall@10", mode="lines+markers",
+                                     line_color=BLUE, yaxis="y2"))
+        fig.update_layout(height=300, margin=SMALL, legend=dict(orientation="h", y=1.12, x=0),
+                          xaxis=dict(title="epoch"), yaxis=dict(title="loss"),
+                          yaxis2=dict(title="Recall@10", overlaying="y", side="right",
+                                      showgrid=False, tickformat=".2f"))
+        _chart(fig, "tour_curve")
+        best = int(history["best_epoch"].iloc[-1]) if "best_epoch" in history else None
+        st.caption(f"This run's {len(history)} epochs"
+                   + (f"; the weights of epoch {best} were kept (best on validation)."
+                      if best else "."))
+    return ("pages/train.py", "Overlay the curves of several runs", {"view": "curves"})
+
+
+def draw_metrics(run: Run, ctx: serving.Catalog):
+    book = shared.run_book()
+    full = leaderboard(book.usable, protocol_key(run.split_config))
+    full = full.dropna(subset=["Recall@10"])
+    # The best runs, always with the active one and the best popularity run.
+    keep = full.index < 8
+    keep |= (full["run"] == run.name).to_numpy()
+    keep |= (full.index == full[full["model"] == "popularity"].index.min())
+    board = full[keep].iloc[::-1]
+    labels = [f"{m} · {r[:24]}" for m, r in zip(board["model"], board["run"], strict=True)]
+    colours = [ORANGE if r == run.name else GREY if m == "popularity" else BLUE
+               for m, r in zip(board["model"], board["run"], strict=True)]
+    fig = go.Figure(go.Bar(x=board["Recall@10"], y=[html.escape(s) for s in labels],
+                           orientation="h", marker_color=colours,
+                           text=[f"{v:.3f}" for v in board["Recall@10"]], textposition="auto",
+                           hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
+    fig.update_layout(height=90 + 28 * len(board), margin=SMALL,
+                      xaxis=dict(title="test Recall@10 (same protocol)"))
+    _chart(fig, "tour_board")
+    _, sentence = verdict(full, run.name)
+    st.caption(f"Orange: the active run; grey: popularity. {plain(sentence)}")
+    return ("pages/train.py", "Who does each model serve? Recall@10 by user activity",
+            {"view": "activity"})
+
+
+def draw_similar(run: Run, ctx: serving.Catalog):
+    similar = serving.similar_movies(ctx, STAR_WARS, k=8)
+    columns = ["rank", "title", "score"]
+    if similar.embedding is None:
+        st.info(plain(similar.note), icon=":material/info:")
+        _table(similar.cooccurrence[columns], "tour_similar")
+    else:
+        left, right = st.columns(2)
+        with left:
+            st.markdown(f"**Nearest vectors** ({plain(similar.lens)})")
+            _table(similar.embedding[columns], "tour_similar")
+        with right:
+            st.markdown("**Most often liked together**")
+            _table(similar.cooccurrence[columns], "tour_cooc")
+        st.caption(f"{len(similar.overlap)} of 8 movies are in both lists.")
+    return ("pages/similar_movies.py", "Search any movie's neighbours",
+            {"movie": str(STAR_WARS)})
+
+
+def draw_cold_start(run: Run, ctx: serving.Catalog):
+    liked = ", ".join(_title(ctx, i) for i in LIKES)
+    try:
+        recs = _cold_start(str(run.path), _stamp(run))
+    except ValueError as err:
+        st.info(plain(err), icon=":material/info:")
+    else:
+        st.markdown(f"**A new visitor liked** {plain(liked)}")
+        _table(recs[["rank", "title", "source", "genres"]], "tour_cold", height=318)
+    return ("pages/profile.py", "Build a profile from your own likes",
+            {"likes": ",".join(str(i) for i in LIKES)})
+
+
+def draw_reranking(run: Run, ctx: serving.Catalog):
+    if run.model.user_factors() is None:
+        st.info(f"{run.train_config.model} has no user vectors, which the retrieval funnel "
+                f"needs. Pick a run of {', '.join(shared.EMBEDDING_MODELS)} in the sidebar.",
+                icon=":material/info:")
+    else:
+        before, after, div_before, div_after = _funnel(str(run.path), _stamp(run))
+        left, right = st.columns(2)
+        for col, title, frame, diversity in ((left, "Ranked by score", before, div_before),
+                                             (right, f"Re-ranked (MMR λ {RERANK_MMR}, "
+                                                     f"popularity penalty {RERANK_POPULARITY})",
+                                              after, div_after)):
+            with col:
+                st.markdown(f"**{title}** · diversity {diversity:.2f}")
+                _table(frame[["rank", "title", "model_rank"]].rename(
+                    columns={"model_rank": "by score"}), f"tour_{title[:6]}", height=318)
+    return ("pages/recommendations.py", "Turn the re-ranking knobs yourself",
+            {"user": str(USER)})
+
+
+STEPS = (
+    Step("What an embedding is", "Embedding",
+         "An **embedding** is a short list of numbers the model learns for every movie and "
+         "every user. Here is Toy Story's, as the active model learned it.",
+         draw_embedding),
+    Step("A score is a dot product", "Dot product",
+         f"A movie's score for a user is the **dot product** of their two vectors: multiply "
+         f"dimension by dimension and add up. Would user {USER} like Star Wars?",
+         draw_dot_product),
+    Step("Negative sampling", "Negatives",
+         "The data only says what people liked. Training pairs each like with a few movies "
+         "drawn at random as **negatives**: uniform draws are mostly obscure movies, "
+         "popularity-weighted draws look like the likes.",
+         draw_negatives),
+    Step("Training", "Training",
+         "Each epoch pulls a user's vector towards the movies they liked and away from the "
+         "negatives. The loss falls; the held-out **validation Recall@10** says when to stop.",
+         draw_training),
+    Step("Metrics against popularity", "Metrics",
+         "**Recall@10**: the share of a user's later likes that made their top 10. A model "
+         "earns its vectors only if it beats the plain most-popular list.",
+         draw_metrics),
+    Step("Similar items", "Similar items",
+         "Movies whose vectors point the same way are liked by the same people: the nearest "
+         "vectors to Star Wars, beside the movies most often liked together with it.",
+         draw_similar),
+    Step("Cold start", "Cold start",
+         "A new visitor has no vector yet. **Fold-in** solves for one from a few likes "
+         "against the frozen movie vectors, in a millisecond and without retraining.",
+         draw_cold_start),
+    Step("Re-ranking", "Re-ranking",
+         f"The top of a ranking is often ten of a kind. **Re-ranking** trades a little score "
+         f"for variety (MMR) and less popularity: user {USER}'s list before and after.",
+         draw_reranking),
+)
+
+
+def link_params(run: Run, params: dict[str, str]) -> dict[str, str]:
+    """A deep link's query params, with the active run so a shared link shows the same."""
+    return {**params, "run": run.name}
