@@ -33,6 +33,7 @@ STAR_WARS, TOY_STORY = 50, 1
 LIKES = (1, 71, 95)  # Toy Story, The Lion King, Aladdin: a new user's three likes
 RERANK_MMR, RERANK_POPULARITY = 0.7, 0.2  # the Recommendations page's default knobs
 GREY, BLUE, ORANGE = "#B8C2CC", "#2E86AB", "#E4572E"
+POSITIVES_BLUE, NEGATIVES_ORANGE = "#4C78A8", "#F58518"  # the Train page's lesson colours
 SMALL = dict(l=0, r=10, t=30, b=0)
 
 
@@ -73,8 +74,8 @@ def _cold_start(run_path: str, stamp: int) -> pd.DataFrame:
 def _funnel(run_path: str, stamp: int) -> tuple[pd.DataFrame, pd.DataFrame, float, float]:
     ctx = shared.catalog(shared.run_by_path(run_path))
     config = FunnelConfig(mmr_lambda=RERANK_MMR, popularity_penalty=RERANK_POPULARITY)
-    before = run_funnel(ctx, USER, config.ranking_only(), k=8)
-    after = run_funnel(ctx, USER, config, k=8)
+    before = run_funnel(ctx, USER, config.ranking_only(), k=10)
+    after = run_funnel(ctx, USER, config, k=10)
     factors = ctx.model.item_factors()
     diversity = [intra_list_diversity(factors, ctx.item_indices(f["item_id"])[None, :])
                  for f in (before, after)]
@@ -132,6 +133,10 @@ def draw_embedding(run: Run, ctx: serving.Catalog):
         _chart(anatomy_charts.vector_chart(vector, _title(ctx, TOY_STORY)), "tour_vector")
         st.caption("Blue: positive, red: negative. No single number has a name; what counts "
                    "is which movies end up with vectors pointing the same way.")
+    kept = run.history[-1].get("best_epoch", 0) if run.history else 0
+    if 0 < kept < 6:  # the replay of a model that settles this fast shows little movement
+        st.caption(f"{run.model.name} settled after {kept} epochs, so its replay is short: "
+                   "an mf-bpr run (Train page, 20 epochs) shows the space forming slowly.")
     return ("pages/embedding_map.py", "Watch the vectors form, epoch by epoch",
             {"view": "replay", "movie": str(TOY_STORY)})
 
@@ -162,9 +167,9 @@ def draw_negatives(run: Run, ctx: serving.Catalog):
     config = run.train_config
     alpha = config.alpha if config.neg_sampling == "popularity" else 0.75
     mix = _negatives(str(run.path), _stamp(run), alpha, config.negatives)
-    colours = {"positives": ORANGE, "uniform": GREY}
+    colours = {"positives": POSITIVES_BLUE, "uniform": NEGATIVES_ORANGE}  # as the Train page
     fig = go.Figure([go.Bar(x=mix["decile"], y=mix[column], name=column,
-                            marker_color=colours.get(column, BLUE),
+                            marker_color=colours.get(column, "#E45756"),
                             hovertemplate="decile %{x}: %{y:.1%}<extra>" + column + "</extra>")
                      for column in mix.columns[1:]])
     fig.update_layout(height=300, margin=SMALL, barmode="group",
