@@ -1,4 +1,4 @@
-"""Refreshes the README's screenshots from a running app, one per page or lesson, in Debian Chromium.
+"""Refreshes the README's screenshots from a running app, one per page or lesson, in Chromium.
 
     bash scripts/run.sh &                       # or any running instance
     .venv/bin/python scripts/screenshots.py --url http://127.0.0.1:8501 --out docs/screenshots
