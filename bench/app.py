@@ -278,7 +278,10 @@ class Tab:
     def __init__(self, context) -> None:
         from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
-        self._msg, self._ok = ForwardMsg, ForwardMsg.ScriptFinishedStatus.FINISHED_SUCCESSFULLY
+        done = ForwardMsg.ScriptFinishedStatus
+        # a fragment's rerun (st.fragment) is a complete run of what it redraws
+        self._msg, self._ok = ForwardMsg, {done.FINISHED_SUCCESSFULLY,
+                                           done.FINISHED_FRAGMENT_RUN_SUCCESSFULLY}
         self.finished = 0
         self.finished_at = 0.0  # perf_counter when the last complete run's message arrived
         self.page = context.new_page()
@@ -296,7 +299,7 @@ class Tab:
             msg.ParseFromString(payload)
         except Exception:  # noqa: BLE001 - anything that is not one ForwardMsg is ignored
             return
-        if msg.WhichOneof("type") == "script_finished" and msg.script_finished == self._ok:
+        if msg.WhichOneof("type") == "script_finished" and msg.script_finished in self._ok:
             self.finished += 1
             self.finished_at = time.perf_counter()
 
