@@ -227,9 +227,14 @@ else:
 
 # ---------------------------------------------------------------------- lessons: where
 # A link with ?view= (e.g. from the guided tour) opens that lesson right under the form;
-# otherwise the lessons follow the leaderboard. A view the URL already had is not re-applied.
+# otherwise the lessons follow the leaderboard. A view the URL already had is not re-applied;
+# once the visitor opens another tab the URL drops it, so the same link works again.
 LESSON_TAB, LESSON_LINK = KEY_PREFIX + "lesson", KEY_PREFIX + "lesson_link"
 linked = state.query_value("view", str, lambda v: v in lessons.VIEWS)
+moved_on = (linked is not None and linked == st.session_state.get(LESSON_LINK)
+            and st.session_state.get(LESSON_TAB) != lessons.VIEWS[linked])
+if moved_on:  # the visitor opened another tab since the link
+    linked = None
 if linked is None:  # a bad value was warned about once; a good one stays shareable
     st.query_params.pop("view", None)
 if linked and linked != st.session_state.get(LESSON_LINK):

@@ -185,3 +185,24 @@ def test_train_form_does_not_take_a_value_the_config_rejects(runs_dir):
     assert at.number_input(key="train_mf-bprdim").value == 64  # the value was not taken
     assert at.query_params.get("job")  # the form trained with what it shows
     ok(at.button(key="train_cancel").click().run())
+
+
+# ---------------------------------------------------------------------- Train lessons
+def open_lesson(at: AppTest) -> str:
+    """The label of the open lesson tab (the one with content)."""
+    labels = {"Negative sampling", "Training curves", "Vector length vs popularity",
+              "Who the model serves"}
+    return next(t.label for t in at.tabs if t.label in labels and len(t.children))
+
+
+def test_train_follows_the_same_view_link_again_after_a_tab_change(runs_dir):
+    at = open_page("pages/train.py", view="negatives")  # the tour's step 3
+    assert open_lesson(at) == "Negative sampling"
+    at.session_state["train_lesson"] = "Training curves"  # the visitor opens another tab
+    ok(at.run())
+    assert open_lesson(at) == "Training curves"
+    assert url(at, "view") is None  # the URL no longer names what is shown
+    ok(at.run())
+    assert open_lesson(at) == "Training curves"
+    follow(at, view="negatives")  # step 3 followed again
+    assert open_lesson(at) == "Negative sampling"
