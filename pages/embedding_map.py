@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402  (heavy imports after the heading is on screen)
 import plotly.express as px  # noqa: E402
 
 from recsys import neighbours, projection, serving  # noqa: E402
-from ui import display, map_data, shared, state  # noqa: E402
+from ui import display, links, map_data, shared, state  # noqa: E402
 from ui.map_figures import (  # noqa: E402
     ALL_GENRES,
     COLOURS,
@@ -21,7 +21,7 @@ from ui.map_figures import (  # noqa: E402
 )
 from ui.text import plain  # noqa: E402
 
-K = "map_"
+KEY_PREFIX = "map_"  # widget key prefix of this page
 METHODS = {"PCA": "pca", "t-SNE": "tsne", "UMAP": "umap"}
 VIEWS = {"map": "Map", "axis": "Semantic axis", "replay": "Training replay"}
 AXIS_Y = ("popularity", "vector length", "second axis")
@@ -30,8 +30,9 @@ AXIS_Y = ("popularity", "vector length", "second axis")
 # Runs trained in the app get their maps from the training worker, so these waits only meet
 # runs trained elsewhere.
 SLOW = {"tsne": "about 10 seconds", "umap": "about 20 seconds, up to a minute the first time"}
-state.carry(K + "method", K + "colour", K + "genre", K + "search", K + "view", K + "movie",
-            K + "axis_from", K + "axis_to", K + "axis_y", K + "axis2_from", K + "axis2_to")
+state.carry(*(KEY_PREFIX + name for name in ("method", "colour", "genre", "search", "view", "movie",
+                                             "axis_from", "axis_to", "axis_y", "axis2_from",
+                                             "axis2_to")))
 
 ml, run = shared.context()
 ctx = shared.catalog(run)
@@ -47,13 +48,14 @@ titles = dict(zip(movies["item_id"], movies["title"], strict=True))
 genres = genre_names(movies)
 
 
-def seed_from_link(key: str, param: str, cast, valid) -> None:
-    """Puts ``?param=`` into widget ``key`` the first time the page is drawn (bad values are
-    ignored with a warning)."""
-    if key not in st.session_state:
-        linked = state.query_value(param, cast, valid)
-        if linked is not None:
-            st.session_state[key] = linked
+def seed_from_link(key: str, param: str, cast, valid):
+    """Puts ``?param=`` into widget ``key`` when it is new to this page (a first visit or a
+    link followed in-session, see :mod:`ui.links`; bad values are ignored with a warning);
+    returns the value put, or None."""
+    linked = links.new_value(KEY_PREFIX, param, cast, valid)
+    if linked is not None:
+        st.session_state[key] = linked
+    return linked
 
 
 def genre_pair(text: str) -> tuple[str, str]:
@@ -61,48 +63,47 @@ def genre_pair(text: str) -> tuple[str, str]:
     return start, end
 
 
-seed_from_link(K + "view", "view", str, lambda v: v in VIEWS)
-seed_from_link(K + "colour", "colour", str, lambda c: c in COLOURS)
-seed_from_link(K + "genre", "genre", str, lambda g: g in genres)
-seed_from_link(K + "movie", "movie", int, lambda m: m in titles)
-if K + "axis_from" not in st.session_state:
-    pair = state.query_value("axis", genre_pair,
-                             lambda p: p[0] in genres and p[1] in genres and p[0] != p[1])
-    if pair is not None:
-        st.session_state[K + "axis_from"], st.session_state[K + "axis_to"] = pair
-        if K + "view" not in st.session_state:
-            st.session_state[K + "view"] = "axis"
-if "genre" in st.query_params and K + "genre" in st.session_state:
-    if K + "colour" not in st.session_state:  # ?genre= alone means "colour by it"
-        st.session_state[K + "colour"] = "genre"
+linked_view = seed_from_link(KEY_PREFIX + "view", "view", str, lambda v: v in VIEWS)
+linked_colour = seed_from_link(KEY_PREFIX + "colour", "colour", str, lambda c: c in COLOURS)
+linked_genre = seed_from_link(KEY_PREFIX + "genre", "genre", str, lambda g: g in genres)
+seed_from_link(KEY_PREFIX + "movie", "movie", int, lambda m: m in titles)
+pair = links.new_value(KEY_PREFIX, "axis", genre_pair,
+                       lambda p: p[0] in genres and p[1] in genres and p[0] != p[1])
+if pair is not None:
+    st.session_state[KEY_PREFIX + "axis_from"], st.session_state[KEY_PREFIX + "axis_to"] = pair
+    if linked_view is None:  # ?axis= alone means "show that axis"
+        st.session_state[KEY_PREFIX + "view"] = "axis"
+if linked_genre is not None and linked_colour is None:  # ?genre= alone means "colour by it"
+    st.session_state[KEY_PREFIX + "colour"] = "genre"
 
-view = st.radio("View", list(VIEWS), format_func=VIEWS.get, horizontal=True, key=K + "view",
-                label_visibility="collapsed")
+view = st.radio("View", list(VIEWS), format_func=VIEWS.get, horizontal=True,
+                key=KEY_PREFIX + "view", label_visibility="collapsed")
 c1, c2, c3, c4 = st.columns([1.2, 1.2, 2.2, 1.6])
-colour = c1.selectbox("Colour by", list(COLOURS), format_func=COLOURS.get, key=K + "colour",
+colour = c1.selectbox("Colour by", list(COLOURS), format_func=COLOURS.get,
+                      key=KEY_PREFIX + "colour",
                       help="genre: every movie is in each of its genres (pick one to see just "
                            "it); popularity: number of ratings; vector length: the norm of "
                            "the movie vector")
-genre = c2.selectbox("Genre", [ALL_GENRES, *genres], key=K + "genre",
+genre = c2.selectbox("Genre", [ALL_GENRES, *genres], key=KEY_PREFIX + "genre",
                      disabled=colour != "genre",
                      help="One genre in colour, the rest grey. With all genres, click a "
                           "legend entry to hide it, double-click to isolate it.")
 by_popularity = movies.sort_values("popularity", ascending=False)["item_id"].tolist()
-movie = c3.selectbox("Movie", by_popularity, index=None, key=K + "movie",
+movie = c3.selectbox("Movie", by_popularity, index=None, key=KEY_PREFIX + "movie",
                      format_func=lambda i: titles.get(i, str(i)),
                      placeholder="Pick a movie to follow",
                      help="Map views: lines to its 10 nearest neighbours by cosine. "
                           "Replay: the path its vector took during training.")
-query = c4.text_input("Highlight titles", key=K + "search", placeholder="e.g. star wars")
+query = c4.text_input("Highlight titles", key=KEY_PREFIX + "search", placeholder="e.g. star wars")
 colouring = Colouring(colour, genre if colour == "genre" else ALL_GENRES)
 
 for param, value in (("view", view), ("colour", colour),
                      ("genre", genre if colour == "genre" and genre != ALL_GENRES else None),
                      ("movie", movie)):
     if value is None:
-        st.query_params.pop(param, None)
+        links.drop(KEY_PREFIX, param)
     else:
-        st.query_params[param] = str(value)
+        links.write(KEY_PREFIX, param, value)
 
 hits = None
 if query.strip():
@@ -129,7 +130,7 @@ def draw_replay() -> None:
                    "The rest of the run works; retrain it to record a new replay.")
         return
     epochs = recorded.epochs
-    st.plotly_chart(map_data.replay_chart(run, colouring, movie), key=K + "replay")
+    st.plotly_chart(map_data.replay_chart(run, colouring, movie), key=KEY_PREFIX + "replay")
     fit = "refit on train + validation" if recorded.phase == "refit" else "validated fit"
     st.caption(
         f"{len(epochs)} snapshots of the {fit} "
@@ -144,13 +145,13 @@ def draw_map(x, y, x_title=None, y_title=None, log_y=False) -> list[int]:
     """The map at positions ``x``, ``y``; returns the ids selected in it."""
     fig = map_figure(frame_data, colouring, x, y, movie=movie if near else None,
                      neighbours=near, hits=hits, x_title=x_title, y_title=y_title, log_y=log_y)
-    event = st.plotly_chart(fig, key=K + "chart", on_select="rerun",
+    event = st.plotly_chart(fig, key=KEY_PREFIX + "chart", on_select="rerun",
                             selection_mode=("points", "box", "lasso"))
-    return display.selected_ids(st.session_state.get(K + "chart") or event)
+    return display.selected_ids(st.session_state.get(KEY_PREFIX + "chart") or event)
 
 
 if view != "axis":
-    st.query_params.pop("axis", None)
+    links.drop(KEY_PREFIX, "axis")
 if view == "replay":
     frame_data = shared.projection_frame(run, "pca")
     draw_replay()
@@ -159,9 +160,10 @@ elif view == "axis":
     a1, a2, a3, a4, a5 = st.columns(5)
     default_from = genres.index("Children's") if "Children's" in genres else 0
     default_to = genres.index("Horror") if "Horror" in genres else len(genres) - 1
-    start = a1.selectbox("Axis from (x = 0)", genres, index=default_from, key=K + "axis_from")
-    end = a2.selectbox("to (x = 1)", genres, index=default_to, key=K + "axis_to")
-    y_axis = a3.selectbox("y axis", AXIS_Y, key=K + "axis_y",
+    start = a1.selectbox("Axis from (x = 0)", genres, index=default_from,
+                         key=KEY_PREFIX + "axis_from")
+    end = a2.selectbox("to (x = 1)", genres, index=default_to, key=KEY_PREFIX + "axis_to")
+    y_axis = a3.selectbox("y axis", AXIS_Y, key=KEY_PREFIX + "axis_y",
                           help="popularity: number of ratings (log scale); second axis: "
                                "another direction between two genres")
     frame_data = shared.projection_frame(run, "pca")
@@ -169,9 +171,9 @@ elif view == "axis":
         x = map_data.genre_axis(run, start, end)
         if y_axis == "second axis":
             y_from = a4.selectbox("y from", genres, index=genres.index("Comedy")
-                                  if "Comedy" in genres else 0, key=K + "axis2_from")
+                                  if "Comedy" in genres else 0, key=KEY_PREFIX + "axis2_from")
             y_to = a5.selectbox("y to", genres, index=genres.index("Drama")
-                                if "Drama" in genres else 0, key=K + "axis2_to")
+                                if "Drama" in genres else 0, key=KEY_PREFIX + "axis2_to")
             y, y_title, log_y = map_data.genre_axis(run, y_from, y_to), f"{y_from} → {y_to}", False
         elif y_axis == "popularity":
             y, y_title, log_y = frame_data["popularity"] + 1, "ratings + 1 (log scale)", True
@@ -180,13 +182,13 @@ elif view == "axis":
     except ValueError as err:
         st.error(f"Cannot draw this axis: {plain(err)}")
         st.stop()
-    st.query_params["axis"] = f"{start}..{end}"
+    links.write(KEY_PREFIX, "axis", f"{start}..{end}")
     st.caption(f"x: each movie's vector projected on the direction from the mean {start} "
                f"movie (0) to the mean {end} movie (1), like the Embedding Projector's custom "
                "projection.")
     chosen = draw_map(x, np.asarray(y, np.float64), f"{start} → {end}", y_title, log_y)
 else:
-    method_label = st.radio("Projection", list(METHODS), horizontal=True, key=K + "method",
+    method_label = st.radio("Projection", list(METHODS), horizontal=True, key=KEY_PREFIX + "method",
                             help="PCA is instant and linear. t-SNE and UMAP keep local "
                                  "neighbourhoods better; they are computed once and cached.")
     method = METHODS[method_label]
@@ -210,7 +212,7 @@ elif chosen:
         st.subheader(f"{len(picked)} selected movies")
         st.dataframe(picked[["title", "genres", "popularity", "norm"]]
                      .sort_values("popularity", ascending=False),
-                     hide_index=True, height=320, key=K + "picked",
+                     hide_index=True, height=320, key=KEY_PREFIX + "picked",
                      column_config={"norm": st.column_config.NumberColumn(
                                         "length", format="%.2f", help="vector length"),
                                     "popularity": st.column_config.NumberColumn(
@@ -218,7 +220,7 @@ elif chosen:
     with right:
         picked_titles = dict(zip(picked["item_id"], picked["title"], strict=True))
         anchor = st.selectbox("Neighbours of", list(picked_titles), format_func=picked_titles.get,
-                              key=K + "anchor")
+                              key=KEY_PREFIX + "anchor")
         if ctx.item_counts[ctx.item_indices([anchor])[0]] < neighbours.MIN_POSITIVES:
             st.info(f"{plain(picked_titles[anchor])} has fewer than {neighbours.MIN_POSITIVES} "
                     "known likes: its vector barely moved from where training started, so it "
@@ -226,7 +228,7 @@ elif chosen:
         else:
             near_table = serving.similar_movies(ctx, int(anchor), k=10).embedding
             st.dataframe(near_table[["rank", "title", "score", "popularity"]], hide_index=True,
-                         key=K + "near",
+                         key=KEY_PREFIX + "near",
                          column_config={"score": st.column_config.NumberColumn(
                              "cosine", format="%.3f"),
                                         "popularity": st.column_config.NumberColumn("ratings")})
@@ -240,7 +242,7 @@ with left:
                           labels={"popularity": "popularity: number of ratings (log scale)",
                                   "norm": "length of the movie vector"})
     norm_fig.update_layout(margin=dict(l=0, r=0, t=10, b=0))
-    st.plotly_chart(norm_fig, key=K + "norms")
+    st.plotly_chart(norm_fig, key=KEY_PREFIX + "norms")
 with right:
     corr = projection.norm_popularity_correlation(frame_data)
     st.metric("Rank correlation of length and popularity", f"{corr:+.2f}")

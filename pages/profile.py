@@ -18,14 +18,15 @@ from recsys.coldstart import (  # noqa: E402
     cold_start,
     coldstart_curve,
 )
+from recsys.models import model_names  # noqa: E402
 from recsys.projection import place_user  # noqa: E402
-from ui import display, shared, state  # noqa: E402
+from ui import display, links, shared, state  # noqa: E402
 from ui.text import plain  # noqa: E402
 
-K = "prof_"
+KEY_PREFIX = "prof_"  # widget key prefix of this page
 BADGES = {"collaborative": "collaborative (fold-in)", "content": "content (title & genres)",
           "both": "both (fold-in + content)", "popularity": "popularity"}
-state.carry(K + "liked", K + "disliked", K + "k", K + "by_hand", K + "blend")
+state.carry(*(KEY_PREFIX + name for name in ("liked", "disliked", "k", "by_hand", "blend")))
 
 ml, run = shared.context()
 ctx = shared.catalog(run)
@@ -47,37 +48,42 @@ def movie_ids(text: str) -> list[int]:
     return list(dict.fromkeys(ids))
 
 
-for key, param in ((K + "liked", "likes"), (K + "disliked", "dislikes")):
-    if key not in st.session_state:
-        st.session_state[key] = state.query_value(param, movie_ids) or []
-    else:  # a run with another catalogue: keep what it knows
-        st.session_state[key] = [i for i in st.session_state[key] if i in titles]
+# A link names a whole profile (also one followed in-session, e.g. from the tour): when its
+# likes or dislikes are new, a list it leaves out is empty.
+PARAMS = {KEY_PREFIX + "liked": "likes", KEY_PREFIX + "disliked": "dislikes"}
+linked = {param: links.new_value(KEY_PREFIX, param, movie_ids) for param in PARAMS.values()}
+from_link = any(value is not None for value in linked.values())
+for key, param in PARAMS.items():
+    if linked[param] is not None or (from_link and param not in st.query_params):
+        st.session_state[key] = linked[param] or []
+    else:  # what the visitor has (after a switch of run: what that catalogue knows)
+        st.session_state[key] = [i for i in st.session_state.get(key, []) if i in titles]
 c1, c2, c3 = st.columns([3, 3, 1])
 liked = c1.multiselect("Movies you liked", list(titles), format_func=titles.get,
-                       key=K + "liked", placeholder="Type a title…")
-st.session_state[K + "disliked"] = [i for i in st.session_state[K + "disliked"]
+                       key=KEY_PREFIX + "liked", placeholder="Type a title…")
+st.session_state[KEY_PREFIX + "disliked"] = [i for i in st.session_state[KEY_PREFIX + "disliked"]
                                    if i not in liked]  # a movie is liked or disliked, not both
 disliked = c2.multiselect("Movies you did not like", [i for i in titles if i not in liked],
-                          format_func=titles.get, key=K + "disliked",
+                          format_func=titles.get, key=KEY_PREFIX + "disliked",
                           placeholder="Optional")
-k = c3.slider("How many", 5, 30, 10, key=K + "k")
+k = c3.slider("How many", 5, 30, 10, key=KEY_PREFIX + "k")
 for param, chosen in (("likes", liked), ("dislikes", disliked)):
     if chosen:
-        st.query_params[param] = ",".join(str(i) for i in chosen)
+        links.write(KEY_PREFIX, param, ",".join(str(i) for i in chosen))
     else:
-        st.query_params.pop(param, None)
+        links.drop(KEY_PREFIX, param)
 
 model = run.train_config.model
 b1, b2 = st.columns([1, 3])
-by_hand = b1.toggle("Set the blend by hand", key=K + "by_hand",
+by_hand = b1.toggle("Set the blend by hand", key=KEY_PREFIX + "by_hand",
                     help="Off: the collaborative weight measured best for this many likes "
                          "(bench/COLDSTART.md). On: your own weight, e.g. to show a class what "
                          "pure content or pure fold-in gives.")
 measured = blend_weight(max(len(liked), 1), model)
 if not by_hand:  # the disabled slider shows the measured weight, and starts from it
-    st.session_state[K + "blend"] = measured
+    st.session_state[KEY_PREFIX + "blend"] = measured
 weight = b2.slider("Collaborative weight (1 = fold-in only, 0 = content only)", 0.0, 1.0,
-                   measured, 0.1, key=K + "blend", disabled=not by_hand)
+                   measured, 0.1, key=KEY_PREFIX + "blend", disabled=not by_hand)
 config = ColdStartConfig(blend=weight if by_hand else None)
 if not liked:
     st.info("Pick at least one movie you liked. Until then you see the most popular movies — "
@@ -102,7 +108,7 @@ with left:
     table = display.readable(recs)  # also drops attrs: the vector there is not serialisable
     table["source"] = table["source"].map(BADGES).fillna(table["source"])
     st.dataframe(table[["rank", "title", "source", "score", "genres"]],
-                 hide_index=True, key=K + "recs",
+                 hide_index=True, key=KEY_PREFIX + "recs",
                  column_config={"rank": st.column_config.NumberColumn("#", width=32),
                                 "title": st.column_config.TextColumn(width=200),
                                 "source": st.column_config.TextColumn(
@@ -114,7 +120,7 @@ with right:
     vector = recs.attrs.get("vector")
     if vector is None:
         st.info("Your point appears once you like a movie, for dot-product models "
-                "(mf-*, svd).")
+                f"({', '.join(model_names(folds_in=True))}).")
     else:
         frame = shared.projection_frame(run, "pca")
         x, y = place_user(shared.projection(run, "pca"), vector)
@@ -133,7 +139,7 @@ with right:
         ])
         fig.update_layout(height=420, margin=dict(l=0, r=0, t=10, b=0),
                           legend=dict(orientation="h"))
-        st.plotly_chart(fig, key=K + "map")
+        st.plotly_chart(fig, key=KEY_PREFIX + "map")
         st.caption("PCA of the movie vectors; your folded-in vector goes through the same "
                    "linear map, scaled to a typical movie's length (only its direction "
                    "decides what you are recommended).")
@@ -150,7 +156,7 @@ with left:
     fig = px.line(curve, x="likes", y="recall@10", color="method", markers=True, log_x=True,
                   height=320, labels={"likes": "likes revealed", "recall@10": "test Recall@10"})
     fig.update_layout(margin=dict(l=0, r=0, t=10, b=0))
-    st.plotly_chart(fig, key=K + "curve")
+    st.plotly_chart(fig, key=KEY_PREFIX + "curve")
 with right:
     st.markdown(
         f"Users held out of training entirely were folded in from their first *n* likes; "

@@ -1,4 +1,4 @@
-"""Recommendations: a user's history beside their top-K, with explanations and knobs."""
+"""Recommendations: a user's history beside their top-KEY_PREFIX, with explanations and knobs."""
 
 import streamlit as st
 
@@ -15,15 +15,15 @@ from ui import anatomy as anatomy_charts  # noqa: E402
 from ui import display, links, shared, state  # noqa: E402
 from ui.text import plain, short  # noqa: E402
 
-K = "rec_"
+KEY_PREFIX = "rec_"  # widget key prefix of this page
 LIST_COLUMNS = {  # shared by the top-K list and the two re-ranking lists
     "rank": st.column_config.NumberColumn("#", width=32),
     "test hit": st.column_config.CheckboxColumn("hit", width=40,
                                                 help="a held-out test like of this user"),
     "title": st.column_config.TextColumn(width="medium"),
 }
-state.carry(K + "user", K + "k", K + "exclude", K + "scoring", K + "mmr", K + "fresh",
-            K + "pop")
+state.carry(*(KEY_PREFIX + name for name in ("user", "k", "exclude", "scoring", "mmr", "fresh",
+                                             "pop")))
 
 ml, run = shared.context()
 ctx = shared.catalog(run)
@@ -34,27 +34,27 @@ st.caption(f"Model: **{plain(run.train_config.model)}** ({short(run.name)}). Mov
 
 users = shared.users(run)
 labels = shared.user_labels(run)
-linked = links.new_value(K, "user", int, lambda u: u in labels)  # also a link in-session
+linked = links.new_value(KEY_PREFIX, "user", int, lambda u: u in labels)  # also a link in-session
 if linked is not None:
-    st.session_state[K + "user"] = linked
-elif st.session_state.get(K + "user") not in labels:  # a new visitor, or a run without them
-    st.session_state[K + "user"] = next(iter(labels))
+    st.session_state[KEY_PREFIX + "user"] = linked
+elif st.session_state.get(KEY_PREFIX + "user") not in labels:  # new visitor, or run without them
+    st.session_state[KEY_PREFIX + "user"] = next(iter(labels))
 
 c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
 user_id = c1.selectbox("User (type to search by id, age, occupation)", list(labels),
-                       format_func=labels.get, key=K + "user")
-k = c2.slider("How many", 5, 30, 10, key=K + "k")
-exclude_seen = c3.toggle("Exclude seen", value=True, key=K + "exclude",
+                       format_func=labels.get, key=KEY_PREFIX + "user")
+k = c2.slider("How many", 5, 30, 10, key=KEY_PREFIX + "k")
+exclude_seen = c3.toggle("Exclude seen", value=True, key=KEY_PREFIX + "exclude",
                          help="Hide movies the user already rated positively before the test "
                               "period.")
 has_factors = run.model.user_factors() is not None
-scoring = c4.radio("Scoring", ["dot", "cosine"], key=K + "scoring", horizontal=True,
+scoring = c4.radio("Scoring", ["dot", "cosine"], key=KEY_PREFIX + "scoring", horizontal=True,
                    disabled=not has_factors,
                    help="dot: the model's own score (vector length counts, so popular movies "
                         "with long vectors rise). cosine: only the direction counts.")
 if not has_factors:
     scoring = "dot"
-links.write(K, "user", user_id)
+links.write(KEY_PREFIX, "user", user_id)
 
 row = users[users["user_id"] == user_id].iloc[0]
 user_index = int(row["user_index"])
@@ -82,7 +82,7 @@ with left:
     st.subheader("History")
     history = users_of_run.user_ratings(ml, run, split, user_index)
     st.dataframe(history[["title", "rating", "part", "date", "genres"]], hide_index=True,
-                 height=420, key=K + "history",
+                 height=420, key=KEY_PREFIX + "history",
                  column_config={"rating": st.column_config.NumberColumn(
                                     "★", format="%d", width=32, help="the user's rating, 1–5"),
                                 "title": st.column_config.TextColumn(width=190),
@@ -94,7 +94,7 @@ with right:
     st.subheader(f"Top {k} · {hits} test hit{'s' if hits != 1 else ''}")
     personal = recs["because_items"].map(len).any()  # popularity: one list for everybody
     cols = ["rank", "test hit", "title", "score", *(["because"] if personal else []), "genres"]
-    st.dataframe(recs[cols], hide_index=True, height=420, key=K + "recs",
+    st.dataframe(recs[cols], hide_index=True, height=420, key=KEY_PREFIX + "recs",
                  column_config={
                      **LIST_COLUMNS,
                      "score": st.column_config.NumberColumn(format="%.2f", width=56),
@@ -118,8 +118,8 @@ def score_anatomy(picks: dict[int, str]) -> None:
     a1, a2 = st.columns([3, 4])
     movie_id = a1.selectbox("Recommended movie", list(picks),
                             format_func=lambda m: f"#{list(picks).index(m) + 1} {picks[m]}",
-                            key=K + "movie")
-    links.write(K, "movie", movie_id)
+                            key=KEY_PREFIX + "movie")
+    links.write(KEY_PREFIX, "movie", movie_id)
     parts = anatomy.score_anatomy(ctx, user_id, movie_id)
     a2.markdown(f"**{plain(picks[movie_id])}** scores **{parts.score:.3f}** for user "
                 f"{user_id}: " + " + ".join(f"{name} ({value:+.3f})"
@@ -127,13 +127,14 @@ def score_anatomy(picks: dict[int, str]) -> None:
                 + (". The list is ranked by cosine; this is the model's own (dot) score."
                    if scoring == "cosine" else "."))
     p1, p2 = st.columns(2, gap="medium")
-    p1.plotly_chart(anatomy_charts.parts_chart(parts), key=K + "parts")
-    p2.plotly_chart(anatomy_charts.dimensions_chart(parts.top_dimensions(5)), key=K + "dims")
+    p1.plotly_chart(anatomy_charts.parts_chart(parts), key=KEY_PREFIX + "parts")
+    p2.plotly_chart(anatomy_charts.dimensions_chart(parts.top_dimensions(5)),
+                    key=KEY_PREFIX + "dims")
     heat = anatomy.vector_heatmap(ctx, user_id, list(picks), n_dims=32)
     rows = [f"user {user_id}", *(f"#{i} {picks[m]}" for i, m in enumerate(picks, 1))]
     st.plotly_chart(anatomy_charts.heatmap_chart(heat, rows,
                                                  highlight=list(picks).index(movie_id) + 1),
-                    key=K + "heat")
+                    key=KEY_PREFIX + "heat")
     st.caption(f"Top row: user {user_id}'s vector; below it the vectors of the top {len(picks)} "
                "movies, framed: the one taken apart above. Columns are the dimensions that "
                "weigh most in these scores (mean |u_d × v_d|), at most 32. Where the user's "
@@ -144,11 +145,11 @@ if not anatomy.has_anatomy(run.model):
     st.info(anatomy.score_sentence(run.model), icon=":material/info:")
 else:
     picks = dict(zip(recs["item_id"].astype(int), recs["title"], strict=True))
-    linked = links.new_value(K, "movie", int, lambda m: m in picks)
+    linked = links.new_value(KEY_PREFIX, "movie", int, lambda m: m in picks)
     if linked is not None:
-        st.session_state[K + "movie"] = linked
-    elif st.session_state.get(K + "movie") not in picks:  # new visitor, other user or k
-        st.session_state[K + "movie"] = next(iter(picks))
+        st.session_state[KEY_PREFIX + "movie"] = linked
+    elif st.session_state.get(KEY_PREFIX + "movie") not in picks:  # new visitor, other user or k
+        st.session_state[KEY_PREFIX + "movie"] = next(iter(picks))
     score_anatomy(picks)
 
 st.divider()
@@ -158,11 +159,11 @@ if run.model.user_factors() is None:
             f"Pick a run of {', '.join(shared.EMBEDDING_MODELS)} in the sidebar.")
 else:
     r1, r2, r3 = st.columns(3)
-    mmr = r1.slider("MMR λ (1 = pure relevance)", 0.0, 1.0, 0.7, 0.05, key=K + "mmr",
+    mmr = r1.slider("MMR λ (1 = pure relevance)", 0.0, 1.0, 0.7, 0.05, key=KEY_PREFIX + "mmr",
                     help="Lower values penalise movies similar to ones already picked.")
-    fresh = r2.slider("Freshness boost", 0.0, 1.0, 0.0, 0.05, key=K + "fresh",
+    fresh = r2.slider("Freshness boost", 0.0, 1.0, 0.0, 0.05, key=KEY_PREFIX + "fresh",
                       help="Adds weight × (release year scaled to 0..1).")
-    pop = r3.slider("Popularity penalty", 0.0, 1.0, 0.2, 0.05, key=K + "pop",
+    pop = r3.slider("Popularity penalty", 0.0, 1.0, 0.2, 0.05, key=KEY_PREFIX + "pop",
                     help="Subtracts weight × (log popularity scaled to 0..1).")
     config = FunnelConfig(exclude_seen=exclude_seen, mmr_lambda=mmr,
                           freshness_weight=fresh, popularity_penalty=pop)
@@ -183,15 +184,15 @@ else:
                 st.markdown(f"**{title}** · list diversity {diversity:.3f} · "
                             f"{n_hits} test hit{'s' if n_hits != 1 else ''}")
                 st.dataframe(marked[["rank", "test hit", "title", "model_rank", "reason"]],
-                             hide_index=True, key=K + title,
+                             hide_index=True, key=KEY_PREFIX + title,
                              column_config={**LIST_COLUMNS,
                                             "model_rank": st.column_config.NumberColumn(
                                                 "rank before", width="small",
                                                 help="rank by model score")})
-        if st.button("Measure these knobs on all test users", key=K + "measure"):
+        if st.button("Measure these knobs on all test users", key=KEY_PREFIX + "measure"):
             with st.spinner("Running the funnel for every test user (a few seconds)…"):
                 table = shared.compare_reranking(run, config)
-            st.dataframe(table, key=K + "compare")
+            st.dataframe(table, key=KEY_PREFIX + "compare")
 
 st.divider()
 st.subheader("Users with similar taste")
@@ -202,7 +203,7 @@ except ValueError as err:
 else:
     neighbours = neighbours.assign(shared=neighbours["shared"].map(", ".join))
     st.caption(f"Nearest by {neighbours.attrs.get('space', 'similarity')}.")
-    st.dataframe(neighbours, hide_index=True, key=K + "neighbours",
+    st.dataframe(neighbours, hide_index=True, key=KEY_PREFIX + "neighbours",
                  column_config={"similarity": st.column_config.ProgressColumn(
                      min_value=0.0, max_value=1.0, format="%.2f"),
                      "shared": st.column_config.TextColumn("movies both liked", width="large")})

@@ -7,11 +7,11 @@ from ui import frame
 frame.page("Similar movies")
 
 from recsys import leaderboard, neighbours, serving  # noqa: E402  (heavy imports after the heading)
-from ui import display, shared, state  # noqa: E402
+from ui import display, links, shared, state  # noqa: E402
 from ui.text import plain  # noqa: E402
 
-K = "sim_"
-state.carry(K + "query", K + "movie", K + "k", K + "scoring", K + "nlist", K + "nprobe")
+KEY_PREFIX = "sim_"  # widget key prefix of this page
+state.carry(*(KEY_PREFIX + name for name in ("query", "movie", "k", "scoring", "nlist", "nprobe")))
 
 ml, run = shared.context()
 ctx = shared.catalog(run)
@@ -22,13 +22,13 @@ st.caption("Two ideas of *similar*: close in the model's embedding space, or lik
 
 movies = shared.catalogue(run)
 by_popularity = movies.sort_values("popularity", ascending=False)
-if K + "movie" not in st.session_state:
-    linked = state.query_value("movie", int, lambda m: m in set(movies["item_id"]))
-    if linked is not None:
-        st.session_state[K + "movie"] = linked
+linked = links.new_value(KEY_PREFIX, "movie", int, lambda m: m in set(movies["item_id"]))
+if linked is not None:  # also a link followed in-session (e.g. from the tour)
+    st.session_state[KEY_PREFIX + "movie"] = linked
+    st.session_state[KEY_PREFIX + "query"] = ""  # a search could hide the linked movie
 
 c1, c2 = st.columns([2, 3])
-query = c1.text_input("Search a title", key=K + "query", placeholder="e.g. the godfather, "
+query = c1.text_input("Search a title", key=KEY_PREFIX + "query", placeholder="e.g. the godfather, "
                       "star wars 1977")
 if query.strip():
     found = serving.find_movies(ctx, query, limit=50)
@@ -38,21 +38,21 @@ if query.strip():
     options = found["item_id"].tolist()
 else:
     options = by_popularity["item_id"].tolist()
-if st.session_state.get(K + "movie") not in options:
-    st.session_state[K + "movie"] = options[0]
+if st.session_state.get(KEY_PREFIX + "movie") not in options:
+    st.session_state[KEY_PREFIX + "movie"] = options[0]
 titles = dict(zip(movies["item_id"], movies["title"], strict=True))
 label = (f"Movie ({len(options)} match{'es' if len(options) != 1 else ''})" if query.strip()
          else f"Movie (all {len(options):,}, most rated first)")
-movie_id = c2.selectbox(label,
-                        options, format_func=lambda i: titles.get(i, str(i)), key=K + "movie")
-st.query_params["movie"] = str(movie_id)
+movie_id = c2.selectbox(label, options, format_func=lambda i: titles.get(i, str(i)),
+                        key=KEY_PREFIX + "movie")
+links.write(KEY_PREFIX, "movie", movie_id)
 
 c1, c2, _ = st.columns([1, 2, 1])
-k = c1.slider("Neighbours", 5, 30, 10, key=K + "k")
+k = c1.slider("Neighbours", 5, 30, 10, key=KEY_PREFIX + "k")
 lenses = list(serving.EMBEDDING_LENSES)
-if st.session_state.get(K + "scoring") not in lenses:
-    st.session_state[K + "scoring"] = serving.default_lens(ctx) or "cosine"
-lens = c2.radio("Embedding similarity (lens)", lenses, horizontal=True, key=K + "scoring",
+if st.session_state.get(KEY_PREFIX + "scoring") not in lenses:
+    st.session_state[KEY_PREFIX + "scoring"] = serving.default_lens(ctx) or "cosine"
+lens = c2.radio("Embedding similarity (lens)", lenses, horizontal=True, key=KEY_PREFIX + "scoring",
                 help="  \n".join(f"**{n}**: {serving.LENS_DESCRIPTIONS[n]}" for n in lenses)
                 + f"  \nThe default for {run.train_config.model} is the lens measured best "
                   "for it (bench/NEIGHBOURS.md).")
@@ -88,12 +88,13 @@ with cols[0]:
         st.info("This model has no movie embeddings.")
     else:
         st.caption(serving.LENS_DESCRIPTIONS[lens])
-        st.dataframe(display.readable(result.embedding), hide_index=True, key=K + "embedding",
+        st.dataframe(display.readable(result.embedding), hide_index=True,
+                     key=KEY_PREFIX + "embedding",
                      column_config=config, column_order=ORDER)
 with cols[1]:
     st.subheader("Co-occurrence neighbours")
     st.caption(serving.LENS_DESCRIPTIONS[serving.COOCCURRENCE_LENS])
-    st.dataframe(display.readable(result.cooccurrence), hide_index=True, key=K + "cooc",
+    st.dataframe(display.readable(result.cooccurrence), hide_index=True, key=KEY_PREFIX + "cooc",
                  column_config=config, column_order=ORDER)
 st.caption(f"Neighbours are movies with at least {neighbours.MIN_POSITIVES} known likes: rarer "
            "ones have vectors too noisy to show.")
@@ -103,7 +104,8 @@ measured = {}
 if result.embedding is not None:
     measured[f"embedding · {lens}"] = shared.lens_quality(run, lens)
 measured["co-occurrence · damped"] = shared.lens_quality(run, serving.COOCCURRENCE_LENS)
-st.dataframe(leaderboard.neighbour_quality_table(measured), hide_index=True, key=K + "quality")
+st.dataframe(leaderboard.neighbour_quality_table(measured), hide_index=True,
+             key=KEY_PREFIX + "quality")
 st.caption("Every movie's top 10, never hand-picked. Genre agreement counts shared genres "
            "weighted by rarity (×random: 1 = no better than chance; \"100 most popular\" is "
            "where popularity lists show). Popularity percentile: 50 = neighbours as popular as "
@@ -115,8 +117,9 @@ st.subheader("Exact vs approximate search (FAISS IVF)")
 if shared.has_item_embeddings(run, "to index"):
     n = len(run.model.item_factors())
     c1, c2, c3 = st.columns([1, 1, 2])
-    nlist = c1.slider("nlist (k-means cells)", 4, 128, 41, key=K + "nlist")
-    nprobe = c2.slider("nprobe (cells searched)", 1, nlist, min(4, nlist), key=K + "nprobe")
+    nlist = c1.slider("nlist (k-means cells)", 4, 128, 41, key=KEY_PREFIX + "nlist")
+    nprobe = c2.slider("nprobe (cells searched)", 1, nlist, min(4, nlist),
+                       key=KEY_PREFIX + "nprobe")
     with st.spinner("Timing exact and IVF search…"):
         report = shared.ann_report(run, nlist, nprobe)
     with c3:

@@ -23,8 +23,8 @@ from ui import display, forms, shared, state  # noqa: E402
 from ui import train_lessons as lessons  # noqa: E402
 from ui.text import plain, short  # noqa: E402
 
-K = "train_"  # widget key prefix of this page
-JOB = K + "job"  # session key of this visitor's job id
+KEY_PREFIX = "train_"  # widget key prefix of this page
+JOB = KEY_PREFIX + "job"  # session key of this visitor's job id
 MAP_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 
 ml, run = shared.context()
@@ -60,7 +60,7 @@ busy = job is not None and not job.is_finished
 def field_widget(spec: forms.FieldSpec, scope: str = ""):
     """One widget for one config field: its plain-words label, default and help (which names
     the config field). ``scope`` joins the key, so each model keeps its own values."""
-    key = K + scope + spec.name
+    key = KEY_PREFIX + scope + spec.name
     label, hint = spec.label, f"{spec.help} (`{spec.name}`)"
     if spec.choices:
         options = list(spec.choices)
@@ -69,25 +69,26 @@ def field_widget(spec: forms.FieldSpec, scope: str = ""):
     if spec.kind is bool:
         return st.checkbox(label, value=spec.default, key=key, help=hint)
     if spec.kind is int:
-        return st.number_input(label, value=int(spec.default), step=1, key=key, help=hint)
+        return st.number_input(label, value=int(spec.default), step=1, key=key, help=hint,
+                               **forms.number_limits(spec))
     if spec.kind is float:
         fmt = "%.4g" if abs(spec.default) < 0.1 and spec.default else "%.2f"
         step = spec.default / 10 if 0 < spec.default < 0.1 else 0.05
         return st.number_input(label, value=float(spec.default), step=step, format=fmt, key=key,
-                               help=hint)
+                               help=hint, **forms.number_limits(spec))
     return st.text_input(label, value=str(spec.default), key=key, help=hint)
 
 
-state.carry(K + "model")
+state.carry(KEY_PREFIX + "model")
 model_spec = next(s for s in forms.field_specs(TrainConfig, TrainConfig.for_model(DEFAULT_MODEL))
                   if s.name == "model")
 model = field_widget(model_spec)
 settings = MODELS[model].settings  # only the fields this model reads
 train_specs = {s.name: s for s in forms.field_specs(TrainConfig, TrainConfig.for_model(model))
                if s.name in settings}
-state.carry(*(K + model + name for name in train_specs),
-            *(K + s.name for s in forms.field_specs(SplitConfig)))
-with st.form(K + "form", border=True):
+state.carry(*(KEY_PREFIX + model + name for name in train_specs),
+            *(KEY_PREFIX + s.name for s in forms.field_specs(SplitConfig)))
+with st.form(KEY_PREFIX + "form", border=True):
     st.markdown(f"**{plain(model)}** · {plain(MODELS[model].description)}")
     values = {"model": model}
     main = [n for n in forms.MAIN_TRAIN_FIELDS if n in train_specs]
@@ -108,7 +109,7 @@ with st.form(K + "form", border=True):
             with cols[i % 4]:
                 values[spec.name] = field_widget(spec)
     submitted = st.form_submit_button(
-        "Train", type="primary", key=K + "submit", disabled=busy,
+        "Train", type="primary", key=KEY_PREFIX + "submit", disabled=busy,
         help="One job per visitor at a time; the server trains one job at a time.")
 
 if submitted and not busy:
@@ -125,7 +126,7 @@ if submitted and not busy:
         else:
             st.session_state[JOB] = job.id
             st.query_params["job"] = job.id
-            st.session_state[K + "protocol"] = lb.protocol_key(split_config)
+            st.session_state[KEY_PREFIX + "protocol"] = lb.protocol_key(split_config)
             st.rerun()
 
 
@@ -184,19 +185,20 @@ def job_panel(job_id: str, was_polling: bool) -> None:
                 else f"saved as {short(job.run_path.name)} in {job.seconds:.1f} s")
         st.progress(job.progress, text=text)
     if job.history or job.refit:
-        st.plotly_chart(curves(job), key=K + "curves")
+        st.plotly_chart(curves(job), key=KEY_PREFIX + "curves")
     if not job.is_finished:
         c1, c2, _ = st.columns([1, 1, 3])
-        if c1.button("Stop early, keep the best", key=K + "stop",
+        if c1.button("Stop early, keep the best", key=KEY_PREFIX + "stop",
                      help="Ends after the current epoch, keeps the best epoch so far, then "
                           "refits, evaluates and saves as usual."):
             manager.stop(job.id)
-        if c2.button("Cancel", key=K + "cancel", help="Ends the worker now; nothing is saved."):
+        if c2.button("Cancel", key=KEY_PREFIX + "cancel",
+                     help="Ends the worker now; nothing is saved."):
             manager.cancel(job.id)
             st.rerun(scope="app")
-    elif job.run_path is not None and st.session_state.get(K + "seen") != job.id:
+    elif job.run_path is not None and st.session_state.get(KEY_PREFIX + "seen") != job.id:
         # First time we see it saved: make it this visitor's active run, redraw the page.
-        st.session_state[K + "seen"] = job.id
+        st.session_state[KEY_PREFIX + "seen"] = job.id
         shared.select_run(job.run_path.name)
         st.rerun(scope="app")
     elif job.status == DONE:
@@ -225,16 +227,21 @@ else:
 
 # ---------------------------------------------------------------------- lessons: where
 # A link with ?view= (e.g. from the guided tour) opens that lesson right under the form;
-# otherwise the lessons follow the leaderboard. A view the URL already had is not re-applied.
-LESSON_TAB, LESSON_LINK = K + "lesson", K + "lesson_link"
+# otherwise the lessons follow the leaderboard. A view the URL already had is not re-applied;
+# once the visitor opens another tab the URL drops it, so the same link works again.
+LESSON_TAB, LESSON_LINK = KEY_PREFIX + "lesson", KEY_PREFIX + "lesson_link"
 linked = state.query_value("view", str, lambda v: v in lessons.VIEWS)
+moved_on = (linked is not None and linked == st.session_state.get(LESSON_LINK)
+            and st.session_state.get(LESSON_TAB) != lessons.VIEWS[linked])
+if moved_on:  # the visitor opened another tab since the link
+    linked = None
 if linked is None:  # a bad value was warned about once; a good one stays shareable
     st.query_params.pop("view", None)
 if linked and linked != st.session_state.get(LESSON_LINK):
     st.session_state[LESSON_TAB] = lessons.VIEWS[linked]
-    st.session_state[K + "lessons_on_top"] = True
+    st.session_state[KEY_PREFIX + "lessons_on_top"] = True
 st.session_state[LESSON_LINK] = linked
-lessons_slot = st.container() if st.session_state.get(K + "lessons_on_top") else None
+lessons_slot = st.container() if st.session_state.get(KEY_PREFIX + "lessons_on_top") else None
 
 
 # ---------------------------------------------------------------------- leaderboard
@@ -244,9 +251,9 @@ book = shared.run_book()
 runs = book.usable
 protocols = list(dict.fromkeys(lb.protocol_key(r.split_config) for r in runs))
 mine = lb.protocol_key(run.split_config)
-if st.session_state.get(K + "protocol") not in protocols:
-    st.session_state[K + "protocol"] = mine if mine in protocols else protocols[0]
-protocol = st.selectbox("Evaluation protocol", protocols, key=K + "protocol",
+if st.session_state.get(KEY_PREFIX + "protocol") not in protocols:
+    st.session_state[KEY_PREFIX + "protocol"] = mine if mine in protocols else protocols[0]
+protocol = st.selectbox("Evaluation protocol", protocols, key=KEY_PREFIX + "protocol",
                         help="Only runs evaluated the same way can be compared.")
 st.info(f"**Protocol:** {plain(protocol)}. Test metrics at K = 10, ranking all movies and "
         "excluding each user's training and validation positives.",
@@ -257,7 +264,7 @@ split_of_protocol = next(r.split_config for r in runs
                          if lb.protocol_key(r.split_config) == protocol)
 missing = [b for b in lb.BASELINES if b not in set(board["model"])]
 if missing and st.button(f"Train baselines ({', '.join(missing)}) on this protocol",
-                         key=K + "baselines"):
+                         key=KEY_PREFIX + "baselines"):
     with st.spinner("Training baselines (a couple of seconds)…"):
         split = shared.split_for(split_of_protocol)
         try:
@@ -283,7 +290,7 @@ with ranking_tab:
                            na_rep="–")
         .highlight_max(subset=[c for c in ("Recall@10", "NDCG@10", "MRR@10") if c in shown],
                        color="#FDE2D8"),
-        hide_index=True, key=K + "board",
+        hide_index=True, key=KEY_PREFIX + "board",
         column_config={**metric_width,
                        "default": st.column_config.TextColumn(
                            "pin", width=36, help="✓ = the pinned default model for new visitors"),
@@ -296,7 +303,7 @@ with ranking_tab:
 with neighbours_tab:
     st.dataframe(board[["default", "run", "model", *[c for c in quality if c in board]]]
                  .style.format({c: "{:.2f}" for c in quality}, na_rep="–"),
-                 hide_index=True, key=K + "nq_board",
+                 hide_index=True, key=KEY_PREFIX + "nq_board",
                  column_config={"default": st.column_config.TextColumn("pin", width=36),
                                 "run": st.column_config.TextColumn("run", width=190)})
     st.caption("How good each model's similar-movie list (cosine of its movie vectors) is, over "
@@ -334,7 +341,7 @@ def draw_lessons() -> None:
                   "negatives")
     with tabs[list(lessons.VIEWS).index(opened)]:
         if opened == "negatives":
-            form_values = {name: st.session_state.get(K + values["model"] + name)
+            form_values = {name: st.session_state.get(KEY_PREFIX + values["model"] + name)
                            for name in ("neg_sampling", "alpha", "negatives")}
             lessons.negatives(split_of_protocol, values["model"],
                               {k: v for k, v in form_values.items() if v is not None})
@@ -366,7 +373,8 @@ with c1:
                     "and links without a run see the pinned model; your own runs stay yours "
                     "until you pin one.")
 with c2:
-    if pinned != run.name and st.button(f"Pin {plain(run.name)} for everyone", key=K + "pin",
+    if pinned != run.name and st.button(f"Pin {plain(run.name)} for everyone",
+                                        key=KEY_PREFIX + "pin",
                                         help="Same as `recsys pin RUN` in a terminal."):
         shared.pin(run)
         st.rerun()
@@ -375,4 +383,4 @@ if book.other_data:
         st.dataframe(
             [{"run": r.name, "model": r.train_config.model,
               "data": r.dataset.get("name"), "fingerprint": r.dataset.get("fingerprint")}
-             for r in book.other_data], hide_index=True, key=K + "other")
+             for r in book.other_data], hide_index=True, key=KEY_PREFIX + "other")

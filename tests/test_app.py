@@ -54,6 +54,7 @@ def app(runs_dir):
 
 
 def page(at: AppTest, path: str) -> AppTest:
+    at.query_params.clear()  # as in a browser: the sidebar's page links carry no query params
     at.switch_page(path).run()
     return ok(at)
 

@@ -22,15 +22,13 @@ def epochs_frame(history: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> 
 
 def map_frame(frame: pd.DataFrame, movies: pd.DataFrame) -> pd.DataFrame:
     """A copy of a projection frame for display: ``popularity`` becomes the number of ratings
-    (from ``movies``, aligned with item indices: one meaning of popularity across the app),
-    ``genre`` is the first listed genre and ``year`` a float (missing years stay NaN);
+    (from ``movies``, aligned with item indices: one meaning of popularity across the app) and
+    ``year`` a float (missing years stay NaN);
     ``label`` is the title escaped for Plotly, which renders HTML tags in chart text."""
     out = frame.copy()
     out["popularity"] = movies["popularity"].to_numpy(np.int64)
     if "title" in out:
         out["label"] = [html.escape(str(t)) for t in out["title"]]
-    if "genres" in out:
-        out["genre"] = out["genres"].fillna("").str.split("|").str[0].replace("", "unknown")
     if "year" in out:
         out["year"] = out["year"].astype("Float64").astype(float)
     return out

@@ -11,7 +11,7 @@ from recsys import config as _config
 from recsys.config import FieldSpec, SplitConfig, TrainConfig
 from recsys.models import MODELS
 
-__all__ = ["MAIN_TRAIN_FIELDS", "FieldSpec", "build_configs", "field_specs"]
+__all__ = ["MAIN_TRAIN_FIELDS", "FieldSpec", "build_configs", "field_specs", "number_limits"]
 
 # Form layout: the first fields are shown, the rest go into an "advanced" expander.
 MAIN_TRAIN_FIELDS = ("model", "dim", "epochs", "lr", "negatives", "neg_sampling", "alpha",
@@ -25,6 +25,15 @@ def field_specs(cls: type, defaults: Any = None) -> list[FieldSpec]:
     model_help = (MODELS[defaults.model].setting_help if isinstance(defaults, TrainConfig)
                   else None)
     return _config.field_specs(cls, defaults, model_help)
+
+
+def number_limits(spec: FieldSpec) -> dict[str, Any]:
+    """``min_value``/``max_value`` of a number widget for ``spec``: its declared bounds in the
+    field's own type, so the form cannot take a value the config would reject."""
+    if spec.bounds is None:
+        return {}
+    low, high = spec.bounds
+    return {"min_value": spec.kind(low), "max_value": spec.kind(high)}
 
 
 def build_configs(values: dict[str, Any]) -> tuple[SplitConfig, TrainConfig]:

@@ -30,3 +30,10 @@ def write(page: str, param: str, value: object) -> None:
     """Puts ``value`` into the URL as ``?param=`` and remembers that page ``page`` wrote it."""
     st.query_params[param] = str(value)
     st.session_state[_WRITTEN + page + param] = str(value)
+
+
+def drop(page: str, param: str) -> None:
+    """Removes ``?param=`` from the URL and forgets what page ``page`` wrote there, so a later
+    link with any value is new."""
+    st.query_params.pop(param, None)
+    st.session_state.pop(_WRITTEN + page + param, None)
