@@ -16,6 +16,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from recsys.topk import top_k_dot
+
 ScoreFn = Callable[[np.ndarray], np.ndarray]
 
 
@@ -129,6 +131,13 @@ def evaluate_scores(
     """Ranks all items for every user with a held-out item and scores the lists."""
     users = np.flatnonzero(np.diff(relevant.indptr) > 0)
     top, scores = top_k_items(score_fn, users, exclude, k, batch_size)
+    return _evaluate_lists(top, scores, relevant, users, item_counts, k, protocol)
+
+
+def _evaluate_lists(top: np.ndarray, scores: np.ndarray, relevant: sp.csr_matrix,
+                    users: np.ndarray, item_counts: np.ndarray, k: int,
+                    protocol: dict[str, Any] | None) -> Evaluation:
+    """The metrics of ranked lists ``top`` (their ``scores`` -inf where a list ran short)."""
     top = np.where(np.isfinite(scores), top, -1)  # excluded items padding a short list
     metrics, per_user = ranking_metrics(top, relevant, users, k, item_counts, relevant.shape[0])
     protocol = {**(protocol or {}), "k": k, "users_evaluated": int(len(users))}
@@ -161,13 +170,29 @@ def evaluate_held_out(model: Any, held_out: Any, known: Any, k: int = 10,
     a positive in ``held_out`` (a :class:`recsys.splits.Part`) and scores the lists; models
     that predict ratings also get RMSE on ``held_out.ratings``."""
     relevant, exclude, counts = _matrices(held_out.positives, known)
-    result = evaluate_scores(model.score, relevant, exclude, counts, k, protocol)
+    users = np.flatnonzero(np.diff(relevant.indptr) > 0)
+    top, scores = _model_top_k(model, users, exclude, k)
+    result = _evaluate_lists(top, scores, relevant, users, counts, k, protocol)
     ratings = held_out.ratings
     # Anything with score() can be evaluated (bench/ passes plain objects): no kind, no RMSE.
     if getattr(model, "score_kind", None) == "rating" and len(ratings):
         predicted = model.predict_ratings(ratings.user_index, ratings.item_index)
         result.metrics["rmse"] = float(np.sqrt(np.mean((predicted - ratings.ratings) ** 2)))
     return result
+
+
+def _model_top_k(model: Any, users: np.ndarray, exclude: sp.csr_matrix,
+                 k: int, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Every user's top ``k``. Dot-product models go through :func:`recsys.topk.top_k_dot`
+    (one reused score buffer, no numpy copy of each block: 1.4-3x faster per validation at
+    ML-100K, the same lists and scores: ``tests/test_speed_paths.py``); others through
+    ``model.score``."""
+    kind = getattr(model, "score_kind", None)  # bench/ passes plain objects with score()
+    if kind not in ("dot", "dot+bias"):
+        return top_k_items(model.score, users, exclude, k, batch_size)
+    return top_k_dot(model.user_factors(), model.item_factors(), users, exclude, k,
+                     item_bias=model.item_biases(), user_bias=model.user_biases(),
+                     block_size=batch_size)
 
 
 _MATRICES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -42,3 +42,22 @@ def test_sampling_is_deterministic_under_a_seed():
     a = sample_negatives(np.array([0, 1]), 3, 50, positives, np.random.default_rng(7))
     b = sample_negatives(np.array([0, 1]), 3, 50, positives, np.random.default_rng(7))
     assert np.array_equal(a, b)
+
+
+def test_chunked_membership_equals_one_pass(monkeypatch):
+    """Long lookups run in chunks of rows; the answer must not depend on the chunking."""
+    rng = np.random.default_rng(3)
+    n_users, n_items = 40, 30
+    users, items = rng.integers(0, n_users, 300), rng.integers(0, n_items, 300)
+    positives = PositiveSet(users, items, n_users, n_items)
+    query_users = rng.integers(0, n_users, 500)
+    query_items = rng.integers(0, n_items, (500, 3))
+    whole = positives.contains(query_users[:, None], query_items)
+    monkeypatch.setattr(PositiveSet, "CHUNK_ROWS", 7)
+    chunked = positives.contains(query_users[:, None], query_items)
+    assert chunked.shape == (500, 3) and whole.sum() > 0
+    np.testing.assert_array_equal(chunked, whole)
+    expected = np.zeros((n_users, n_items), bool)
+    expected[users, items] = True
+    np.testing.assert_array_equal(whole, expected[query_users[:, None], query_items])
+    assert positives.contains(np.int64(users[0]), np.int64(items[0]))

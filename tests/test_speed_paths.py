@@ -7,6 +7,7 @@ import torch
 
 from recsys import linalg, memory
 from recsys.config import SplitConfig, TrainConfig
+from recsys.evaluation import _matrices, _model_top_k, evaluate_model, evaluate_scores, top_k_items
 from recsys.interactions import Interactions
 from recsys.linalg import (
     cosine_item_similarity,
@@ -14,7 +15,7 @@ from recsys.linalg import (
     top_k_cosine_similarity,
     weighted_ridge,
 )
-from recsys.models import create_model
+from recsys.models import create_model, model_names
 from recsys.models.als import als_half_step, als_plan
 from recsys.splits import make_split
 from tests.synthetic import block_ratings
@@ -111,3 +112,23 @@ def test_device_auto_trains_and_scores_on_the_gpu():
     assert all(p.device.type == "cuda" for p in model.module.parameters())
     scores = model.score(np.arange(3))
     assert scores.shape == (3, split.train.n_items) and np.isfinite(scores).all()
+
+
+@pytest.mark.parametrize("name", model_names(score_kind=("dot", "dot+bias")))
+def test_evaluation_through_top_k_dot_equals_ranking_by_score(name, block_split):
+    """Factor models are evaluated through the blocked top_k_dot; the lists, scores and
+    metrics are those of ranking ``model.score`` (the general path), to the last bit."""
+    config = TrainConfig(model=name, epochs=5, dim=8, lr=0.02, batch_size=64, patience=0,
+                         refit=False, threads=1, als_lambda=3.0)
+    model = create_model(config).fit(*block_split.fit_parts())
+    if name == "mf-bce":  # give the user biases (zero at init) something to add
+        assert np.abs(model.user_biases()).max() > 0
+    relevant, exclude, counts = _matrices(block_split.test_part.positives,
+                                          block_split.seen_at_test)
+    users = np.flatnonzero(np.diff(relevant.indptr) > 0)
+    fast_items, fast_scores = _model_top_k(model, users, exclude, k=7, batch_size=5)
+    items, scores = top_k_items(model.score, users, exclude, k=7, batch_size=3)
+    np.testing.assert_array_equal(fast_items, items)
+    np.testing.assert_array_equal(fast_scores, scores)
+    plain = evaluate_scores(model.score, relevant, exclude, counts, k=10)
+    assert evaluate_model(model, block_split).metrics == plain.metrics

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,33 +48,66 @@ class _SampledMF(_MF):
 
     uses_user_bias = True
 
+    def _fit(self, train_part, valid, callbacks, epochs):
+        try:
+            return super()._fit(train_part, valid, callbacks, epochs)
+        finally:
+            self.__dict__.pop("_workspace", None)  # the step buffers: up to ~100 MB
+
+    def _buffer(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """A ``shape`` view of a tensor kept between steps. A fresh 100 MB tensor per step (the
+        (B, K, d) gather at ML-25M size) costs more in page faults than the gather itself."""
+        numel = math.prod(shape)
+        workspace = self.__dict__.setdefault("_workspace", {})
+        buffer = workspace.get(name)
+        if buffer is None or buffer.numel() < numel:
+            buffer = workspace[name] = torch.empty(numel, dtype=like.dtype, device=like.device)
+        return buffer[:numel].view(shape)
+
     def score_gradient(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss value and dLoss/dscores for scores (B, 1 + n_negatives), positive first."""
         raise NotImplementedError
 
     def train_step(self, batch: tuple, optimizer: torch.optim.Optimizer) -> float:
+        """One Adam step with the closed-form gradient of the batch loss (no autograd).
+
+        For user u with vector p and the items j of its row (the positive first) with vectors
+        q_j and biases b_j, s_j = <p, q_j> + b_j (+ b_u for mf-bce). With g_j = dLoss/ds_j
+        from :meth:`score_gradient` and the per-example L2 term wd * (|p|^2 + sum_j |q_j|^2) / B:
+
+            dLoss/dp   = sum_j g_j q_j + 2 wd/B p
+            dLoss/dq_j = g_j p + 2 wd/B q_j
+            dLoss/db_j = g_j,   dLoss/db_u = sum_j g_j
+
+        A user or item in several rows of the batch gets the sum (``index_add_``). The (B, K, d)
+        products are written once, into buffers kept between steps; Adam then updates every row
+        as with autograd.
+        """
         users, positives, negatives = batch
         m, wd = self.module, self.config.weight_decay
         with torch.no_grad():
-            items = torch.cat([positives[:, None], negatives], dim=1)
-            flat = items.reshape(-1)
-            p = m.user.weight.index_select(0, users)
-            q = m.item.weight.index_select(0, flat).view(*items.shape, -1)
-            scores = (q * p.unsqueeze(1)).sum(-1)
-            scores += m.item_bias.weight.index_select(0, flat).view(items.shape)
+            items = torch.cat([positives[:, None], negatives], dim=1)  # (B, K): positive first
+            flat, n = items.reshape(-1), len(users)
+            user_w, item_w = m.user.weight, m.item.weight
+            p = self._buffer("p", (n, user_w.shape[1]), user_w)  # (B, d)
+            q = self._buffer("q", (len(flat), item_w.shape[1]), item_w)  # (B * K, d)
+            torch.index_select(user_w, 0, users, out=p)
+            q = torch.index_select(item_w, 0, flat, out=q).view(*items.shape, -1)  # (B, K, d)
+            scores = torch.bmm(q, p.unsqueeze(2)).squeeze(2)  # <p, q_j>: 4x the mul-and-sum
+            scores += m.item_bias.weight.view(-1).index_select(0, flat).view(items.shape)
             if self.uses_user_bias:
                 scores += m.user_bias.weight.index_select(0, users)
             loss, grad = self.score_gradient(scores)
-            grad_p = (grad.unsqueeze(-1) * q).sum(1)
-            grad_q = grad.unsqueeze(-1) * p.unsqueeze(1)
-            if wd:  # per-example L2 of the vectors in the batch, in place (no temporaries)
-                n, flat_p, flat_q = len(users), p.reshape(-1), q.reshape(-1)
+            if wd:
+                flat_p, flat_q = p.reshape(-1), q.reshape(-1)
                 loss = loss + wd * float(flat_p @ flat_p + flat_q @ flat_q) / n
-                grad_p.add_(p, alpha=2 * wd / n)
-                grad_q.add_(q, alpha=2 * wd / n)
+            grad_p = torch.mul(p, 2 * wd / n, out=self._buffer("grad_p", p.shape, p))
+            for j in range(items.shape[1]):  # K slices of (B, d): no (B, K, d) temporary
+                grad_p.addcmul_(q[:, j], grad[:, j : j + 1])
+            grad_q = q.mul_(2 * wd / n).addcmul_(grad.unsqueeze(-1), p.unsqueeze(1))  # reuses q
             _zeroed_grad(m.user.weight).index_add_(0, users, grad_p)
-            _zeroed_grad(m.item.weight).index_add_(0, flat, grad_q.reshape(len(flat), -1))
-            _zeroed_grad(m.item_bias.weight).index_add_(0, flat, grad.reshape(-1, 1))
+            _zeroed_grad(m.item.weight).index_add_(0, flat, grad_q.view(len(flat), -1))
+            _zeroed_grad(m.item_bias.weight).view(-1).index_add_(0, flat, grad.reshape(-1))
             if self.uses_user_bias:  # else its grad stays None: Adam leaves it untouched
                 _zeroed_grad(m.user_bias.weight).index_add_(0, users, grad.sum(1, keepdim=True))
         optimizer.step()
