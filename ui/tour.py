@@ -22,6 +22,7 @@ from recsys import users as users_of_run
 from recsys.coldstart import cold_start
 from recsys.funnel import FunnelConfig, intra_list_diversity, run_funnel
 from recsys.leaderboard import leaderboard, protocol_key, verdict
+from recsys.models import model_names
 from recsys.negative_mix import negative_mix
 from recsys.runs import Run
 from ui import anatomy as anatomy_charts
@@ -192,8 +193,9 @@ def draw_negatives(run: Run, ctx: serving.Catalog):
 def draw_training(run: Run, ctx: serving.Catalog):
     history = display.epochs_frame(run.history)
     if history.empty or "loss" not in history:
-        st.info(f"{run.train_config.model} is fitted in one go: no epochs, no curve. Pick an "
-                "mf-* or ncf run in the sidebar to see one.", icon=":material/info:")
+        st.info(f"{run.train_config.model} is fitted in one go: no epochs, no curve. Pick a run of "
+                f"{', '.join(model_names(iterative=True))} in the sidebar to see one.",
+                icon=":material/info:")
     else:
         fig = go.Figure(go.Scatter(x=history["epoch"], y=history["loss"], name="training loss",
                                    mode="lines+markers", line_color=GREY))
