@@ -16,9 +16,8 @@ from plotly.subplots import make_subplots  # noqa: E402
 
 from recsys import leaderboard as lb  # noqa: E402
 from recsys.config import DEFAULT_MODEL, SplitConfig, TrainConfig  # noqa: E402
-from recsys.jobs import CANCELLED, DONE, FAILED, QUEUED, new_run_dir  # noqa: E402
+from recsys.jobs import CANCELLED, DONE, FAILED, QUEUED  # noqa: E402
 from recsys.models import MODELS, model_names  # noqa: E402
-from recsys.runs import train_run  # noqa: E402
 from ui import display, forms, shared, state  # noqa: E402
 from ui import train_lessons as lessons  # noqa: E402
 from ui.text import plain, short  # noqa: E402
@@ -263,19 +262,41 @@ board = lb.leaderboard(runs, protocol)
 split_of_protocol = next(r.split_config for r in runs
                          if lb.protocol_key(r.split_config) == protocol)
 missing = [b for b in lb.BASELINES if b not in set(board["model"])]
-if missing and st.button(f"Train baselines ({', '.join(missing)}) on this protocol",
-                         key=KEY_PREFIX + "baselines"):
-    with st.spinner("Training baselines (a couple of seconds)…"):
-        split = shared.split_for(split_of_protocol)
-        try:
-            for model in missing:
-                config = TrainConfig.for_model(model)
-                train_run(ml, split_of_protocol, config, new_run_dir(shared.runs_dir(), model),
-                          split=split)
-        except (ValueError, RuntimeError, OSError) as err:
-            st.error(f"Training the {model} baseline failed: {plain(err)}")
-            st.stop()
+BASELINE_JOBS = KEY_PREFIX + "baseline_jobs"  # session key: this visitor's baseline job ids
+if missing and not st.session_state.get(BASELINE_JOBS) and st.button(
+        f"Train baselines ({', '.join(missing)}) on this protocol",
+        key=KEY_PREFIX + "baselines",
+        help="Each baseline trains in a worker process like any other job (a few seconds)."):
+    try:  # the same path as the form: one worker job each, queued behind any running job
+        st.session_state[BASELINE_JOBS] = [
+            manager.submit(owner, split_of_protocol, TrainConfig.for_model(model),
+                           shared.runs_dir(), fingerprint=ml.fingerprint(), maps=("pca",)).id
+            for model in missing]
+    except (ValueError, OSError) as err:  # e.g. too many jobs waiting on this server
+        st.error(f"Cannot start the baselines: {plain(err)}")
     st.rerun()
+
+
+@st.fragment(run_every=1.0)
+def baseline_progress(job_ids: list[str]) -> None:
+    """One line per baseline job until all have ended; then the leaderboard is redrawn."""
+    jobs = [job for job in map(manager.snapshot, job_ids) if job is not None]
+    waiting = [job for job in jobs if job.run_path is None and not job.is_finished]
+    for job in jobs:
+        if job.status == FAILED:
+            st.error(f"Training the {plain(job.model)} baseline failed: {plain(job.error)}")
+    if waiting:
+        done = len(jobs) - len(waiting)
+        st.progress(done / max(len(jobs), 1),
+                    text=f"Training baselines: {done} of {len(jobs)} saved · "
+                         f"{plain(waiting[0].model)}: {plain(waiting[0].phase)}")
+    else:
+        del st.session_state[BASELINE_JOBS]
+        st.rerun(scope="app")
+
+
+if st.session_state.get(BASELINE_JOBS):
+    baseline_progress(st.session_state[BASELINE_JOBS])
 
 labels = lb.METRIC_LABELS.values()
 pinned = shared.pinned_name()
