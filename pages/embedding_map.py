@@ -17,7 +17,6 @@ from ui.map_figures import (  # noqa: E402
     COLOURS,
     Colouring,
     genre_names,
-    map_figure,
 )
 from ui.text import plain  # noqa: E402
 
@@ -101,11 +100,11 @@ def draw_replay(colouring: Colouring, movie: int | None) -> None:
         "final model's PCA, so the last frame is the PCA map. Press ▶ Play, or drag the slider.")
 
 
-def draw_map(frame_data, colouring: Colouring, x, y, movie: int | None, near: list[int], hits,
+def draw_map(method: str, colouring: Colouring, x, y, movie: int | None, near: list[int], hits,
              x_title=None, y_title=None, log_y=False) -> list[int]:
-    """The map at positions ``x``, ``y``; returns the ids selected in it."""
-    fig = map_figure(frame_data, colouring, x, y, movie=movie if near else None,
-                     neighbours=near, hits=hits, x_title=x_title, y_title=y_title, log_y=log_y)
+    """The map of the ``method`` frame at positions ``x``, ``y``; returns the ids selected."""
+    fig = map_data.map_chart(run, method, colouring, x, y, movie=movie if near else None,
+                             near=near, hits=hits, x_title=x_title, y_title=y_title, log_y=log_y)
     event = st.plotly_chart(fig, key=KEY_PREFIX + "chart", on_select="rerun",
                             selection_mode=("points", "box", "lasso"))
     return display.selected_ids(st.session_state.get(KEY_PREFIX + "chart") or event)
@@ -222,7 +221,7 @@ def map_section() -> None:
         st.caption(f"x: each movie's vector projected on the direction from the mean {start} "
                    f"movie (0) to the mean {end} movie (1), like the Embedding Projector's custom "
                    "projection.")
-        chosen = draw_map(frame_data, colouring, x, np.asarray(y, np.float64), movie, near, hits,
+        chosen = draw_map("pca", colouring, x, np.asarray(y, np.float64), movie, near, hits,
                           f"{start} → {end}", y_title, log_y)
     else:
         method_label = st.radio("Projection", list(METHODS), horizontal=True,
@@ -240,7 +239,7 @@ def map_section() -> None:
         except ValueError as err:
             st.error(f"Cannot draw the map: {plain(err)}")
             return
-        chosen = draw_map(frame_data, colouring, frame_data["x"].to_numpy(),
+        chosen = draw_map(method, colouring, frame_data["x"].to_numpy(),
                           frame_data["y"].to_numpy(), movie, near, hits)
 
     if view != "replay" and not chosen:
