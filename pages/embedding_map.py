@@ -17,7 +17,6 @@ from ui.map_figures import (  # noqa: E402
     COLOURS,
     Colouring,
     genre_names,
-    map_figure,
 )
 from ui.text import plain  # noqa: E402
 
@@ -76,48 +75,8 @@ if pair is not None:
 if linked_genre is not None and linked_colour is None:  # ?genre= alone means "colour by it"
     st.session_state[KEY_PREFIX + "colour"] = "genre"
 
-view = st.radio("View", list(VIEWS), format_func=VIEWS.get, horizontal=True,
-                key=KEY_PREFIX + "view", label_visibility="collapsed")
-c1, c2, c3, c4 = st.columns([1.2, 1.2, 2.2, 1.6])
-colour = c1.selectbox("Colour by", list(COLOURS), format_func=COLOURS.get,
-                      key=KEY_PREFIX + "colour",
-                      help="genre: every movie is in each of its genres (pick one to see just "
-                           "it); popularity: number of ratings; vector length: the norm of "
-                           "the movie vector")
-genre = c2.selectbox("Genre", [ALL_GENRES, *genres], key=KEY_PREFIX + "genre",
-                     disabled=colour != "genre",
-                     help="One genre in colour, the rest grey. With all genres, click a "
-                          "legend entry to hide it, double-click to isolate it.")
-by_popularity = movies.sort_values("popularity", ascending=False)["item_id"].tolist()
-movie = c3.selectbox("Movie", by_popularity, index=None, key=KEY_PREFIX + "movie",
-                     format_func=lambda i: titles.get(i, str(i)),
-                     placeholder="Pick a movie to follow",
-                     help="Map views: lines to its 10 nearest neighbours by cosine. "
-                          "Replay: the path its vector took during training.")
-query = c4.text_input("Highlight titles", key=KEY_PREFIX + "search", placeholder="e.g. star wars")
-colouring = Colouring(colour, genre if colour == "genre" else ALL_GENRES)
 
-for param, value in (("view", view), ("colour", colour),
-                     ("genre", genre if colour == "genre" and genre != ALL_GENRES else None),
-                     ("movie", movie)):
-    if value is None:
-        links.drop(KEY_PREFIX, param)
-    else:
-        links.write(KEY_PREFIX, param, value)
-
-hits = None
-if query.strip():
-    found = serving.find_movies(ctx, query, limit=None)
-    hits = movies["item_id"].isin(set(found["item_id"])).to_numpy()
-    if not hits.any():
-        st.info(f"No title contains “{plain(query)}”.")
-near = map_data.neighbour_ids(ctx, movie) if movie is not None else []
-if movie is not None and not near and view != "replay":
-    st.info(f"{plain(titles[movie])} has fewer than {neighbours.MIN_POSITIVES} known likes: "
-            "its vector barely moved from where training started, so no neighbour lines.")
-
-
-def draw_replay() -> None:
+def draw_replay(colouring: Colouring, movie: int | None) -> None:
     """The training replay of the active run, or why there is none."""
     recorded = map_data.replay_view(run)
     if recorded is None:
@@ -141,71 +100,18 @@ def draw_replay() -> None:
         "final model's PCA, so the last frame is the PCA map. Press ▶ Play, or drag the slider.")
 
 
-def draw_map(x, y, x_title=None, y_title=None, log_y=False) -> list[int]:
-    """The map at positions ``x``, ``y``; returns the ids selected in it."""
-    fig = map_figure(frame_data, colouring, x, y, movie=movie if near else None,
-                     neighbours=near, hits=hits, x_title=x_title, y_title=y_title, log_y=log_y)
+def draw_map(method: str, colouring: Colouring, x, y, movie: int | None, near: list[int], hits,
+             x_title=None, y_title=None, log_y=False) -> list[int]:
+    """The map of the ``method`` frame at positions ``x``, ``y``; returns the ids selected."""
+    fig = map_data.map_chart(run, method, colouring, x, y, movie=movie if near else None,
+                             near=near, hits=hits, x_title=x_title, y_title=y_title, log_y=log_y)
     event = st.plotly_chart(fig, key=KEY_PREFIX + "chart", on_select="rerun",
                             selection_mode=("points", "box", "lasso"))
     return display.selected_ids(st.session_state.get(KEY_PREFIX + "chart") or event)
 
 
-if view != "axis":
-    links.drop(KEY_PREFIX, "axis")
-if view == "replay":
-    frame_data = shared.projection_frame(run, "pca")
-    draw_replay()
-    chosen = []
-elif view == "axis":
-    a1, a2, a3, a4, a5 = st.columns(5)
-    default_from = genres.index("Children's") if "Children's" in genres else 0
-    default_to = genres.index("Horror") if "Horror" in genres else len(genres) - 1
-    start = a1.selectbox("Axis from (x = 0)", genres, index=default_from,
-                         key=KEY_PREFIX + "axis_from")
-    end = a2.selectbox("to (x = 1)", genres, index=default_to, key=KEY_PREFIX + "axis_to")
-    y_axis = a3.selectbox("y axis", AXIS_Y, key=KEY_PREFIX + "axis_y",
-                          help="popularity: number of ratings (log scale); second axis: "
-                               "another direction between two genres")
-    frame_data = shared.projection_frame(run, "pca")
-    try:
-        x = map_data.genre_axis(run, start, end)
-        if y_axis == "second axis":
-            y_from = a4.selectbox("y from", genres, index=genres.index("Comedy")
-                                  if "Comedy" in genres else 0, key=KEY_PREFIX + "axis2_from")
-            y_to = a5.selectbox("y to", genres, index=genres.index("Drama")
-                                if "Drama" in genres else 0, key=KEY_PREFIX + "axis2_to")
-            y, y_title, log_y = map_data.genre_axis(run, y_from, y_to), f"{y_from} → {y_to}", False
-        elif y_axis == "popularity":
-            y, y_title, log_y = frame_data["popularity"] + 1, "ratings + 1 (log scale)", True
-        else:
-            y, y_title, log_y = frame_data["norm"], "vector length", False
-    except ValueError as err:
-        st.error(f"Cannot draw this axis: {plain(err)}")
-        st.stop()
-    links.write(KEY_PREFIX, "axis", f"{start}..{end}")
-    st.caption(f"x: each movie's vector projected on the direction from the mean {start} "
-               f"movie (0) to the mean {end} movie (1), like the Embedding Projector's custom "
-               "projection.")
-    chosen = draw_map(x, np.asarray(y, np.float64), f"{start} → {end}", y_title, log_y)
-else:
-    method_label = st.radio("Projection", list(METHODS), horizontal=True, key=KEY_PREFIX + "method",
-                            help="PCA is instant and linear. t-SNE and UMAP keep local "
-                                 "neighbourhoods better; they are computed once and cached.")
-    method = METHODS[method_label]
-    try:
-        if method in SLOW and not shared.projection_is_cached(run, method):
-            with st.spinner(f"Computing the {method_label} map ({SLOW[method]}; once per run)…"):
-                frame_data = shared.projection_frame(run, method)
-        else:
-            frame_data = shared.projection_frame(run, method)
-    except ValueError as err:
-        st.error(f"Cannot draw the map: {plain(err)}")
-        st.stop()
-    chosen = draw_map(frame_data["x"].to_numpy(), frame_data["y"].to_numpy())
-
-if view != "replay" and not chosen:
-    st.caption("Tip: drag a lasso around a cluster to see what it is made of.")
-elif chosen:
+def selected_panel(frame_data, chosen: list[int]) -> None:
+    """The movies selected in the map, and the nearest neighbours of one of them."""
     picked = frame_data[frame_data["item_id"].isin(chosen)]
     left, right = st.columns(2, gap="large")
     with left:
@@ -233,18 +139,130 @@ elif chosen:
                              "cosine", format="%.3f"),
                                         "popularity": st.column_config.NumberColumn("ratings")})
 
+
+@st.fragment  # a control redraws this section only, not the sidebar and the figure below it
+def map_section() -> None:
+    """The view switch, the map's controls, the map (or axis, or replay) and the selection."""
+    view = st.radio("View", list(VIEWS), format_func=VIEWS.get, horizontal=True,
+                    key=KEY_PREFIX + "view", label_visibility="collapsed")
+    c1, c2, c3, c4 = st.columns([1.2, 1.2, 2.2, 1.6])
+    colour = c1.selectbox("Colour by", list(COLOURS), format_func=COLOURS.get,
+                          key=KEY_PREFIX + "colour",
+                          help="genre: every movie is in each of its genres (pick one to see just "
+                               "it); popularity: number of ratings; vector length: the norm of "
+                               "the movie vector")
+    genre = c2.selectbox("Genre", [ALL_GENRES, *genres], key=KEY_PREFIX + "genre",
+                         disabled=colour != "genre",
+                         help="One genre in colour, the rest grey. With all genres, click a "
+                              "legend entry to hide it, double-click to isolate it.")
+    by_popularity = movies.sort_values("popularity", ascending=False)["item_id"].tolist()
+    movie = c3.selectbox("Movie", by_popularity, index=None, key=KEY_PREFIX + "movie",
+                         format_func=lambda i: titles.get(i, str(i)),
+                         placeholder="Pick a movie to follow",
+                         help="Map views: lines to its 10 nearest neighbours by cosine. "
+                              "Replay: the path its vector took during training.")
+    query = c4.text_input("Highlight titles", key=KEY_PREFIX + "search",
+                          placeholder="e.g. star wars")
+    colouring = Colouring(colour, genre if colour == "genre" else ALL_GENRES)
+
+    for param, value in (("view", view), ("colour", colour),
+                         ("genre", genre if colour == "genre" and genre != ALL_GENRES else None),
+                         ("movie", movie)):
+        if value is None:
+            links.drop(KEY_PREFIX, param)
+        else:
+            links.write(KEY_PREFIX, param, value)
+
+    hits = None
+    if query.strip():
+        found = serving.find_movies(ctx, query, limit=None)
+        hits = movies["item_id"].isin(set(found["item_id"])).to_numpy()
+        if not hits.any():
+            st.info(f"No title contains “{plain(query)}”.")
+    near = map_data.neighbour_ids(ctx, movie) if movie is not None else []
+    if movie is not None and not near and view != "replay":
+        st.info(f"{plain(titles[movie])} has fewer than {neighbours.MIN_POSITIVES} known likes: "
+                "its vector barely moved from where training started, so no neighbour lines.")
+
+    if view != "axis":
+        links.drop(KEY_PREFIX, "axis")
+    if view == "replay":
+        frame_data = shared.projection_frame(run, "pca")
+        draw_replay(colouring, movie)
+        chosen = []
+    elif view == "axis":
+        a1, a2, a3, a4, a5 = st.columns(5)
+        default_from = genres.index("Children's") if "Children's" in genres else 0
+        default_to = genres.index("Horror") if "Horror" in genres else len(genres) - 1
+        start = a1.selectbox("Axis from (x = 0)", genres, index=default_from,
+                             key=KEY_PREFIX + "axis_from")
+        end = a2.selectbox("to (x = 1)", genres, index=default_to, key=KEY_PREFIX + "axis_to")
+        y_axis = a3.selectbox("y axis", AXIS_Y, key=KEY_PREFIX + "axis_y",
+                              help="popularity: number of ratings (log scale); second axis: "
+                                   "another direction between two genres")
+        frame_data = shared.projection_frame(run, "pca")
+        try:
+            x = map_data.genre_axis(run, start, end)
+            if y_axis == "second axis":
+                y_from = a4.selectbox("y from", genres, index=genres.index("Comedy")
+                                      if "Comedy" in genres else 0, key=KEY_PREFIX + "axis2_from")
+                y_to = a5.selectbox("y to", genres, index=genres.index("Drama")
+                                    if "Drama" in genres else 0, key=KEY_PREFIX + "axis2_to")
+                y, y_title = map_data.genre_axis(run, y_from, y_to), f"{y_from} → {y_to}"
+                log_y = False
+            elif y_axis == "popularity":
+                y, y_title, log_y = frame_data["popularity"] + 1, "ratings + 1 (log scale)", True
+            else:
+                y, y_title, log_y = frame_data["norm"], "vector length", False
+        except ValueError as err:
+            st.error(f"Cannot draw this axis: {plain(err)}")
+            return
+        links.write(KEY_PREFIX, "axis", f"{start}..{end}")
+        st.caption(f"x: each movie's vector projected on the direction from the mean {start} "
+                   f"movie (0) to the mean {end} movie (1), like the Embedding Projector's custom "
+                   "projection.")
+        chosen = draw_map("pca", colouring, x, np.asarray(y, np.float64), movie, near, hits,
+                          f"{start} → {end}", y_title, log_y)
+    else:
+        method_label = st.radio("Projection", list(METHODS), horizontal=True,
+                                key=KEY_PREFIX + "method",
+                                help="PCA is instant and linear. t-SNE and UMAP keep local "
+                                     "neighbourhoods better; they are computed once and cached.")
+        method = METHODS[method_label]
+        try:
+            if method in SLOW and not shared.projection_is_cached(run, method):
+                with st.spinner(f"Computing the {method_label} map ({SLOW[method]}; "
+                                "once per run)…"):
+                    frame_data = shared.projection_frame(run, method)
+            else:
+                frame_data = shared.projection_frame(run, method)
+        except ValueError as err:
+            st.error(f"Cannot draw the map: {plain(err)}")
+            return
+        chosen = draw_map(method, colouring, frame_data["x"].to_numpy(),
+                          frame_data["y"].to_numpy(), movie, near, hits)
+
+    if view != "replay" and not chosen:
+        st.caption("Tip: drag a lasso around a cluster to see what it is made of.")
+    elif chosen:
+        selected_panel(frame_data, chosen)
+
+
+map_section()
+
 st.divider()
+norms_frame = shared.projection_frame(run, "pca")  # lengths and popularity: one per movie
 st.subheader("Why dot and cosine disagree: vector length vs popularity")
 left, right = st.columns([3, 2], gap="large")
 with left:
-    norm_fig = px.scatter(frame_data, x="popularity", y="norm", hover_name="label", log_x=True,
+    norm_fig = px.scatter(norms_frame, x="popularity", y="norm", hover_name="label", log_x=True,
                           render_mode="webgl", height=360, opacity=0.6,
                           labels={"popularity": "popularity: number of ratings (log scale)",
                                   "norm": "length of the movie vector"})
     norm_fig.update_layout(margin=dict(l=0, r=0, t=10, b=0))
     st.plotly_chart(norm_fig, key=KEY_PREFIX + "norms")
 with right:
-    corr = projection.norm_popularity_correlation(frame_data)
+    corr = projection.norm_popularity_correlation(norms_frame)
     st.metric("Rank correlation of length and popularity", f"{corr:+.2f}")
     st.markdown(
         "A dot product is *length × length × cos(angle)*. When popular movies get longer "

@@ -218,6 +218,25 @@ def test_the_same_genre_at_both_ends_is_an_error_box(runs_dir):
     assert any("Cannot draw this axis" in e.value for e in ok(at).error)
 
 
+
+def test_the_norms_figure_below_the_map_is_the_same_in_every_view(runs_dir, saved):
+    """It sits outside the map's fragment: the PCA frame's lengths and popularity, whatever
+    the view, and still there when the axis above cannot be drawn."""
+    run, _ = saved
+    frame = projection.project_run(run, "pca").frame
+    at = open_map()
+    norms = figure(at, -1)
+    assert np.allclose(np.sort(values(norms["data"][0]["y"])), np.sort(frame["norm"]))
+    metric = at.metric[0].value
+    at.radio(key="map_view").set_value("replay").run()
+    assert figure(ok(at), -1)["data"] == norms["data"]
+    at.radio(key="map_view").set_value("axis").run()
+    at.selectbox(key="map_axis_to").set_value(at.selectbox(key="map_axis_from").value).run()
+    assert any("Cannot draw this axis" in e.value for e in ok(at).error)
+    assert at.metric[0].value == metric
+    assert figure(at, -1)["data"] == norms["data"]
+
+
 # ---------------------------------------------------------------------- links
 def test_links_preselect_every_control(runs_dir):
     at = open_map(view="replay", colour="genre", genre="Horror", movie="50")

@@ -13,7 +13,7 @@ import streamlit as st
 from recsys import neighbours, projection, replay, serving
 from recsys.runs import Run
 from ui import shared
-from ui.map_figures import Colouring, replay_figure
+from ui.map_figures import Colouring, map_figure, replay_figure
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,6 +81,27 @@ def replay_chart(run: Run, colouring: Colouring, movie: int | None) -> go.Figure
     """The replay figure of ``run`` (:func:`replay_view` must have returned a ReplayView):
     built once per colouring and movie, ~0.1-1 s, then shared read-only."""
     return _replay_chart(str(run.path), _weights_stamp(run), _replay_stamp(run), colouring, movie)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _map_chart(path: str, stamp: int, method: str, colouring: Colouring, x: np.ndarray,
+               y: np.ndarray, movie: int | None, near: tuple[int, ...], hits: np.ndarray | None,
+               x_title: str | None, y_title: str | None, log_y: bool) -> go.Figure:
+    frame = shared.projection_frame(shared.run_by_path(path), method)
+    return map_figure(frame, colouring, x, y, movie=movie, neighbours=list(near), hits=hits,
+                      x_title=x_title, y_title=y_title, log_y=log_y)
+
+
+def map_chart(run: Run, method: str, colouring: Colouring, x: np.ndarray, y: np.ndarray,
+              movie: int | None = None, near: list[int] = (), hits: np.ndarray | None = None,
+              x_title: str | None = None, y_title: str | None = None,
+              log_y: bool = False) -> go.Figure:
+    """:func:`ui.map_figures.map_figure` of the run's ``method`` frame at ``x``, ``y``: built
+    once per positions, colouring, movie and search hits, then shared read-only (a control
+    that comes back to an earlier choice redraws without rebuilding)."""
+    return _map_chart(str(run.path), _weights_stamp(run), method, colouring,
+                      np.asarray(x, np.float64), np.asarray(y, np.float64), movie,
+                      tuple(int(n) for n in near), hits, x_title, y_title, log_y)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
