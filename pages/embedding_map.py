@@ -91,9 +91,11 @@ def draw_replay(colouring: Colouring, movie: int | None) -> None:
     epochs = recorded.epochs
     st.plotly_chart(map_data.replay_chart(run, colouring, movie), key=KEY_PREFIX + "replay")
     fit = "refit on train + validation" if recorded.phase == "refit" else "validated fit"
+    listed = [str(e) for e in epochs] if len(epochs) <= 5 else [
+        *(str(e) for e in epochs[:4]), "…", str(epochs[-1])]
     st.caption(
         f"{len(epochs)} snapshots of the {fit} "
-        f"(epochs {', '.join(str(e) for e in epochs[:4])}, …, {epochs[-1]}; epoch 0 = the "
+        f"(epochs {', '.join(listed)}; epoch 0 = the "
         f"starting vectors), {recorded.file_bytes / 1e6:.1f} MB of float16 in the run. "
         "One fixed frame: each epoch's vectors are rotated onto the final ones (orthogonal "
         "Procrustes removes only the rotation a dot product cannot see) and placed with the "
