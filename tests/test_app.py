@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -27,8 +26,9 @@ except DataUnavailableError as err:  # pragma: no cover - depends on the machine
 
 from streamlit.testing.v1 import AppTest  # noqa: E402  (after the skip: slow import)
 
+from tests.apptest import APP, ok, open_page, poll, runs_served  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-APP = "../streamlit_app.py"
 PAGES = ("streamlit_app.py", "pages/recommendations.py", "pages/similar_movies.py",
          "pages/embedding_map.py", "pages/profile.py", "pages/train.py", "pages/tour.py")
 
@@ -38,14 +38,8 @@ def runs_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("runs")
     run = train_run(ML, SplitConfig(), TrainConfig(epochs=5), path / "mf-bpr-default")
     pin_run(path, run.name)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RECSYS_RUNS_DIR", str(path))
+    with runs_served(path):
         yield path
-
-
-def ok(at: AppTest) -> AppTest:
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 @pytest.fixture
@@ -59,29 +53,9 @@ def page(at: AppTest, path: str) -> AppTest:
     return ok(at)
 
 
-def open_page(path: str, **query: str) -> AppTest:
-    """A new visitor opening ``path`` (a deep link, with ``query`` in the URL)."""
-    at = AppTest.from_file(APP, default_timeout=120)
-    for name, value in query.items():
-        at.query_params[name] = value
-    if path != "streamlit_app.py":
-        at.switch_page(path)
-    return ok(at.run())
-
-
 def frame_with(at: AppTest, column: str, nth: int = 0):
     """The ``nth`` dataframe on the page that has ``column`` (dataframes carry no key)."""
     return [d.value for d in at.dataframe if column in d.value.columns][nth]
-
-
-def poll(at: AppTest, done, timeout: float = 90.0) -> AppTest:
-    """Reruns the app (AppTest does not run fragment timers) until ``done(at)``."""
-    deadline = time.time() + timeout
-    while not done(at):
-        assert time.time() < deadline, "timed out waiting for the app"
-        time.sleep(0.5)
-        ok(at.run())
-    return at
 
 
 # ---------------------------------------------------------------------- frame and home

@@ -26,7 +26,8 @@ except DataUnavailableError as err:  # pragma: no cover - depends on the machine
 
 from streamlit.testing.v1 import AppTest  # noqa: E402  (after the skip: slow import)
 
-APP = "../streamlit_app.py"
+from tests.apptest import APP, ok, runs_served  # noqa: E402
+
 MAP = "pages/embedding_map.py"
 EPOCHS = 5
 
@@ -40,8 +41,7 @@ def runs_dir(tmp_path_factory):
     (path / "damaged-replay" / replay.FILE).write_bytes(b"PK\x03\x04 not really a zip")
     shutil.copytree(path / run.name, path / "no-replay")
     (path / "no-replay" / replay.FILE).unlink()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RECSYS_RUNS_DIR", str(path))
+    with runs_served(path):
         yield path
 
 
@@ -49,11 +49,6 @@ def runs_dir(tmp_path_factory):
 def saved(runs_dir):
     run = load_run(runs_dir / "mf-bpr-default")
     return run, movies_for(ML, run.item_ids)
-
-
-def ok(at: AppTest) -> AppTest:
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def open_map(**query: str) -> AppTest:

@@ -24,7 +24,8 @@ except DataUnavailableError as err:  # pragma: no cover - depends on the machine
 
 from streamlit.testing.v1 import AppTest  # noqa: E402  (after the skip: slow import)
 
-APP = "../streamlit_app.py"
+from tests.apptest import ok, open_page, runs_served  # noqa: E402
+
 STEP_LINKS = {  # step -> (page the deep link opens, the query params it must carry)
     1: ("embedding_map", {"view": "replay", "movie": "1"}),
     2: ("recommendations", {"user": "14"}),
@@ -43,24 +44,8 @@ def runs_dir(tmp_path_factory):
     run = train_run(ML, SplitConfig(), TrainConfig(epochs=5), path / "mf-bpr-default")
     train_run(ML, SplitConfig(), TrainConfig(model="popularity"), path / "popularity")
     pin_run(path, run.name)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RECSYS_RUNS_DIR", str(path))
+    with runs_served(path):
         yield path
-
-
-def ok(at: AppTest) -> AppTest:
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def open_page(path: str, **query: str) -> AppTest:
-    """A new visitor opening ``path`` (a deep link, with ``query`` in the URL)."""
-    at = AppTest.from_file(APP, default_timeout=120)
-    for name, value in query.items():
-        at.query_params[name] = value
-    if path != "streamlit_app.py":
-        at.switch_page(path)
-    return ok(at.run())
 
 
 def figures(at: AppTest) -> list[dict]:

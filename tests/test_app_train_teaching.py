@@ -25,7 +25,8 @@ except DataUnavailableError as err:  # pragma: no cover - depends on the machine
 
 from streamlit.testing.v1 import AppTest  # noqa: E402  (after the skip: slow import)
 
-APP = "../streamlit_app.py"
+from tests.apptest import APP, ok, poll, runs_served  # noqa: E402
+
 PAGE = "pages/train.py"
 FAST = dict(epochs=3, refit=False, patience=0)
 OTHER_PROTOCOL = SplitConfig(test_fraction=0.3)
@@ -42,14 +43,8 @@ def runs_dir(tmp_path_factory):
               split=split)
     train_run(ML, OTHER_PROTOCOL, TrainConfig(epochs=2, refit=False), path / "bpr-other-split")
     pin_run(path, "bpr-weak-decay")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RECSYS_RUNS_DIR", str(path))
+    with runs_served(path):
         yield path
-
-
-def ok(at: AppTest) -> AppTest:
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def open_train(view: str | None = None, **state) -> AppTest:
@@ -203,16 +198,6 @@ def test_a_bad_view_is_ignored_without_a_traceback(runs_dir, bad):
     assert headers(at)[0] == "Leaderboard"
     assert any("Ignoring the link" in w.value for w in at.warning)
     assert "view" not in at.query_params  # warned once, then dropped from the URL
-
-
-def poll(at: AppTest, done, timeout: float = 120.0) -> AppTest:
-    """Reruns the app (AppTest does not run fragment timers) until ``done(at)``."""
-    deadline = time.time() + timeout
-    while not done(at):
-        assert time.time() < deadline, "timed out waiting for the training job"
-        time.sleep(0.5)
-        ok(at.run())
-    return at
 
 
 def test_after_training_a_link_opens_the_map_coloured_by_length(runs_dir):
