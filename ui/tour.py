@@ -287,7 +287,7 @@ def draw_reranking(run: Run, ctx: serving.Catalog):
             with col:
                 st.markdown(f"**{title}** · diversity {diversity:.2f}")
                 _table(frame[["rank", "title", "model_rank"]].rename(
-                    columns={"model_rank": "by score"}), f"tour_{title[:6]}", height=318)
+                    columns={"model_rank": "by score"}), f"tour_{title[:6]}", height=388)
     return ("pages/recommendations.py", "Turn the re-ranking knobs yourself",
             {"user": str(USER)})
 
