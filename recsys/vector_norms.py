@@ -36,9 +36,19 @@ def norms_lesson(summaries: dict[str, dict[str, float]]) -> str:
     """One sentence on the lesson, from :func:`norm_summary` of each chosen run (by label)."""
     if not summaries:
         return ""
-    parts = [f"{label}: the most rated tenth is {s['ratio']:.1f}× as long as the least rated "
-             f"(Spearman ρ = {s['spearman']:.2f})" for label, s in summaries.items()]
+    parts = [f"{label}: {_compare_tenths(s)} (Spearman ρ = {s['spearman']:.2f})"
+             for label, s in summaries.items()]
     return ("Movies with few ratings get few gradient steps: with enough weight decay their "
             "vectors shrink towards zero while popular ones stay long, so under a dot product "
             "length works as a popularity boost (cosine ignores it); with little decay rare "
             "movies keep their random starting length — " + "; ".join(parts) + ".")
+
+
+def _compare_tenths(summary: dict[str, float]) -> str:
+    """The most against the least rated tenth: a ratio, unless the rare vectors are (nearly)
+    zero (movies no one liked in training keep a zero vector in EASE or SVD), where a ratio
+    would be a meaningless huge number."""
+    if summary["rare_median"] < 0.01 * summary["popular_median"]:
+        return (f"the most rated tenth's median length is {summary['popular_median']:.3g}, "
+                f"the least rated tenth's is near zero ({summary['rare_median']:.2g})")
+    return f"the most rated tenth is {summary['ratio']:.1f}× as long as the least rated"

@@ -27,3 +27,11 @@ def test_summary_of_lengths_that_grow_with_popularity():
     assert flipped["spearman"] == pytest.approx(-1.0) and flipped["ratio"] < 1
     lesson = vn.norms_lesson({"wd=0.1": summary})
     assert "wd=0.1" in lesson and f"{summary['ratio']:.1f}×" in lesson
+
+
+def test_no_ratio_when_the_rarely_rated_vectors_are_zero():
+    popularity = np.arange(1, 101)
+    factors = np.c_[np.where(popularity > 10, 1.0, 0.0), np.zeros(100)]  # EASE/SVD: unliked = 0
+    summary = vn.norm_summary(vn.norms_frame(factors, popularity))
+    lesson = vn.norms_lesson({"svd": summary})
+    assert "near zero" in lesson and "×" not in lesson
