@@ -1,4 +1,4 @@
-"""Recommendations: a user's history beside their top-KEY_PREFIX, with explanations and knobs."""
+"""Recommendations: a user's history beside their top-K, with explanations and knobs."""
 
 import streamlit as st
 

@@ -90,8 +90,12 @@ class ReplayRecorder:
         while self._nbytes() > self.max_bytes and len(self.snapshots) > 2:
             if self.every < last:
                 self.every *= 2
-            else:
+            elif self.dense > 0:
                 self.dense //= 2
+            else:  # only epoch 0, the best and the last are left: keep the two ends
+                for dropped in [e for e in self.snapshots if e not in (0, last)]:
+                    del self.snapshots[dropped]
+                break
             for kept in [e for e in self.snapshots if e != last and not self._keeps(e)]:
                 del self.snapshots[kept]
 
@@ -111,9 +115,15 @@ class ReplayRecorder:
 
     def replay(self) -> Replay | None:
         """What was recorded (None when nothing was: a model fitted in one go)."""
-        if not self.active or len(self.snapshots) < 2:
+        if not self.active:
             return None
-        epochs = np.array(sorted(self.snapshots), np.int64)
+        epochs = sorted(self.snapshots)
+        if self.phase == "fit" and self.best_epoch in self.snapshots:
+            # the trainer restored the best epoch: the saved model ends the replay
+            epochs = [e for e in epochs if e <= self.best_epoch]
+        if len(epochs) < 2:
+            return None
+        epochs = np.array(epochs, np.int64)
         with_users = [e for e in epochs if self.snapshots[e][0] is not None]
         d = self.snapshots[epochs[-1]][1].shape[1]
         users = (np.stack([self.snapshots[e][0] for e in with_users]) if with_users

@@ -32,7 +32,10 @@ def bpr_run(tmp_path_factory):
 def test_run_keeps_float16_snapshots_from_the_start_thinned_past_epoch_20(bpr_run):
     run = load_run(bpr_run)
     recorded = load_replay(bpr_run, run.model.n_items, 4)
-    expected = [*range(21), 25, 30]  # every epoch to 20, then every 5th and the last
+    best_epoch = run.history[-1]["best_epoch"]
+    # every epoch to 20, then every 5th and the last, up to the best epoch: the trainer
+    # restored it, so the saved model (the map's frame) ends the replay
+    expected = [e for e in [*range(21), 25, 30] if e <= best_epoch]
     assert recorded.epochs.tolist() == expected
     assert recorded.items.dtype == recorded.users.dtype == np.float16
     assert recorded.items.shape == (len(expected), run.model.n_items, 4)
@@ -59,8 +62,9 @@ def test_als_starts_from_random_items_and_has_no_users_before_its_first_sweep(tm
     run = train_run(WORLD, SplitConfig(), config("mf-als", epochs=3, weight_decay=1.0),
                     tmp_path / "als")
     recorded = load_replay(tmp_path / "als", run.model.n_items, 4)
-    assert recorded.epochs.tolist() == [0, 1, 2, 3]
-    assert recorded.user_epochs.tolist() == [1, 2, 3]
+    best = run.history[-1]["best_epoch"]
+    assert recorded.epochs.tolist() == list(range(best + 1))
+    assert recorded.user_epochs.tolist() == list(range(1, best + 1))
     assert np.abs(recorded.items[0]).max() < 0.1  # randn * 0.01
 
 
@@ -71,28 +75,35 @@ def test_models_fitted_in_one_go_write_no_replay_and_load_without_one(tmp_path):
     assert load_run(tmp_path / "svd").model.n_items == run.model.n_items
 
 
+class FakeModel:
+    """A model whose item vectors after epoch e are all e (one float16 snapshot: 1,600 B)."""
+
+    iterative = item_vectors = True
+    items = np.zeros((100, 8), np.float32)
+
+    def train_epoch(self, epoch):
+        self.items = np.full((100, 8), epoch, np.float32)
+        return 0.0
+
+    def user_factors(self):
+        return None
+
+    def item_factors(self):
+        return self.items
+
+
+def record(recorder, model, epochs, best, phase):
+    for epoch in range(1, epochs + 1):
+        model.train_epoch(epoch)
+        recorder(epoch, {"epoch": epoch, "best_epoch": min(epoch, best), "phase": phase})
+    return recorder.replay()
+
+
 def test_budget_doubles_the_stride_and_keeps_first_and_last():
-    class Fake:
-        iterative = item_vectors = True
-        items = np.zeros((100, 8), np.float32)
-
-        def train_epoch(self, epoch):
-            self.items = np.full((100, 8), epoch, np.float32)
-            return 0.0
-
-        def user_factors(self):
-            return None
-
-        def item_factors(self):
-            return self.items
-
-    model = Fake()
+    model = FakeModel()
     one = 100 * 8 * 2  # bytes of one float16 snapshot
     recorder = ReplayRecorder(model, every=5, dense=20, max_bytes=30 * one)
-    for epoch in range(1, 101):
-        model.train_epoch(epoch)
-        recorder(epoch, {"epoch": epoch, "best_epoch": min(epoch, 37)})
-    recorded = recorder.replay()
+    recorded = record(recorder, model, 100, best=37, phase="refit")
     assert recorded.nbytes <= 30 * one
     epochs = recorded.epochs.tolist()
     assert epochs[0] == 0 and epochs[-1] == 100 and epochs[:21] == list(range(21))
@@ -100,6 +111,20 @@ def test_budget_doubles_the_stride_and_keeps_first_and_last():
     strided = [e for e in epochs[21:] if e not in (37, 100)]
     assert len(set(np.diff(strided))) == 1 and strided[0] % recorder.every == 0
     assert (recorded.items[:, 0, 0] == recorded.epochs).all()  # each snapshot is its epoch
+
+
+def test_a_validated_fit_ends_on_the_best_epoch_the_trainer_restored():
+    model = FakeModel()
+    recorded = record(ReplayRecorder(model), model, 12, best=7, phase="fit")
+    assert recorded.epochs.tolist() == list(range(8))  # 8-12 were worse and not saved
+
+
+def test_a_budget_smaller_than_three_snapshots_keeps_the_ends_instead_of_hanging():
+    model = FakeModel()
+    one = 100 * 8 * 2
+    recorded = record(ReplayRecorder(model, max_bytes=2 * one + 1), model, 30, best=10,
+                      phase="refit")
+    assert recorded.epochs.tolist() == [0, 30]
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong shape", "pickled",
