@@ -263,17 +263,23 @@ split_of_protocol = next(r.split_config for r in runs
                          if lb.protocol_key(r.split_config) == protocol)
 missing = [b for b in lb.BASELINES if b not in set(board["model"])]
 BASELINE_JOBS = KEY_PREFIX + "baseline_jobs"  # session key: this visitor's baseline job ids
+BASELINE_ERRORS = KEY_PREFIX + "baseline_errors"  # shown once, after the jobs have ended
+for message in st.session_state.pop(BASELINE_ERRORS, []):
+    st.error(plain(message))
 if missing and not st.session_state.get(BASELINE_JOBS) and st.button(
         f"Train baselines ({', '.join(missing)}) on this protocol",
         key=KEY_PREFIX + "baselines",
         help="Each baseline trains in a worker process like any other job (a few seconds)."):
-    try:  # the same path as the form: one worker job each, queued behind any running job
-        st.session_state[BASELINE_JOBS] = [
-            manager.submit(owner, split_of_protocol, TrainConfig.for_model(model),
-                           shared.runs_dir(), fingerprint=ml.fingerprint(), maps=("pca",)).id
-            for model in missing]
-    except (ValueError, OSError) as err:  # e.g. too many jobs waiting on this server
-        st.error(f"Cannot start the baselines: {plain(err)}")
+    submitted = []  # the same path as the form: one worker job each, queued in turn
+    for model in missing:
+        try:
+            submitted.append(manager.submit(owner, split_of_protocol,
+                                            TrainConfig.for_model(model), shared.runs_dir(),
+                                            fingerprint=ml.fingerprint(), maps=("pca",)).id)
+        except (ValueError, OSError) as err:  # e.g. too many jobs waiting on this server
+            st.session_state[BASELINE_ERRORS] = [f"Cannot start the {model} baseline: {err}"]
+            break
+    st.session_state[BASELINE_JOBS] = submitted  # those that started are followed
     st.rerun()
 
 
@@ -282,15 +288,16 @@ def baseline_progress(job_ids: list[str]) -> None:
     """One line per baseline job until all have ended; then the leaderboard is redrawn."""
     jobs = [job for job in map(manager.snapshot, job_ids) if job is not None]
     waiting = [job for job in jobs if job.run_path is None and not job.is_finished]
-    for job in jobs:
-        if job.status == FAILED:
-            st.error(f"Training the {plain(job.model)} baseline failed: {plain(job.error)}")
     if waiting:
         done = len(jobs) - len(waiting)
         st.progress(done / max(len(jobs), 1),
                     text=f"Training baselines: {done} of {len(jobs)} saved · "
                          f"{plain(waiting[0].model)}: {plain(waiting[0].phase)}")
-    else:
+    else:  # all ended: failures are shown by the full rerun, above the leaderboard
+        st.session_state[BASELINE_ERRORS] = [
+            *st.session_state.get(BASELINE_ERRORS, []),
+            *(f"Training the {job.model} baseline failed: {job.error}"
+              for job in jobs if job.status == FAILED)]
         del st.session_state[BASELINE_JOBS]
         st.rerun(scope="app")
 
