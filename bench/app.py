@@ -656,15 +656,9 @@ def report(res: Results, args: argparse.Namespace, modes: list[str], started: st
 def platform_line() -> str:
     import platform
 
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {platform.platform()}"
+    from bench.common import cpu_name
+
+    return f"{cpu_name()}, {platform.platform()}"
 
 
 def print_tables(res: Results, modes: list[str]) -> None:
