@@ -15,8 +15,8 @@ from recsys.linalg import (
     top_k_cosine_similarity,
     weighted_ridge,
 )
-from recsys.models import create_model, model_names
-from recsys.models.als import als_half_step, als_plan
+from recsys.models import als, create_model, model_names
+from recsys.models.als import als_half_step, als_plan, exact_half_step
 from recsys.splits import make_split
 from tests.synthetic import block_ratings
 
@@ -54,13 +54,61 @@ def test_planned_half_step_equals_the_plain_solve_per_row():
     other = torch.from_numpy(rng.normal(size=(40, dim)))
     plan = als_plan(indptr, indices, dim, 40)
     assert {chunk.few for chunk in plan} == {True, False}
-    got = als_half_step(other, indptr, indices, alpha, lam, plan).numpy()
-    gram = other.T @ other + lam * torch.eye(dim, dtype=torch.float64)
-    for row in range(60):
+    got = exact_half_step(other, indptr, indices, alpha, lam, plan).numpy()
+    np.testing.assert_allclose(got, _plain_half_step(csr, other, alpha, lam), atol=1e-9)
+
+
+def _plain_half_step(csr, other, alpha, lam):
+    """The plain reference: one d x d :func:`weighted_ridge` per row, in float64."""
+    other = other.double()
+    gram = other.T @ other + lam * torch.eye(other.shape[1], dtype=torch.float64)
+    rows = []
+    for row in range(csr.shape[0]):
         cols = csr.indices[csr.indptr[row]:csr.indptr[row + 1]]
-        want = weighted_ridge(gram, other[torch.from_numpy(cols.astype(np.int64))][None],
-                              alpha, 1.0 + alpha)[0].numpy()
-        np.testing.assert_allclose(got[row], want, atol=1e-9)
+        rows.append(weighted_ridge(gram, other[torch.from_numpy(cols.astype(np.int64))][None],
+                                  alpha, 1.0 + alpha)[0].numpy())
+    return np.array(rows)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 40.0])
+def test_conjugate_gradient_half_step_equals_the_plain_solve_per_row(alpha):
+    """The CG step ALS trains with: float64 to 1e-9, float32 to float32 precision, rows
+    without positives exactly zero, at the default confidence and a high one."""
+    rng = np.random.default_rng(3)
+    dim, lam = 8, 0.4
+    csr = _random_csr(rng, 60, 40, 20).tolil()
+    csr[5] = 0.0  # a row without positives
+    csr = csr.tocsr()
+    csr.eliminate_zeros()
+    indptr = torch.from_numpy(csr.indptr.astype(np.int64))
+    indices = torch.from_numpy(csr.indices.astype(np.int64))
+    other = torch.from_numpy(rng.normal(size=(40, dim)))
+    want = _plain_half_step(csr, other, alpha, lam)
+    got = als_half_step(other, indptr, indices, alpha, lam).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-9)
+    narrow = als_half_step(other.float(), indptr, indices, alpha, lam).numpy()
+    assert narrow.dtype == np.float32
+    scale = np.linalg.norm(want, axis=1, keepdims=True) + 1e-12
+    assert np.abs(narrow - want).max(initial=0.0, where=scale > 1e-9) < 1e-4 * scale.max()
+    empty = np.diff(csr.indptr) == 0
+    assert empty.any() and np.abs(narrow[empty]).max() == 0.0
+
+
+def test_conjugate_gradient_falls_back_to_the_exact_solve(monkeypatch):
+    """Rows CG leaves above the tolerance (forced here: one step allowed) take
+    the exact solve instead of a half-converged vector."""
+    rng = np.random.default_rng(4)
+    csr = _random_csr(rng, 30, 25, 12)
+    indptr = torch.from_numpy(csr.indptr.astype(np.int64))
+    indices = torch.from_numpy(csr.indices.astype(np.int64))
+    other = torch.from_numpy(rng.normal(size=(25, 6)))
+    monkeypatch.setattr(als, "cg_step_bound", lambda alpha, tol: 1)
+    calls = []
+    real = als.exact_half_step
+    monkeypatch.setattr(als, "exact_half_step", lambda *a: calls.append(1) or real(*a))
+    got = als_half_step(other, indptr, indices, 2.0, 0.3).numpy()
+    assert calls == [1]
+    np.testing.assert_allclose(got, _plain_half_step(csr, other, 2.0, 0.3), atol=1e-9)
 
 
 def _dense_top_k(matrix, k):
