@@ -55,6 +55,29 @@ job = current_job()
 busy = job is not None and not job.is_finished
 
 
+def seed_form(job) -> None:
+    """A reloaded page (a new session, found its job from ``?job=``) shows the settings that
+    job was trained with beside its progress, not the default model's."""
+    if job is None or state.known(KEY_PREFIX + "model"):
+        return
+    train, split = job.configs.get("train", {}), job.configs.get("split", {})
+    model = train.get("model")
+    if model not in MODELS:
+        return
+    state.remember(KEY_PREFIX + "model", model)
+    for scope, defaults, values in ((model, TrainConfig.for_model(model), train),
+                                    ("", SplitConfig(), split)):
+        for spec in forms.field_specs(type(defaults), defaults):
+            value = values.get(spec.name)
+            if spec.name == "model" or value is None or (spec.choices and
+                                                         value not in spec.choices):
+                continue
+            state.remember(KEY_PREFIX + scope + spec.name, spec.kind(value))
+
+
+seed_form(job)
+
+
 # ---------------------------------------------------------------------- form
 def field_widget(spec: forms.FieldSpec, scope: str = ""):
     """One widget for one config field: its plain-words label, default and help (which names

@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,8 @@ class JobSnapshot:
     worker_alive: bool = False  # whether the worker process was running at the snapshot
     stop_requested: bool = False  # stop() was asked: the current epoch is the last
     pid: int | None = None
+    # The settings as submitted: {"split": SplitConfig fields, "train": TrainConfig fields}.
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def seconds(self) -> float:
@@ -380,6 +382,8 @@ def summarise(job_dir: Path, job: dict[str, Any], events: list[dict[str, Any]], 
         started=slot_taken or float(job.get("submitted", 0.0)),
         finished=_finished(record, status), worker_alive=alive,
         stop_requested=(Path(job_dir) / STOP_FILE).exists(), pid=_pid(job, events),
+        configs={part: dict(job[part]) for part in ("split", "train")
+                 if isinstance(job.get(part), dict)},
     )
 
 

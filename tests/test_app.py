@@ -259,11 +259,16 @@ def test_a_reload_finds_the_job_again_from_the_link(runs_dir):
     at = open_page("pages/train.py")
     at.selectbox(key="train_model").select("mf-bpr").run()
     at.number_input(key="train_mf-bprepochs").set_value(200)
+    at.number_input(key="train_mf-bprlr").set_value(0.02)
     at.button(key="train_submit").click().run()
     job_id = ok(at).query_params["job"]
     job_id = job_id[0] if isinstance(job_id, list) else job_id
     reloaded = open_page("pages/train.py", job=job_id)
     assert reloaded.button(key="train_cancel")  # the job and its buttons are back
+    # ... and so is the form the job was trained with, not the default model's
+    assert reloaded.selectbox(key="train_model").value == "mf-bpr"
+    assert reloaded.number_input(key="train_mf-bprepochs").value == 200
+    assert reloaded.number_input(key="train_mf-bprlr").value == pytest.approx(0.02)
     reloaded.button(key="train_cancel").click().run()
     poll(reloaded, lambda a: any("Cancelled" in i.value for i in a.info))
     assert not [p for p in runs_dir.iterdir() if p.name.startswith(".mf-bpr")]

@@ -29,6 +29,11 @@ def carry(*keys: str) -> None:
             state[key] = state[_SAVED + key]
 
 
+def known(key: str) -> bool:
+    """Whether widget ``key`` has a value in this session, drawn or kept aside."""
+    return key in st.session_state or _SAVED + key in st.session_state
+
+
 def remember(key: str, value: object) -> None:
     """Stores ``value`` as the saved copy of widget ``key`` (e.g. a value seeded from the URL)."""
     st.session_state[_SAVED + key] = value
