@@ -15,9 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy.stats import rankdata, spearmanr
 
-from recsys.linalg import unit_rows
+from recsys.linalg import average_ranks, spearman, unit_rows
 
 Lens = Callable[[np.ndarray], np.ndarray]
 
@@ -102,7 +101,7 @@ def neighbour_quality(neighbours: np.ndarray, items: np.ndarray, genres: np.ndar
         "genre_agreement": agreement,
         "genre_lift": agreement / chance if chance > 0 else float("nan"),
         "popularity_pct": float(np.median(pct[neighbours])),
-        "popularity_spearman": float(spearmanr(closeness, popularity[neighbours].ravel())[0]),
+        "popularity_spearman": spearman(closeness, popularity[neighbours].ravel()),
         "cowatch_share": share,
         "cowatch_lift": lift,
     }
@@ -133,7 +132,7 @@ def popularity_percentiles(popularity: np.ndarray, items: np.ndarray) -> np.ndar
     """(n_items,) percentile (0-100, ties averaged) of each item's popularity within the
     catalogue ``items``; the catalogue's median is 50."""
     pct = np.full(len(popularity), np.nan)
-    pct[items] = (rankdata(popularity[items]) - 0.5) / len(items) * 100
+    pct[items] = (average_ranks(popularity[items]) - 0.5) / len(items) * 100
     return pct
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr
+
+from recsys.linalg import spearman
 
 
 def norms_frame(item_factors: np.ndarray, popularity: np.ndarray) -> pd.DataFrame:
@@ -27,7 +28,7 @@ def norm_summary(frame: pd.DataFrame) -> dict[str, float]:
     tenth = max(len(order) // 10, 1)
     lengths = frame["length"].to_numpy()
     rare, popular = np.median(lengths[order[:tenth]]), np.median(lengths[order[-tenth:]])
-    rho = spearmanr(frame["ratings"], frame["length"]).statistic if len(frame) > 2 else np.nan
+    rho = spearman(frame["ratings"], frame["length"]) if len(frame) > 2 else np.nan
     return {"spearman": float(rho), "rare_median": float(rare),
             "popular_median": float(popular), "ratio": float(popular / max(rare, 1e-12))}
 

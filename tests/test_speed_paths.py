@@ -180,3 +180,15 @@ def test_evaluation_through_top_k_dot_equals_ranking_by_score(name, block_split)
     np.testing.assert_array_equal(fast_scores, scores)
     plain = evaluate_scores(model.score, relevant, exclude, counts, k=10)
     assert evaluate_model(model, block_split).metrics == plain.metrics
+
+
+def test_ranks_and_spearman_equal_scipy_stats():
+    """The numpy rank correlation that spares every CLI and worker start scipy.stats."""
+    from scipy.stats import rankdata, spearmanr
+
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 6, size=200).astype(float)  # many ties
+    b = a * 0.5 + rng.normal(size=200)
+    np.testing.assert_allclose(linalg.average_ranks(a), rankdata(a))
+    assert linalg.spearman(a, b) == pytest.approx(spearmanr(a, b).statistic, abs=1e-12)
+    assert np.isnan(linalg.spearman(np.ones(5), np.arange(5)))
