@@ -43,7 +43,7 @@ def show_step() -> None:
 
     with st.container(border=True):
         st.subheader(f"Step {number} of {N} · {step.title}")
-        st.markdown(step.text)
+        st.markdown(tour.step_text(step, ctx))
         path, label, params = step.draw(run, ctx)
         st.page_link(path, label=label, icon=":material/arrow_forward:",
                      query_params=tour.link_params(run, params))

@@ -1,18 +1,20 @@
 """The guided tour's steps: the lecture storyline, each step one or two sentences, a live
 figure from the active model and a deep link into the page that goes further.
 
-Every figure comes from existing ``recsys`` functions on a fixed, well-known example (user
-:data:`USER`, Star Wars, Toy Story) and is cached per run, so a step draws in well under a
-second once warm.
+Every figure comes from existing ``recsys`` functions on a fixed, well-known example (on
+ML-100K user 14, Star Wars and Toy Story; on other MovieLens versions the same films by title:
+:func:`examples`) and is cached per run, so a step draws in well under a second once warm.
 """
 
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -29,9 +31,11 @@ from ui import anatomy as anatomy_charts
 from ui import display, shared
 from ui.text import plain
 
-USER = 14  # liked the Star Wars sequels; their own like of Star Wars is a test-period one
-STAR_WARS, TOY_STORY = 50, 1
-LIKES = (1, 71, 95)  # Toy Story, The Lion King, Aladdin: a new user's three likes
+# ML-100K's user 14 liked the Star Wars sequels; their like of Star Wars is a test-period one.
+USER = 14
+STAR_WARS = ("Star Wars (1977)", "Star Wars: Episode IV - A New Hope (1977)")  # 100K, 1M/latest
+TOY_STORY = ("Toy Story (1995)",)
+LIKES = (TOY_STORY, ("Lion King, The (1994)",), ("Aladdin (1992)",))  # a new user's three likes
 RERANK_MMR, RERANK_POPULARITY = 0.7, 0.2  # the Recommendations page's default knobs
 GREY, BLUE, ORANGE = "#B8C2CC", "#2E86AB", "#E4572E"
 POSITIVES_BLUE, NEGATIVES_ORANGE = "#4C78A8", "#F58518"  # the Train page's lesson colours
@@ -47,6 +51,58 @@ class Step:
     text: str
     draw: Callable[[Run, serving.Catalog], tuple[str, str, dict[str, str]]]
     # draw renders the figure and returns the deep link: (page file, label, query params)
+
+
+@dataclass(frozen=True)
+class Examples:
+    """The tour's examples in the active data (raw ids)."""
+
+    user: int
+    movie: int  # Star Wars: the dot product, similar items
+    first: int  # Toy Story: the embedding
+    likes: tuple[int, ...]  # a new visitor's likes: cold start
+
+    def names(self, ctx: serving.Catalog) -> dict[str, str]:
+        """The step texts' placeholders: ``{user}``, ``{movie}``, ``{first}``."""
+        return {"user": str(self.user), "movie": _short_title(ctx, self.movie),
+                "first": _short_title(ctx, self.first)}
+
+
+def examples(ctx: serving.Catalog) -> Examples:
+    """Star Wars, Toy Story and the likes found by title; a film the data lacks is replaced by
+    one of the most liked in training, and user 14 by a user who liked the example movie in
+    the test period (the one of median activity), so no step refers to a missing id."""
+    titles = ctx.movies["title"].astype(str).to_numpy()
+    ids = np.asarray(ctx.run.item_ids)
+    popular = np.argsort(-ctx.split.train_pos.item_counts(), kind="stable")
+
+    def find(options: tuple[str, ...], fallback: int) -> int:
+        hit = np.flatnonzero(np.isin(titles, options))
+        return int(ids[hit[0]] if len(hit) else ids[popular[min(fallback, len(popular) - 1)]])
+
+    movie, first = find(STAR_WARS, 0), find(TOY_STORY, 1)
+    likes = tuple(dict.fromkeys(find(t, rank) for rank, t in enumerate(LIKES, start=1)))
+    return Examples(_example_user(ctx, movie), movie, first, likes)
+
+
+def _example_user(ctx: serving.Catalog, movie: int) -> int:
+    user_ids = np.asarray(ctx.run.user_ids)
+    if USER in set(user_ids.tolist()):
+        return USER
+    test = ctx.split.test_pos
+    liked_later = np.unique(test.user_index[test.item_index == ctx.item_index(movie)])
+    pool = liked_later if len(liked_later) else np.arange(len(user_ids))
+    activity = ctx.split.train_pos.user_counts()[pool]
+    return int(user_ids[pool[np.argsort(activity, kind="stable")[len(pool) // 2]]])
+
+
+def _short_title(ctx: serving.Catalog, item_id: int) -> str:
+    """"Star Wars (1977)" -> "Star Wars": the films as a lecturer names them."""
+    return re.sub(r"\s*\(\d{4}\)$", "", _title(ctx, item_id))
+
+
+def step_text(step: Step, ctx: serving.Catalog) -> str:
+    return step.text.format(**examples(ctx).names(ctx))
 
 
 # ---------------------------------------------------------------------- cached data
@@ -66,17 +122,18 @@ def _negatives(run_path: str, stamp: int, alpha: float, negatives: int) -> pd.Da
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _cold_start(run_path: str, stamp: int) -> pd.DataFrame:
+def _cold_start(run_path: str, stamp: int, likes: tuple[int, ...]) -> pd.DataFrame:
     ctx = shared.catalog(shared.run_by_path(run_path))
-    return display.readable(cold_start(ctx, list(LIKES), k=8))
+    return display.readable(cold_start(ctx, list(likes), k=8))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _funnel(run_path: str, stamp: int) -> tuple[pd.DataFrame, pd.DataFrame, float, float]:
+def _funnel(run_path: str, stamp: int,
+            user: int) -> tuple[pd.DataFrame, pd.DataFrame, float, float]:
     ctx = shared.catalog(shared.run_by_path(run_path))
     config = FunnelConfig(mmr_lambda=RERANK_MMR, popularity_penalty=RERANK_POPULARITY)
-    before = run_funnel(ctx, USER, config.ranking_only(), k=10)
-    after = run_funnel(ctx, USER, config, k=10)
+    before = run_funnel(ctx, user, config.ranking_only(), k=10)
+    after = run_funnel(ctx, user, config, k=10)
     factors = ctx.model.item_factors()
     diversity = [intra_list_diversity(factors, ctx.item_indices(f["item_id"])[None, :])
                  for f in (before, after)]
@@ -84,23 +141,23 @@ def _funnel(run_path: str, stamp: int) -> tuple[pd.DataFrame, pd.DataFrame, floa
 
 
 # ---------------------------------------------------------------------- helpers
-def _example_movie(ctx: serving.Catalog) -> int:
-    """Star Wars when it is in the example user's top 10, else their top pick: the movie
-    whose anatomy the Recommendations link opens."""
-    recs = serving.recommend(ctx, USER, k=10)
-    return STAR_WARS if STAR_WARS in set(recs["item_id"]) else int(recs["item_id"].iloc[0])
+def _example_movie(ctx: serving.Catalog, ex: Examples) -> int:
+    """The example movie when it is in the example user's top 10, else their top pick: the
+    movie whose anatomy the Recommendations link opens."""
+    recs = serving.recommend(ctx, ex.user, k=10)
+    return ex.movie if ex.movie in set(recs["item_id"]) else int(recs["item_id"].iloc[0])
 
 
-def _star_wars_for_user(run: Run, ctx: serving.Catalog) -> str:
-    """What the model knows of the example user and Star Wars, in one sentence."""
-    user = ctx.user_index(USER)
-    if ctx.item_index(STAR_WARS) in set(ctx.seen[user].indices):
-        return f"User {USER} liked Star Wars before the test period: the model saw it."
+def _movie_for_user(run: Run, ctx: serving.Catalog, ex: Examples) -> str:
+    """What the model knows of the example user and movie, in one sentence."""
+    user, movie = ctx.user_index(ex.user), _short_title(ctx, ex.movie)
+    if ctx.item_index(ex.movie) in set(ctx.seen[user].indices):
+        return f"User {ex.user} liked {movie} before the test period: the model saw it."
     held_out = users_of_run.held_out_items(run, shared.split_for(run.split_config), user)
-    if STAR_WARS in set(held_out.tolist()):
-        return (f"User {USER} liked Star Wars, but in the test period: the model never saw "
+    if ex.movie in set(held_out.tolist()):
+        return (f"User {ex.user} liked {movie}, but in the test period: the model never saw "
                 "that like and has to guess it.")
-    return f"User {USER} has no known like of Star Wars."
+    return f"User {ex.user} has no known like of {movie}."
 
 
 def _title(ctx: serving.Catalog, item_id: int) -> str:
@@ -129,9 +186,10 @@ def _table(frame: pd.DataFrame, key: str, height: int | None = None) -> None:
 
 # ---------------------------------------------------------------------- the steps
 def draw_embedding(run: Run, ctx: serving.Catalog):
+    first = examples(ctx).first
     if _has_vectors(run):
-        vector = ctx.model.item_factors()[ctx.item_index(TOY_STORY)]
-        _chart(anatomy_charts.vector_chart(vector, _title(ctx, TOY_STORY)), "tour_vector")
+        vector = ctx.model.item_factors()[ctx.item_index(first)]
+        _chart(anatomy_charts.vector_chart(vector, _title(ctx, first)), "tour_vector")
         st.caption("Blue: positive, red: negative. No single number has a name; what counts "
                    "is which movies end up with vectors pointing the same way.")
     kept = run.history[-1].get("best_epoch", 0) if run.history else 0
@@ -139,29 +197,30 @@ def draw_embedding(run: Run, ctx: serving.Catalog):
         st.caption(f"{run.model.name} settled after {kept} epochs, so its replay is short: "
                    "an mf-bpr run (Train page, 20 epochs) shows the space forming slowly.")
     return ("pages/embedding_map.py", "Watch the vectors form, epoch by epoch",
-            {"view": "replay", "movie": str(TOY_STORY)})
+            {"view": "replay", "movie": str(first)})
 
 
 def draw_dot_product(run: Run, ctx: serving.Catalog):
+    ex = examples(ctx)
     if anatomy.has_anatomy(run.model):
-        parts = anatomy.score_anatomy(ctx, USER, STAR_WARS)
+        parts = anatomy.score_anatomy(ctx, ex.user, ex.movie)
         left, right = st.columns(2)
         with left:
             _chart(anatomy_charts.dimensions_chart(parts.top_dimensions(4), height=280),
                    "tour_dims")
         with right:
             _chart(anatomy_charts.parts_chart(parts, height=280), "tour_parts")
-        st.caption(f"{_star_wars_for_user(run, ctx)} The model scores it {parts.score:.3f}: "
+        st.caption(f"{_movie_for_user(run, ctx, ex)} The model scores it {parts.score:.3f}: "
                    f"u_d × v_d summed over all {len(parts.contributions)} dimensions"
                    f"{' plus the biases' if len(parts.parts) > 1 else ''}; the bars are the "
                    "largest terms of that sum.")
     else:
         st.info(anatomy.score_sentence(run.model), icon=":material/info:")
-        _table(serving.recommend(ctx, USER, k=5)[["rank", "title", "score"]], "tour_top")
-        return ("pages/recommendations.py", f"User {USER}'s recommendations",
-                {"user": str(USER)})
-    return ("pages/recommendations.py", f"Take apart user {USER}'s recommendations",
-            {"user": str(USER), "movie": str(_example_movie(ctx))})
+        _table(serving.recommend(ctx, ex.user, k=5)[["rank", "title", "score"]], "tour_top")
+        return ("pages/recommendations.py", f"User {ex.user}'s recommendations",
+                {"user": str(ex.user)})
+    return ("pages/recommendations.py", f"Take apart user {ex.user}'s recommendations",
+            {"user": str(ex.user), "movie": str(_example_movie(ctx, ex))})
 
 
 def draw_negatives(run: Run, ctx: serving.Catalog):
@@ -241,7 +300,8 @@ def draw_metrics(run: Run, ctx: serving.Catalog):
 
 
 def draw_similar(run: Run, ctx: serving.Catalog):
-    similar = serving.similar_movies(ctx, STAR_WARS, k=8)
+    movie = examples(ctx).movie
+    similar = serving.similar_movies(ctx, movie, k=8)
     columns = ["rank", "title", "score"]
     if similar.embedding is None:
         st.info(plain(similar.note), icon=":material/info:")
@@ -256,29 +316,31 @@ def draw_similar(run: Run, ctx: serving.Catalog):
             _table(similar.cooccurrence[columns], "tour_cooc")
         st.caption(f"{len(similar.overlap)} of 8 movies are in both lists.")
     return ("pages/similar_movies.py", "Search any movie's neighbours",
-            {"movie": str(STAR_WARS)})
+            {"movie": str(movie)})
 
 
 def draw_cold_start(run: Run, ctx: serving.Catalog):
-    liked = ", ".join(_title(ctx, i) for i in LIKES)
+    likes = examples(ctx).likes
+    liked = ", ".join(_title(ctx, i) for i in likes)
     try:
-        recs = _cold_start(str(run.path), _stamp(run))
+        recs = _cold_start(str(run.path), _stamp(run), likes)
     except ValueError as err:
         st.info(plain(err), icon=":material/info:")
     else:
         st.markdown(f"**A new visitor liked** {plain(liked)}")
         _table(recs[["rank", "title", "source", "genres"]], "tour_cold", height=318)
     return ("pages/profile.py", "Build a profile from your own likes",
-            {"likes": ",".join(str(i) for i in LIKES)})
+            {"likes": ",".join(str(i) for i in likes)})
 
 
 def draw_reranking(run: Run, ctx: serving.Catalog):
+    user = examples(ctx).user
     if run.model.user_factors() is None:
         st.info(f"{run.train_config.model} has no user vectors, which the retrieval funnel "
                 f"needs. Pick a run of {', '.join(shared.EMBEDDING_MODELS)} in the sidebar.",
                 icon=":material/info:")
     else:
-        before, after, div_before, div_after = _funnel(str(run.path), _stamp(run))
+        before, after, div_before, div_after = _funnel(str(run.path), _stamp(run), user)
         left, right = st.columns(2)
         for col, title, frame, diversity in ((left, "Ranked by score", before, div_before),
                                              (right, f"Re-ranked (MMR λ {RERANK_MMR}, "
@@ -289,17 +351,18 @@ def draw_reranking(run: Run, ctx: serving.Catalog):
                 _table(frame[["rank", "title", "model_rank"]].rename(
                     columns={"model_rank": "by score"}), f"tour_{title[:6]}", height=388)
     return ("pages/recommendations.py", "Turn the re-ranking knobs yourself",
-            {"user": str(USER)})
+            {"user": str(user)})
 
 
+# Step texts name the examples through {user}, {movie} and {first} (:meth:`Examples.names`).
 STEPS = (
     Step("What an embedding is", "Embedding",
          "An **embedding** is a short list of numbers the model learns for every movie and "
-         "every user. Here is Toy Story's, as the active model learned it.",
+         "every user. Here is {first}'s, as the active model learned it.",
          draw_embedding),
     Step("A score is a dot product", "Dot product",
-         f"A movie's score for a user is the **dot product** of their two vectors: multiply "
-         f"dimension by dimension and add up. Would user {USER} like Star Wars?",
+         "A movie's score for a user is the **dot product** of their two vectors: multiply "
+         "dimension by dimension and add up. Would user {user} like {movie}?",
          draw_dot_product),
     Step("Negative sampling", "Negatives",
          "The data only says what people liked. Training pairs each like with a few movies "
@@ -316,15 +379,15 @@ STEPS = (
          draw_metrics),
     Step("Similar items", "Similar items",
          "Movies whose vectors point the same way are liked by the same people: the nearest "
-         "vectors to Star Wars, beside the movies most often liked together with it.",
+         "vectors to {movie}, beside the movies most often liked together with it.",
          draw_similar),
     Step("Cold start", "Cold start",
          "A new visitor has no vector yet. **Fold-in** solves for one from a few likes "
          "against the frozen movie vectors, in a millisecond and without retraining.",
          draw_cold_start),
     Step("Re-ranking", "Re-ranking",
-         f"The top of a ranking is often ten of a kind. **Re-ranking** trades a little score "
-         f"for variety (MMR) and less popularity: user {USER}'s list before and after.",
+         "The top of a ranking is often ten of a kind. **Re-ranking** trades a little score "
+         "for variety (MMR) and less popularity: user {user}'s list before and after.",
          draw_reranking),
 )
 
