@@ -10,14 +10,14 @@ def test_lengths_are_the_l2_norms_of_the_item_vectors():
     factors = np.array([[3.0, 4.0], [0.0, 0.0], [1.0, 0.0]])
     frame = vn.norms_frame(factors, np.array([10, 1, 5]))
     assert frame["length"].tolist() == [5.0, 0.0, 1.0]
-    assert frame["ratings"].tolist() == [10, 1, 5]
+    assert frame["likes"].tolist() == [10, 1, 5]
     with pytest.raises(ValueError, match="3 item vectors but 2"):
         vn.norms_frame(factors, np.array([1, 2]))
 
 
 def test_summary_of_lengths_that_grow_with_popularity():
     popularity = np.arange(1, 101)
-    factors = np.c_[np.sqrt(popularity), np.zeros(100)]  # length = sqrt(ratings)
+    factors = np.c_[np.sqrt(popularity), np.zeros(100)]  # length = sqrt(likes)
     summary = vn.norm_summary(vn.norms_frame(factors, popularity))
     assert summary["spearman"] == pytest.approx(1.0)
     assert summary["rare_median"] == pytest.approx(np.median(np.sqrt(np.arange(1, 11))))

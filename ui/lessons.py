@@ -56,11 +56,12 @@ def activity_board(runs: list[Run]) -> pd.DataFrame:
 def _norms(path: str, stamp: int) -> pd.DataFrame:
     run = shared.run_by_path(path)
     movies = shared.catalogue(run)
-    frame = vn.norms_frame(run.model.item_factors(), movies["popularity"].to_numpy())
+    # the likes the saved model was fitted on (train + validation), not the test period's
+    frame = vn.norms_frame(run.model.item_factors(), shared.catalog(run).item_counts)
     frame["title"] = movies["title"].to_numpy()
     return frame
 
 
 def norms(run: Run) -> pd.DataFrame:
-    """Per movie of ``run``: ratings, vector length and title (cached per run)."""
+    """Per movie of ``run``: likes in training, vector length and title (cached per run)."""
     return _norms(str(run.path), _stamp(run))

@@ -143,7 +143,7 @@ def curves_figure(frame) -> go.Figure:
 
 # ---------------------------------------------------------------------- norms
 def norms(on_protocol: list[Run]) -> None:
-    """Vector length against number of ratings for two or more runs side by side."""
+    """Vector length against likes in training for two or more runs side by side."""
     with_vectors = [r for r in on_protocol if MODELS[r.train_config.model].item_vectors]
     if not with_vectors:
         st.info("No run with movie vectors on this protocol yet: train an embedding model.")
@@ -170,15 +170,15 @@ def norms(on_protocol: list[Run]) -> None:
         frame = lessons.norms(run)
         summaries[titles[run.name]] = vn.norm_summary(frame)
         fig.add_trace(go.Scattergl(
-            x=frame["ratings"].clip(lower=1), y=frame["length"], mode="markers",
-            text=frame["title"], hovertemplate="%{text}<br>%{x} ratings · length %{y:.2f}"
+            x=frame["likes"].clip(lower=1), y=frame["length"], mode="markers",
+            text=frame["title"], hovertemplate="%{text}<br>%{x} likes in training · length %{y:.2f}"
                                                "<extra></extra>",
             marker=dict(size=4, opacity=0.5, color=POSITIVE_COLOUR), showlegend=False),
             row=1, col=i)
-        fig.update_xaxes(type="log", title_text="ratings (log)", row=1, col=i)
+        fig.update_xaxes(type="log", title_text="likes in training (log)", row=1, col=i)
     fig.update_yaxes(title_text="vector length", row=1, col=1)
     fig.update_annotations(font_size=12)
-    st.markdown("**Movie vector length against number of ratings** (hover for titles)")
+    st.markdown("**Movie vector length against its likes in training** (hover for titles)")
     st.plotly_chart(_layout(fig, 380), key=K + "norms_chart")
     st.info(plain(vn.norms_lesson(summaries)), icon=":material/school:")
 
