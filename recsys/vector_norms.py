@@ -41,9 +41,8 @@ def norms_lesson(summaries: dict[str, dict[str, float]]) -> str:
              for label, s in summaries.items()]
     return ("Movies with few likes in training get few gradient steps: with enough weight "
             "decay their vectors shrink towards zero while popular ones stay long, so under a "
-            "dot product "
-            "length works as a popularity boost (cosine ignores it); with little decay rare "
-            "movies keep their random starting length — " + "; ".join(parts) + ".")
+            "dot product length works as a popularity boost (cosine ignores it); with little "
+            "decay rare movies keep their random starting length — " + "; ".join(parts) + ".")
 
 
 def _compare_tenths(summary: dict[str, float]) -> str:
