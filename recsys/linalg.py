@@ -1,6 +1,7 @@
 """The shared maths: unit rows, rank correlation, the weighted ridge solve behind ALS and
-fold-in, and the item cosine of a user x item matrix. Models, serving and the neighbour lenses all use these.
-torch is imported by the solves alone, so the light helpers keep light callers light."""
+fold-in, and the item cosine of a user x item matrix. Models, serving and the neighbour lenses
+all use these. torch is imported by the solves alone, so the light helpers keep light callers
+light."""
 
 from __future__ import annotations
 
