@@ -136,7 +136,6 @@ class EmbeddingRecommender(Recommender):
         self.module.eval()
 
 
-
 def adam_step(optimizer: torch.optim.Optimizer) -> None:
     """``optimizer.step()``; for torch's fused Adam on CPU, its kernel called directly.
 

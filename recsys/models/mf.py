@@ -78,17 +78,17 @@ class _SampledMF(_MF):
         workspace = self.__dict__.setdefault("_workspace", {})
         if "tables" not in workspace:
             m = self.module
-            params = [m.user.weight, m.item.weight, m.item_bias.weight,
-                      m.user_bias.weight if self.uses_user_bias else None]
+            params = [m.user.weight, m.item.weight, m.item_bias.weight]
+            if self.uses_user_bias:  # else its grad stays None: Adam leaves it untouched
+                params.append(m.user_bias.weight)
             for param in params:
-                if param is not None and param.grad is None:
+                if param.grad is None:
                     param.grad = torch.zeros_like(param)
-            workspace["tables"] = (
-                *[None if q is None else q.detach() for q in params[:2]],
-                params[2].detach().view(-1), None if params[3] is None else params[3].detach(),
-                *[None if q is None else q.grad for q in params[:2]],
-                params[2].grad.view(-1), None if params[3] is None else params[3].grad,
-            )
+            missing = [None] * (4 - len(params))
+            weights = [param.detach() for param in params] + missing
+            grads = [param.grad for param in params] + missing
+            weights[2], grads[2] = weights[2].view(-1), grads[2].view(-1)  # item bias (n_items,)
+            workspace["tables"] = (*weights, *grads)
         return workspace["tables"]
 
     def score_gradient(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
