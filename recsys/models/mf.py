@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from recsys.losses import bce_loss, bpr_loss, mse_loss
-from recsys.models.embedding import EmbeddingRecommender
+from recsys.models.embedding import EmbeddingRecommender, adam_step
 from recsys.models.modules import MatrixFactorization
 
 
@@ -57,12 +57,39 @@ class _SampledMF(_MF):
     def _buffer(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         """A ``shape`` view of a tensor kept between steps. A fresh 100 MB tensor per step (the
         (B, K, d) gather at ML-25M size) costs more in page faults than the gather itself."""
-        numel = math.prod(shape)
         workspace = self.__dict__.setdefault("_workspace", {})
-        buffer = workspace.get(name)
-        if buffer is None or buffer.numel() < numel:
-            buffer = workspace[name] = torch.empty(numel, dtype=like.dtype, device=like.device)
-        return buffer[:numel].view(shape)
+        view = workspace.get((name, shape))
+        if view is None:
+            numel = math.prod(shape)
+            buffer = workspace.get(name)
+            if buffer is None or buffer.numel() < numel:
+                buffer = workspace[name] = torch.empty(numel, dtype=like.dtype,
+                                                       device=like.device)
+            view = workspace[(name, shape)] = buffer[:numel].view(shape)
+        return view
+
+    def _tables(self) -> tuple[torch.Tensor, ...]:
+        """The parameters and their gradient buffers as plain tensors, found once per fit: on
+        ML-100K, ``nn.Module`` look-ups and ``no_grad`` cost as much as a step's small ops.
+
+        (user, item, item bias (n_items,), user bias (n_users, 1) or None) and the same four
+        gradients. The parameters are detached aliases (same storage, no autograd); the user
+        bias of mf-bpr keeps ``grad`` None, so Adam leaves it untouched."""
+        workspace = self.__dict__.setdefault("_workspace", {})
+        if "tables" not in workspace:
+            m = self.module
+            params = [m.user.weight, m.item.weight, m.item_bias.weight]
+            if self.uses_user_bias:  # else its grad stays None: Adam leaves it untouched
+                params.append(m.user_bias.weight)
+            for param in params:
+                if param.grad is None:
+                    param.grad = torch.zeros_like(param)
+            missing = [None] * (4 - len(params))
+            weights = [param.detach() for param in params] + missing
+            grads = [param.grad for param in params] + missing
+            weights[2], grads[2] = weights[2].view(-1), grads[2].view(-1)  # item bias (n_items,)
+            workspace["tables"] = (*weights, *grads)
+        return workspace["tables"]
 
     def score_gradient(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss value and dLoss/dscores for scores (B, 1 + n_negatives), positive first."""
@@ -81,44 +108,35 @@ class _SampledMF(_MF):
 
         A user or item in several rows of the batch gets the sum (``index_add_``). The (B, K, d)
         products are written once, into buffers kept between steps; Adam then updates every row
-        as with autograd.
+        as with autograd (:func:`~recsys.models.embedding.adam_step`).
         """
         users, positives, negatives = batch
-        m, wd = self.module, self.config.weight_decay
-        with torch.no_grad():
-            items = torch.cat([positives[:, None], negatives], dim=1)  # (B, K): positive first
-            flat, n = items.reshape(-1), len(users)
-            user_w, item_w = m.user.weight, m.item.weight
-            p = self._buffer("p", (n, user_w.shape[1]), user_w)  # (B, d)
-            q = self._buffer("q", (len(flat), item_w.shape[1]), item_w)  # (B * K, d)
-            torch.index_select(user_w, 0, users, out=p)
-            q = torch.index_select(item_w, 0, flat, out=q).view(*items.shape, -1)  # (B, K, d)
-            scores = torch.bmm(q, p.unsqueeze(2)).squeeze(2)  # <p, q_j>: 4x the mul-and-sum
-            scores += m.item_bias.weight.view(-1).index_select(0, flat).view(items.shape)
-            if self.uses_user_bias:
-                scores += m.user_bias.weight.index_select(0, users)
-            loss, grad = self.score_gradient(scores)
-            if wd:
-                flat_p, flat_q = p.reshape(-1), q.reshape(-1)
-                loss = loss + wd * float(flat_p @ flat_p + flat_q @ flat_q) / n
-            grad_p = torch.mul(p, 2 * wd / n, out=self._buffer("grad_p", p.shape, p))
-            for j in range(items.shape[1]):  # K slices of (B, d): no (B, K, d) temporary
-                grad_p.addcmul_(q[:, j], grad[:, j : j + 1])
-            grad_q = q.mul_(2 * wd / n).addcmul_(grad.unsqueeze(-1), p.unsqueeze(1))  # reuses q
-            _zeroed_grad(m.user.weight).index_add_(0, users, grad_p)
-            _zeroed_grad(m.item.weight).index_add_(0, flat, grad_q.view(len(flat), -1))
-            _zeroed_grad(m.item_bias.weight).view(-1).index_add_(0, flat, grad.reshape(-1))
-            if self.uses_user_bias:  # else its grad stays None: Adam leaves it untouched
-                _zeroed_grad(m.user_bias.weight).index_add_(0, users, grad.sum(1, keepdim=True))
-        optimizer.step()
+        wd = self.config.weight_decay
+        user_w, item_w, item_b, user_b, user_g, item_g, item_b_g, user_b_g = self._tables()
+        items = torch.cat([positives[:, None], negatives], dim=1)  # (B, K): positive first
+        flat, n, dim = items.view(-1), len(users), user_w.shape[1]
+        p = torch.index_select(user_w, 0, users, out=self._buffer("p", (n, dim), user_w))
+        q = torch.index_select(item_w, 0, flat, out=self._buffer("q", (len(flat), dim), item_w))
+        q = q.view(*items.shape, dim)  # (B, K, d)
+        scores = torch.bmm(q, p.unsqueeze(2)).squeeze(2)  # <p, q_j>: 4x the mul-and-sum
+        scores += item_b.index_select(0, flat).view(items.shape)
+        if user_b is not None:
+            scores += user_b.index_select(0, users)
+        loss, grad = self.score_gradient(scores)
+        if wd:
+            flat_p, flat_q = p.view(-1), q.view(-1)
+            loss = loss + wd * float(flat_p @ flat_p + flat_q @ flat_q) / n
+        grad_p = torch.mul(p, 2 * wd / n, out=self._buffer("grad_p", p.shape, p))
+        for j in range(items.shape[1]):  # K slices of (B, d): no (B, K, d) temporary
+            grad_p.addcmul_(q[:, j], grad[:, j : j + 1])
+        grad_q = q.mul_(2 * wd / n).addcmul_(grad.unsqueeze(-1), p.unsqueeze(1))  # reuses q
+        user_g.zero_().index_add_(0, users, grad_p)
+        item_g.zero_().index_add_(0, flat, grad_q.view(len(flat), dim))
+        item_b_g.zero_().index_add_(0, flat, grad.view(-1))
+        if user_b_g is not None:
+            user_b_g.zero_().index_add_(0, users, grad.sum(1, keepdim=True))
+        adam_step(optimizer)
         return float(loss)
-
-
-def _zeroed_grad(param: torch.Tensor) -> torch.Tensor:
-    """``param.grad`` set to zeros, reusing the last step's buffer (no allocation per step)."""
-    if param.grad is None:
-        param.grad = torch.zeros_like(param)
-    return param.grad.zero_()
 
 
 class MFBPR(_SampledMF):
@@ -130,11 +148,13 @@ class MFBPR(_SampledMF):
         return bpr_loss(positive, negative)
 
     def score_gradient(self, scores):
-        diff = scores[:, :1] - scores[:, 1:]  # (B, K): positive minus each negative
-        count = diff.numel()
-        loss = torch.nn.functional.softplus(-diff).sum() / count  # = -log sigmoid(diff)
-        d_diff = -torch.sigmoid(-diff) / count
-        return loss, torch.cat([d_diff.sum(1, keepdim=True), -d_diff], dim=1)
+        """With diff_k = s_pos - s_neg_k: loss = mean softplus(-diff) (= -log sigmoid(diff)),
+        dLoss/ds_neg_k = sigmoid(-diff_k) / count and dLoss/ds_pos = -sum_k of those."""
+        minus_diff = scores[:, 1:] - scores[:, :1]  # (B, K-1): each negative minus the positive
+        count = minus_diff.numel()
+        loss = torch.nn.functional.softplus(minus_diff).sum() / count
+        negatives = torch.sigmoid(minus_diff).div_(count)
+        return loss, torch.cat([negatives.sum(1, keepdim=True).neg_(), negatives], dim=1)
 
 
 class MFBCE(_SampledMF):
