@@ -15,7 +15,7 @@ import plotly.graph_objects as go  # noqa: E402  (heavy imports after the headin
 from plotly.subplots import make_subplots  # noqa: E402
 
 from recsys import leaderboard as lb  # noqa: E402
-from recsys.config import DEFAULT_MODEL, SplitConfig, TrainConfig  # noqa: E402
+from recsys.config import DEFAULT_MODEL, SplitConfig, TrainConfig, from_dict  # noqa: E402
 from recsys.jobs import CANCELLED, DONE, FAILED, QUEUED  # noqa: E402
 from recsys.models import MODELS, model_names  # noqa: E402
 from ui import display, forms, shared, state  # noqa: E402
@@ -60,19 +60,18 @@ def seed_form(job) -> None:
     job was trained with beside its progress, not the default model's."""
     if job is None or state.known(KEY_PREFIX + "model"):
         return
-    train, split = job.configs.get("train", {}), job.configs.get("split", {})
-    model = train.get("model")
-    if model not in MODELS:
+    try:  # migrated and checked as a saved run's (an old or damaged job.json seeds nothing)
+        train = from_dict(TrainConfig, job.configs.get("train", {}))
+        split = from_dict(SplitConfig, job.configs.get("split", {}))
+    except (TypeError, ValueError):
         return
-    state.remember(KEY_PREFIX + "model", model)
-    for scope, defaults, values in ((model, TrainConfig.for_model(model), train),
-                                    ("", SplitConfig(), split)):
-        for spec in forms.field_specs(type(defaults), defaults):
-            value = values.get(spec.name)
-            if spec.name == "model" or value is None or (spec.choices and
-                                                         value not in spec.choices):
-                continue
-            state.remember(KEY_PREFIX + scope + spec.name, spec.kind(value))
+    if train.model not in MODELS:
+        return
+    state.remember(KEY_PREFIX + "model", train.model)
+    for scope, config in ((train.model, train), ("", split)):
+        for spec in forms.field_specs(type(config), config):
+            if spec.name != "model":
+                state.remember(KEY_PREFIX + scope + spec.name, spec.default)
 
 
 seed_form(job)

@@ -300,13 +300,25 @@ def _parser_problem(err: pd.errors.ParserError, numbers: list[int]) -> str:
     return f"cannot be parsed ({str(err).strip().splitlines()[0]}): check the file"
 
 
+def _fast_numbers(text: pd.Series) -> pd.Series | None:
+    """``text`` as float64 through ``astype`` (9x faster than ``to_numeric`` on 100,000 lines),
+    or None where the two could differ: Python's ``float`` also takes "1_000" and non-ASCII
+    digits, which ``to_numeric`` rejects (and the loader reports)."""
+    if text.dtype.kind in "iufb":
+        return text.astype("float64")
+    try:
+        plain = text.str.isascii().all() and not text.str.contains("_", regex=False).any()
+        return text.astype("float64") if plain else None
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
 def _numbers(df: pd.DataFrame, column: str, path: Path | str, what: str,
              low: float, high: float, whole: bool = True) -> pd.Series:
     """``df[column]`` as numbers, each finite and in ``[low, high]`` (and whole if asked);
     else a ValueError naming the file, the first bad line and the value."""
-    try:  # 9x faster than to_numeric on clean text; a bad value takes the slow path
-        values = df[column].astype("float64")
-    except (TypeError, ValueError):
+    values = _fast_numbers(df[column])
+    if values is None:
         values = pd.to_numeric(df[column], errors="coerce").astype("float64")
     ok = np.isfinite(values) & (values >= low) & (values <= high)
     if whole:

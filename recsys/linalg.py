@@ -32,11 +32,14 @@ def average_ranks(x: np.ndarray) -> np.ndarray:
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman's rank correlation (Pearson's of the average ranks); NaN when either side is
-    constant, as ``scipy.stats.spearmanr``."""
+    constant or holds a NaN, as ``scipy.stats.spearmanr``."""
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    if np.isnan(a).any() or np.isnan(b).any():
+        return float("nan")
     ra, rb = average_ranks(a), average_ranks(b)
     ra, rb = ra - ra.mean(), rb - rb.mean()
     scale = np.sqrt((ra @ ra) * (rb @ rb))
-    return float(ra @ rb / scale) if scale > 0 else float("nan")
+    return float(np.clip(ra @ rb / scale, -1.0, 1.0)) if scale > 0 else float("nan")
 
 
 def weighted_ridge(gram: torch.Tensor, y: torch.Tensor, extra: torch.Tensor | float,

@@ -274,6 +274,27 @@ def test_a_reload_finds_the_job_again_from_the_link(runs_dir):
     assert not [p for p in runs_dir.iterdir() if p.name.startswith(".mf-bpr")]
 
 
+def test_a_reload_of_an_old_mf_als_job_shows_its_lambda(runs_dir):
+    """A job.json written before mf-als had als_lambda (kept in weight_decay) seeds the form
+    through the same migration as a saved run; a damaged one seeds nothing, no traceback."""
+    jobs = runs_dir / ".jobs"
+    jobs.mkdir(exist_ok=True)
+    cases = {"0123456789ab": {"model": "mf-als", "weight_decay": 3.0, "epochs": 7},
+             "0123456789ac": {"model": "mf-als", "epochs": "many"}}
+    for job_id, train in cases.items():
+        (jobs / job_id).mkdir()
+        (jobs / job_id / "job.json").write_text(json.dumps({
+            "id": job_id, "owner": "someone", "split": {}, "train": train,
+            "out_dir": str(runs_dir / f"never-{job_id}"), "submitted": 1.0, "pid": None}))
+    old = open_page("pages/train.py", job="0123456789ab")
+    assert old.selectbox(key="train_model").value == "mf-als"
+    assert old.number_input(key="train_mf-alsals_lambda").value == pytest.approx(3.0)
+    assert old.number_input(key="train_mf-alsepochs").value == 7
+    damaged = open_page("pages/train.py", job="0123456789ac")
+    assert damaged.selectbox(key="train_model").value == "mf-als"  # the default form
+    assert damaged.number_input(key="train_mf-alsepochs").value == 15
+
+
 # ---------------------------------------------------------------------- runs that cannot serve
 def test_pages_explain_what_a_run_without_embeddings_cannot_do(runs_dir):
     out = new_run_dir(runs_dir, "popularity")

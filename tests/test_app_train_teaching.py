@@ -154,10 +154,10 @@ def test_norms_view_puts_two_weight_decays_side_by_side(runs_dir):
                                                                   "bpr-strong-decay"]
     spec = figure(at, "norms_chart")
     assert len(spec["data"]) == 2 and len(values(spec["data"][0]["x"])) == ML.n_items
-    # x: each movie's likes before the test period (what the model was fitted on), never
+    # x: each movie's likes the model was fitted on (these runs: train only, no refit), never
     # counts that include the test period's ratings
-    known = prepare_split(ML, SplitConfig()).seen_at_test.item_counts()
-    assert sorted(values(spec["data"][0]["x"])) == sorted(np.maximum(known, 1))
+    fitted_on = prepare_split(ML, SplitConfig()).train_pos.item_counts()
+    assert sorted(values(spec["data"][0]["x"])) == sorted(np.maximum(fitted_on, 1))
     titles = [a["text"] for a in spec["layout"]["annotations"]]
     assert "weight_decay=0.003" in titles[0] and "weight_decay=0.05" in titles[1]
     lesson = next(i.value for i in at.info if "gradient steps" in i.value).replace("\\", "")

@@ -192,3 +192,23 @@ def test_ranks_and_spearman_equal_scipy_stats():
     np.testing.assert_allclose(linalg.average_ranks(a), rankdata(a))
     assert linalg.spearman(a, b) == pytest.approx(spearmanr(a, b).statistic, abs=1e-12)
     assert np.isnan(linalg.spearman(np.ones(5), np.arange(5)))
+    assert np.isnan(linalg.spearman([3.0, np.nan, 1.0], [1.0, 2.0, 3.0]))  # as scipy
+
+
+def test_a_large_alpha_takes_the_exact_solve_at_once(monkeypatch):
+    """Where CG's step bound passes CG_MAX_BOUND (alpha 1e4) the exact solve is cheaper."""
+    rng = np.random.default_rng(6)
+    csr = _random_csr(rng, 20, 15, 8)
+    indptr = torch.from_numpy(csr.indptr.astype(np.int64))
+    indices = torch.from_numpy(csr.indices.astype(np.int64))
+    other = torch.from_numpy(rng.normal(size=(15, 4))).float()
+    calls = []
+    real = als.exact_half_step
+    monkeypatch.setattr(als, "exact_half_step", lambda *a: calls.append(1) or real(*a))
+    got = als_half_step(other, indptr, indices, 1e4, 0.5).numpy()
+    assert calls == [1]
+    np.testing.assert_allclose(got, _plain_half_step(csr, other, 1e4, 0.5), rtol=1e-3,
+                               atol=1e-5)
+    calls.clear()
+    als_half_step(other, indptr, indices, 1.0, 0.5)
+    assert calls == []  # the default alpha: CG

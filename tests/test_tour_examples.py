@@ -47,3 +47,16 @@ def test_ml_100k_titles_give_the_lecture_examples(tmp_path):
     ex = tour.examples(ctx)
     assert (ex.movie, ex.first, ex.likes) == (2, 1, (1, 3, 4))
     assert ex.names(ctx)["movie"] == "Star Wars" and ex.names(ctx)["first"] == "Toy Story"
+
+
+def test_a_title_listed_twice_is_still_found(tmp_path):
+    """movies_for tells twice-listed titles apart with " · id N"; the tour still finds the
+    film (the more liked copy) and names it without the suffix."""
+    world = make_world()
+    movies = world.movies.assign(title=[("Star Wars (1977)" if i in (3, 21) else t) for i, t in
+                                        zip(world.movies["item_id"], world.movies["title"],
+                                            strict=True)])
+    ctx = fit(replace(world, movies=movies), tmp_path, "mf-bpr")
+    ex = tour.examples(ctx)
+    assert ex.movie == 3  # item 21 is liked by nobody
+    assert ex.names(ctx)["movie"] == "Star Wars"

@@ -56,8 +56,10 @@ def activity_board(runs: list[Run]) -> pd.DataFrame:
 def _norms(path: str, stamp: int) -> pd.DataFrame:
     run = shared.run_by_path(path)
     movies = shared.catalogue(run)
-    # the likes the saved model was fitted on (train + validation), not the test period's
-    frame = vn.norms_frame(run.model.item_factors(), shared.catalog(run).item_counts)
+    # the likes the saved model was fitted on: train + validation after a refit, else train
+    split = shared.split_for(run.split_config)
+    fitted_on = split.seen_at_test if run.train_config.refit else split.train_pos
+    frame = vn.norms_frame(run.model.item_factors(), fitted_on.item_counts())
     frame["title"] = movies["title"].to_numpy()
     return frame
 

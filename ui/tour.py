@@ -63,22 +63,27 @@ class Examples:
     likes: tuple[int, ...]  # a new visitor's likes: cold start
 
     def names(self, ctx: serving.Catalog) -> dict[str, str]:
-        """The step texts' placeholders: ``{user}``, ``{movie}``, ``{first}``."""
-        return {"user": str(self.user), "movie": _short_title(ctx, self.movie),
-                "first": _short_title(ctx, self.first)}
+        """The step texts' placeholders: ``{user}``, ``{movie}``, ``{first}`` (as markdown)."""
+        return {"user": str(self.user), "movie": plain(_short_title(ctx, self.movie)),
+                "first": plain(_short_title(ctx, self.first))}
 
 
 def examples(ctx: serving.Catalog) -> Examples:
-    """Star Wars, Toy Story and the likes found by title; a film the data lacks is replaced by
-    one of the most liked in training, and user 14 by a user who liked the example movie in
-    the test period (the one of median activity), so no step refers to a missing id."""
-    titles = ctx.movies["title"].astype(str).to_numpy()
+    """Star Wars, Toy Story and the likes found by title (the most liked where a title is
+    listed twice); a film the data lacks is replaced by one of the most liked in training, and
+    user 14 by a user who liked the example movie in the test period, so no step refers to a
+    missing id or a stranger."""
+    # movies_for tells titles listed twice apart with " · id N": match on the plain title
+    titles = ctx.movies["title"].astype(str).str.replace(r" · id \d+$", "", regex=True)
     ids = np.asarray(ctx.run.item_ids)
-    popular = np.argsort(-ctx.split.train_pos.item_counts(), kind="stable")
+    counts = ctx.split.train_pos.item_counts()
+    popular = np.argsort(-counts, kind="stable")
 
     def find(options: tuple[str, ...], fallback: int) -> int:
-        hit = np.flatnonzero(np.isin(titles, options))
-        return int(ids[hit[0]] if len(hit) else ids[popular[min(fallback, len(popular) - 1)]])
+        hit = np.flatnonzero(titles.isin(options).to_numpy())
+        if len(hit):
+            return int(ids[hit[np.argmax(counts[hit])]])
+        return int(ids[popular[min(fallback, len(popular) - 1)]])
 
     movie, first = find(STAR_WARS, 0), find(TOY_STORY, 1)
     likes = tuple(dict.fromkeys(find(t, rank) for rank, t in enumerate(LIKES, start=1)))
@@ -86,11 +91,15 @@ def examples(ctx: serving.Catalog) -> Examples:
 
 
 def _example_user(ctx: serving.Catalog, movie: int) -> int:
+    """User 14 where they liked the example movie (ML-100K's lecture user), else of the users
+    who liked it in the test period (the model has to guess it) the one of median activity."""
     user_ids = np.asarray(ctx.run.user_ids)
+    test, item = ctx.split.test_pos, ctx.item_index(movie)
+    liked_later = np.unique(test.user_index[test.item_index == item])
     if USER in set(user_ids.tolist()):
-        return USER
-    test = ctx.split.test_pos
-    liked_later = np.unique(test.user_index[test.item_index == ctx.item_index(movie)])
+        user = ctx.user_index(USER)
+        if user in set(liked_later.tolist()) or item in set(ctx.seen[user].indices.tolist()):
+            return USER
     pool = liked_later if len(liked_later) else np.arange(len(user_ids))
     activity = ctx.split.train_pos.user_counts()[pool]
     return int(user_ids[pool[np.argsort(activity, kind="stable")[len(pool) // 2]]])
@@ -98,7 +107,8 @@ def _example_user(ctx: serving.Catalog, movie: int) -> int:
 
 def _short_title(ctx: serving.Catalog, item_id: int) -> str:
     """"Star Wars (1977)" -> "Star Wars": the films as a lecturer names them."""
-    return re.sub(r"\s*\(\d{4}\)$", "", _title(ctx, item_id))
+    title = re.sub(r" · id \d+$", "", _title(ctx, item_id))
+    return re.sub(r"\s*\(\d{4}\)$", "", title)
 
 
 def step_text(step: Step, ctx: serving.Catalog) -> str:
@@ -150,7 +160,7 @@ def _example_movie(ctx: serving.Catalog, ex: Examples) -> int:
 
 def _movie_for_user(run: Run, ctx: serving.Catalog, ex: Examples) -> str:
     """What the model knows of the example user and movie, in one sentence."""
-    user, movie = ctx.user_index(ex.user), _short_title(ctx, ex.movie)
+    user, movie = ctx.user_index(ex.user), plain(_short_title(ctx, ex.movie))
     if ctx.item_index(ex.movie) in set(ctx.seen[user].indices):
         return f"User {ex.user} liked {movie} before the test period: the model saw it."
     held_out = users_of_run.held_out_items(run, shared.split_for(run.split_config), user)
