@@ -219,6 +219,8 @@ def settings(config: TrainConfig, variant: str) -> str:
         return f"neighbours={c.knn_neighbours}"
     if c.model == "svd":
         return f"dim={c.dim}"
+    if c.model == "mf-als":
+        return f"dim={c.dim} lambda={c.als_lambda:g} alpha={c.als_alpha:g} sweeps<={c.epochs}"
     text = f"dim={c.dim} lr={c.lr:g} wd={c.weight_decay:g} bs={c.batch_size} ep<={c.epochs}"
     if c.model != "mf-mse":
         text += f" neg={c.negatives} {c.neg_sampling}"

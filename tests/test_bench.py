@@ -112,11 +112,19 @@ def test_summary_headline_and_plot(tmp_path):
             0.19, 0.5), row("P1", "implicit-als", "tuned", 0.25, 0.6),
             row("P1", "ease", "default", 0.253, 1.0)]
     speed = {"config": {}, "fit": [
-        {"variant": v, "what runs": v, "median fit s": s, "test recall@10": 0.1}
-        for v, s in (("recsys default", 2.0), ("recsys loop only", 1.0), ("textbook", 20.0),
-                     ("implicit BPR", 1.0))]}
+        {"variant": v, "what runs": v, "median fit s": s, "cpu s": s, "runs": 3,
+         "test recall@10": 0.1}
+        for v, s in (("default model (mf-als)", 0.3), ("mf-als loop only", 0.2),
+                     ("implicit ALS", 0.25), ("recsys default", 2.0), ("recsys loop only", 1.0),
+                     ("textbook", 20.0), ("implicit BPR", 0.5))]}
     text = summary.headline({"rows": rows}, speed, None)
-    assert "no, short by 0.0100" in text and "10.0x faster" in text and "20.0x faster" in text
+    assert "no, short by 0.0100" in text
+    assert "**0.30 CPU s** (wall 0.30 s; target <= 1 s: met)" in text
+    assert "mf-als sweeps: 0.20 CPU s vs implicit ALS 0.25 CPU s = 0.80x its time " \
+           "(target <= 1: met)" in text
+    assert "mf-bpr loop: 1.00 CPU s vs implicit BPR 0.50 CPU s = 2.00x its time " \
+           "(target <= 1: missed)" in text
+    assert "textbook / this = **10.0x**" in text and "textbook / this = **20.0x**" in text
     assert "scale: MISSING" in text
     results = tmp_path / "RESULTS.md"
     results.write_text("# Benchmark results\n\n<!-- quality:start -->\nq\n<!-- quality:end -->\n")
