@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from recsys.jobs import read_events
+from ui.map_figures import COLOURS
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).resolve().parent / "APP_RESULTS.md"
@@ -426,7 +427,7 @@ def maps_in_browser(res: Results, mode: str, tab: Tab, run: Path, repeats: int) 
     res.add(mode, "3a-fin", tab.server_seconds)
     if page.get_by_text("Computing the UMAP map").count():
         res.note(mode, "3a: the UMAP spinner was shown although the worker cached the map")
-    colours = ["popularity", "year", "norm", "genre"]
+    colours = [COLOURS[key] for key in ("popularity", "year", "length", "genre")]  # as labelled
     queries = ["star wars", "alien", "godfather", "toy story"]
     box = page.locator("[data-testid='stSelectbox']").filter(has_text="Colour by")
     search = page.get_by_label("Highlight titles")

@@ -25,6 +25,9 @@ from ui.text import plain, short  # noqa: E402
 KEY_PREFIX = "train_"  # widget key prefix of this page
 JOB = KEY_PREFIX + "job"  # session key of this visitor's job id
 MAP_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
+# How often the job panel reads the worker's files: the default model now trains in about a
+# second, so a 1 s poll left a saved run unseen for up to a second after it was written.
+POLL_SECONDS = 0.5
 
 ml, run = shared.context()
 manager = shared.job_manager()
@@ -186,9 +189,9 @@ def polling(job) -> bool:
                                                             and job.worker_alive))
 
 
-@st.fragment(run_every=1.0 if polling(job) else None)
+@st.fragment(run_every=POLL_SECONDS if polling(job) else None)
 def job_panel(job_id: str, was_polling: bool) -> None:
-    """Redraws the job's progress every second while it runs (reads the worker's files)."""
+    """Redraws the job's progress while it runs (reads the worker's files)."""
     job = manager.snapshot(job_id)
     if job is None:
         return
