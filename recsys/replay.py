@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from recsys.models.als import ALS
 from recsys.models.base import Recommender
 
 FILE = "replay.npz"
@@ -139,13 +138,9 @@ class ReplayRecorder:
 
 
 def _starting_vectors(model: Recommender) -> tuple[np.ndarray | None, np.ndarray]:
-    """The vectors an epoch-1 starts from. ALS's first sweep solves the users from random
-    items (its ``items`` attribute is still the previous phase's), so it has no users yet."""
-    if isinstance(model, ALS):
-        return None, model._y.numpy().astype(np.float16)
-    users = model.user_factors()
-    return (None if users is None else users.astype(np.float16),
-            model.item_factors().astype(np.float16))
+    """The vectors an epoch 1 starts from (:meth:`Recommender.starting_vectors`), float16."""
+    users, items = model.starting_vectors()
+    return (None if users is None else users.astype(np.float16), items.astype(np.float16))
 
 
 # ---------------------------------------------------------------------------- the file

@@ -91,6 +91,9 @@ class FakeModel:
     def item_factors(self):
         return self.items
 
+    def starting_vectors(self):
+        return None, self.items
+
 
 def record(recorder, model, epochs, best, phase):
     for epoch in range(1, epochs + 1):

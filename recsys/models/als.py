@@ -255,6 +255,11 @@ class ALS(FactorModel):
         self.users, self.items = x.numpy(), y.numpy()
         return loss
 
+    def starting_vectors(self) -> tuple[None, np.ndarray]:
+        """The first sweep solves the users from the random items: no users yet (``items``
+        may still hold a previous phase's)."""
+        return None, self._y.numpy()
+
     def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
         return self.users, self.items  # each sweep makes new arrays: no copy needed
 

@@ -117,6 +117,11 @@ class Recommender:
         """Item embeddings (n_items, dim) used for maps and similarity, or None."""
         return None
 
+    def starting_vectors(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(user, item) vectors the next training epoch starts from, read before it runs (the
+        training replay's epoch 0); by default the current factors."""
+        return self.user_factors(), self.item_factors()
+
     def item_biases(self) -> np.ndarray | None:
         """(n_items,) item biases of the score (``score_kind`` in BIASED_SCORES), else None."""
         return None
