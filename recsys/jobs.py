@@ -31,6 +31,7 @@ from recsys.config import SplitConfig, TrainConfig, to_dict
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 FINISHED = (DONE, FAILED, CANCELLED)
+KEEP_FINISHED_SECONDS = 7 * 24 * 3600  # a finished job's folder is kept a week (its run: always)
 
 JOB_FILE, PROGRESS_FILE, LOG_FILE, STOP_FILE = "job.json", "progress.jsonl", "worker.log", "stop"
 MAP_METHODS = ("pca", "tsne", "umap")  # recsys.projection.METHODS, without importing torch
@@ -123,6 +124,24 @@ class JobManager:
         # A finished job whose worker has exited never changes again: keep it, unread.
         self._final: dict[str, tuple[_Record, JobSnapshot]] = {}
         self._lock = threading.Lock()
+        self.prune()
+
+    def prune(self, older_than: float = KEEP_FINISHED_SECONDS) -> list[str]:
+        """Removes the folders of jobs that finished more than ``older_than`` seconds ago and
+        whose worker is gone (their runs stay in the runs folder): every page that lists jobs
+        reads each folder, so a server's old jobs would slow it down for good. Returns the
+        removed ids."""
+        now, removed = time.time(), []
+        for record in self._records():
+            if record.alive or _status(record) not in FINISHED:
+                continue
+            last = max([float(e.get("t", 0.0)) for e in record.events]
+                       + [float(record.job.get("submitted", 0.0))])  # its last sign of life
+            if now - last < older_than:
+                continue
+            shutil.rmtree(record.dir, ignore_errors=True)
+            removed.append(record.id)
+        return removed
 
     # ------------------------------------------------------------------ starting
     def submit(self, owner: str, split_config: SplitConfig, train_config: TrainConfig,

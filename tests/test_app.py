@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -285,7 +286,8 @@ def test_a_reload_of_an_old_mf_als_job_shows_its_lambda(runs_dir):
         (jobs / job_id).mkdir()
         (jobs / job_id / "job.json").write_text(json.dumps({
             "id": job_id, "owner": "someone", "split": {}, "train": train,
-            "out_dir": str(runs_dir / f"never-{job_id}"), "submitted": 1.0, "pid": None}))
+            "out_dir": str(runs_dir / f"never-{job_id}"), "submitted": time.time() - 60,
+            "pid": None}))
     old = open_page("pages/train.py", job="0123456789ab")
     assert old.selectbox(key="train_model").value == "mf-als"
     assert old.number_input(key="train_mf-alsals_lambda").value == pytest.approx(3.0)

@@ -4,6 +4,7 @@ real MovieLens): what the page sees, reloads, stop, cancel, the queue and a kill
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
 import time
@@ -314,3 +315,25 @@ def test_partial_run_removal_touches_only_this_workers_leftovers(tmp_path):
     assert out.exists()
     remove_partial_run(out, 111, [*training, {"event": "phase", "name": "save"}])
     assert not out.exists() and other.exists()
+
+
+def test_old_finished_jobs_are_pruned_running_and_recent_ones_kept(tmp_path):
+    """A server's finished jobs would otherwise pile up, each read on every page that lists
+    jobs; their runs live in the runs folder and are never touched."""
+    jobs = tmp_path / "jobs"
+    now = time.time()
+    cases = {"aaaaaaaaaaa1": (now - 30 * 86400, "saved"),   # done a month ago: pruned
+             "aaaaaaaaaaa2": (now - 3600, "saved"),         # done an hour ago: kept
+             "aaaaaaaaaaa3": (now - 30 * 86400, "failed"),  # failed long ago: pruned
+             "aaaaaaaaaaa4": (now - 30 * 86400, None)}      # no word, no worker: failed, pruned
+    for job_id, (when, event) in cases.items():
+        folder = jobs / job_id
+        folder.mkdir(parents=True)
+        (folder / "job.json").write_text(json.dumps(
+            {"id": job_id, "owner": "o", "submitted": when, "pid": None, "train": {}}))
+        if event:
+            (folder / "progress.jsonl").write_text(
+                json.dumps({"event": event, "t": when, "path": "x", "error": "e"}) + "\n")
+    manager = JobManager(jobs)
+    assert sorted(p.name for p in jobs.iterdir()) == ["aaaaaaaaaaa2"]
+    assert manager.prune() == []
