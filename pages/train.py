@@ -46,7 +46,7 @@ def current_job():
         job = shared.job_from(st.query_params["job"])
         if job is None:
             st.warning(f"No training job {short(st.query_params['job'], 40)} on this server "
-                       "(finished jobs are kept until the server's runs folder is cleaned).")
+                       "(a finished job is kept for a week; its run, if saved, stays).")
             st.query_params.pop("job", None)
     if job is not None:
         st.session_state[JOB] = job.id
