@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Creates .venv and installs the project into it, once: a later call does nothing (in well under
-# a second) until pyproject.toml or TORCH_INDEX_URL changes.
+# a second) until pyproject.toml, constraints.txt or TORCH_INDEX_URL changes. Every package comes
+# at the exact version constraints.txt names (refreshed by scripts/lock.sh), so a fresh machine
+# gets the versions the suite last passed with.
 #   bash scripts/setup.sh          runtime dependencies
 #   bash scripts/setup.sh test     plus test tools (pytest, ruff, playwright) and Debian Chromium
 # One venv serves both: an install with the test tools also satisfies the runtime call, and the
@@ -26,39 +28,43 @@ PY
   "$PYTHON" -m venv "$VENV"
 fi
 
-# One stamp per installed state: <hash of pyproject.toml and TORCH_INDEX_URL>-<runtime|test>.
-# A new TORCH_INDEX_URL means a new install (unset: the same stamp as always).
-key="$( (cat pyproject.toml; [ -z "${TORCH_INDEX_URL:-}" ] || echo "$TORCH_INDEX_URL") | sha256sum | cut -c1-16)"
+# One stamp per installed state: <hash of pyproject.toml, constraints.txt and TORCH_INDEX_URL>-
+# <runtime|test>. A new lock or TORCH_INDEX_URL means a new install.
+key="$( (cat pyproject.toml constraints.txt; [ -z "${TORCH_INDEX_URL:-}" ] || echo "$TORCH_INDEX_URL") \
+        | sha256sum | cut -c1-16)"
+lock=(-c constraints.txt)
 want="runtime"
 [ "${1:-}" = "test" ] && want="test"
 if [ -f "$VENV/.installed-$key-test" ] || [ -f "$VENV/.installed-$key-$want" ]; then
   : # installed already, with at least what is asked for
 elif [ "$want" = "test" ] && [ -f "$VENV/.installed-$key-runtime" ]; then
   echo "==> adding the test tools to $VENV"
-  "$VENV/bin/python" -m pip install --quiet -e ".[test]"
+  "$VENV/bin/python" -m pip install --quiet "${lock[@]}" -e ".[test]"
   rm -f "$VENV"/.installed-*
   touch "$VENV/.installed-$key-test"
 else
   if ! ls "$VENV"/.installed-* >/dev/null 2>&1; then  # a new venv (or an unfinished install)
     echo "==> installing dependencies into $VENV (first time: about 2 minutes)"
   else
-    echo "==> updating $VENV: pyproject.toml or TORCH_INDEX_URL changed since its last install"
+    echo "==> updating $VENV: pyproject.toml, constraints.txt or TORCH_INDEX_URL changed since its last install"
   fi
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  "$VENV/bin/python" -m pip install --quiet "${lock[@]}" --upgrade pip
   # Exactly this torch, installed first so that `pip install -e .` keeps it. From PyPI (the
   # default) Linux gets the CUDA build; TORCH_INDEX_URL picks another index (a CPU one).
   if [ -n "${TORCH_INDEX_URL:-}" ]; then
+    # torch alone from that index; its own dependencies come from PyPI at the locked versions
+    # in the next step (the index need not carry those exact versions).
     echo "==> torch==2.13.0 from $TORCH_INDEX_URL"
-    "$VENV/bin/python" -m pip install --quiet --index-url "$TORCH_INDEX_URL" "torch==2.13.0"
+    "$VENV/bin/python" -m pip install --quiet --no-deps --index-url "$TORCH_INDEX_URL" "torch==2.13.0"
   else
-    "$VENV/bin/python" -m pip install --quiet "torch==2.13.0"
+    "$VENV/bin/python" -m pip install --quiet "${lock[@]}" "torch==2.13.0"
   fi
   # Keep the test tools of an earlier install: test.sh and run.sh share this venv.
   kind="$want"
   ls "$VENV"/.installed-*-test >/dev/null 2>&1 && kind="test"
   extras=""
   [ "$kind" = "test" ] && extras="[test]"
-  "$VENV/bin/python" -m pip install --quiet -e ".$extras"
+  "$VENV/bin/python" -m pip install --quiet "${lock[@]}" -e ".$extras"
   rm -f "$VENV"/.installed-*
   touch "$VENV/.installed-$key-$kind"
 fi

@@ -1,5 +1,3 @@
-import time
-
 import numpy as np
 import pytest
 
@@ -46,18 +44,36 @@ def test_fold_in_lands_near_users_with_the_same_taste(svd):
         assert {block_of_user(u) for u in svd.run.user_ids[nearest]} == {block}
 
 
-def test_fold_in_is_fast_and_batches_agree(svd):
-    times = []
-    for _ in range(20):
-        start = time.perf_counter()
-        fold_in(svd, SCI_FI, disliked=[11])
-        times.append(time.perf_counter() - start)
-    assert np.median(times) < 0.05
+def test_fold_in_batches_agree(svd):
     q = svd.model.item_factors()
     liked = np.array([[0, 1, 2], [10, 11, 12]])
     batch = fold_in_vectors(q, liked)
     for row, items in zip(batch, liked, strict=True):
+        # One user alone or in a batch: the same float64 solve, batched by another kernel.
         np.testing.assert_allclose(row, fold_in_vectors(q, items[None])[0], rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["svd", "mf-als", "mf-bpr"])
+def test_fold_in_solves_its_normal_equations(name, tmp_path):
+    """The folded-in vector is the minimiser the docstring promises, on any CPU: it solves
+    ``(w0 Q^T Q + lam I + sum_l c_l q_l q_l^T) x = sum_liked q_l`` (confidence 1 on a like,
+    ``disliked_weight`` on a dislike, ``w0`` on every other movie) to the rounding of a float32
+    ``x``: a residual below 1e-6 of ``|A| |x|`` (float32 eps is 1.2e-7; the solve is float64)."""
+    ctx = fit(make_world(), tmp_path, name, **({"als_lambda": 0.003} if name == "mf-als" else {}))
+    config = ColdStartConfig()
+    liked, disliked = [1, 2, 3, 12], [11, 14]
+    x = fold_in(ctx, liked, disliked, config).astype(np.float64)
+    q = ctx.model.item_factors().astype(np.float64)
+    index = {item: i for i, item in enumerate(ctx.run.item_ids)}
+    liked_q, disliked_q = q[[index[i] for i in liked]], q[[index[i] for i in disliked]]
+    w0 = config.unobserved_weight
+    lam = config.reg * (q * q).sum(1).mean()
+    a = (w0 * q.T @ q + lam * np.eye(q.shape[1]) + (1 - w0) * liked_q.T @ liked_q
+         + (config.disliked_weight - w0) * disliked_q.T @ disliked_q)
+    b = liked_q.sum(0)
+    residual = np.linalg.norm(a @ x - b)
+    assert residual <= 1e-6 * np.linalg.norm(a, 2) * np.linalg.norm(x)
+    assert np.linalg.norm(x) > 0.1  # a real vector, not a trivial zero
 
 
 def test_a_hand_set_weight_of_one_is_purely_collaborative(svd):
