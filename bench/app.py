@@ -41,8 +41,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from recsys.jobs import read_events
-from ui.map_figures import COLOURS
+from recsys.jobs.manager import read_events
+from ui.embedding_map import COLOURS
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).resolve().parent / "APP_RESULTS.md"

@@ -2,7 +2,7 @@
 
 Rows: ``recsys --help``, ``recsys train --help``, an argument error (``recsys train --dim
 abc``), ``recsys data`` (loads MovieLens 100K from the cache), and as the reference for the
-old start-up ``python -c "import torch, faiss, recsys.runs"``: before the CLI imported heavy
+old start-up ``python -c "import torch, faiss, recsys.storage.runs"``: before the CLI imported heavy
 modules lazily, every command (``--help`` included) imported at least these before argparse ran.
 Commands run in turn (A, B, C, ... A, B, C, ...) after one warm-up round, so that load from
 other processes hits every row alike; the table gives the median and the spread.
@@ -24,8 +24,8 @@ from bench.common import BENCH_DIR, command_line, machine, machine_lines, markdo
 
 RECSYS = str(Path(sys.executable).parent / "recsys")
 COMMANDS = {
-    "reference: old start-up imports (torch, faiss, recsys.runs)":
-        [sys.executable, "-c", "import torch, faiss, recsys.runs"],
+    "reference: old start-up imports (torch, faiss, recsys.storage.runs)":
+        [sys.executable, "-c", "import torch, faiss, recsys.storage.runs"],
     "recsys --help": [RECSYS, "--help"],
     "recsys train --help": [RECSYS, "train", "--help"],
     "recsys train --dim abc (argument error)": [RECSYS, "train", "--dim", "abc"],
@@ -72,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
             "The first row stands for the start-up before this change: the CLI then imported "
             "torch, FAISS, pandas and the whole core before argparse ran, so `--help` and "
             "argument errors cost at least that row (measured then: 4-6 s per command, 6.5 s "
-            "for `--help`). Now only `recsys.config` is imported before the arguments are "
+            "for `--help`). Now only `recsys.models.config` is imported before the arguments are "
             "parsed; each command imports what it needs. `recsys data` still imports torch "
-            "(through `recsys.runs.prepare_split`) and reads the cached wheel.", "",
+            "(through `recsys.storage.runs.prepare_split`) and reads the cached wheel.", "",
             *machine_lines(machine()), "",
             f"Command: `{command_line()}`", "",
         ])

@@ -9,8 +9,8 @@ with their usual early stopping and refit). The frozen model then meets each col
 their positives (rating >= 4, all parts) sorted by time (ties by item index), the earliest n
 revealed as likes, the rest held out; users with fewer than n + 1 positives are skipped for
 that n. Rankings exclude the revealed movies; Recall@10 and NDCG@10 are those of
-``recsys.evaluation``. Collaborative and content scores are z-scored per user over the
-rankable movies (as ``recsys.coldstart.cold_start`` does) and blended
+``recsys.evaluation.metrics``. Collaborative and content scores are z-scored per user over the
+rankable movies (as ``recsys.serving.coldstart.cold_start`` does) and blended
 ``w * collaborative + (1 - w) * content``; popularity is the training positives per movie.
 The w per n is chosen on validation users and reported on test users.
 
@@ -39,13 +39,14 @@ from bench.common import (
     write_json,
     write_section,
 )
-from recsys.coldstart import collaborative_scores, profile_scores, tfidf, zscore_rows
-from recsys.config import SplitConfig, TrainConfig
-from recsys.data import load_movielens, movies_for
-from recsys.evaluation import evaluate_scores
-from recsys.interactions import Interactions
-from recsys.runs import prepare_split, train_run
-from recsys.splits import Split
+from recsys.data.interactions import Interactions
+from recsys.data.loading import load_movielens, movies_for
+from recsys.data.protocol import SplitConfig
+from recsys.data.splits import Split
+from recsys.evaluation.metrics import evaluate_scores
+from recsys.models.config import TrainConfig
+from recsys.serving.coldstart import collaborative_scores, profile_scores, tfidf, zscore_rows
+from recsys.storage.runs import prepare_split, train_run
 
 LIST_LENGTH = 10
 LIKES = (1, 2, 3, 5, 10, 20)
@@ -199,7 +200,7 @@ def _wide(table: pd.DataFrame) -> str:
 
 
 def constants(results: list[dict]) -> str:
-    """The schedule and the test curve as Python, for ``recsys/coldstart.py``."""
+    """The schedule and the test curve as Python, for ``recsys/serving/coldstart.py``."""
     lines = ["BLEND_BY_LIKES = {"]
     lines += [f'    "{r["model"]}": {r["schedule"]},' for r in results]
     lines += ["}", "CURVE = {"]

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from recsys.config import SplitConfig
+from recsys.data.protocol import SplitConfig
 from recsys.models import model_names
 
 BENCH_DIR = Path(__file__).resolve().parent

@@ -38,12 +38,12 @@ from bench.common import (
     timed,
     write_section,
 )
-from recsys.config import TrainConfig
-from recsys.data import load_movielens
-from recsys.evaluation import evaluate_model
+from recsys.data.loading import load_movielens
+from recsys.evaluation.metrics import evaluate_model
+from recsys.models.config import TrainConfig
 from recsys.models.mf import MFBPR
 from recsys.models.modules import MatrixFactorization
-from recsys.runs import prepare_split
+from recsys.storage.runs import prepare_split
 
 
 class VariantBPR(MFBPR):

@@ -5,8 +5,8 @@ Every model is fitted twice on the same split: on train only (``refit=False``), 
 are scored against the VALIDATION positives (the numbers to choose on), and by ``train_run``
 (early stopping, refit on train + validation), whose lenses are scored against TEST. Lenses
 read only the positives their model saw. The catalogue is every movie with at least
-``recsys.neighbours.MIN_POSITIVES`` known positives; "head" rows repeat the measure for the
-100 most popular of them (the movies people open).
+``recsys.evaluation.neighbours.MIN_POSITIVES`` known positives; "head" rows repeat the
+measure for the 100 most popular of them (the movies people open).
 
     python -m bench.neighbours                      # P2 all candidates, P1 finalists
     python -m bench.neighbours --small              # < 60 s smoke run, prints the tables
@@ -37,12 +37,12 @@ from bench.common import (
     write_section,
 )
 from bench.quality import json_path
-from recsys import neighbours as nb
-from recsys.config import TrainConfig
-from recsys.data import load_movielens, movies_for
-from recsys.evaluation import evaluate_model
+from recsys.data.loading import load_movielens, movies_for
+from recsys.evaluation import neighbours as nb
+from recsys.evaluation.metrics import evaluate_model
 from recsys.models import MODELS, create_model
-from recsys.runs import prepare_split, train_run
+from recsys.models.config import TrainConfig
+from recsys.storage.runs import prepare_split, train_run
 
 K, HEAD = 10, 100
 # label -> config: today's defaults and the cheap ideas of the issue

@@ -46,11 +46,11 @@ from bench.common import (
     write_section,
 )
 from bench.textbook import TextbookBPR
-from recsys.config import TrainConfig
-from recsys.data import load_movielens
-from recsys.evaluation import evaluate_model, top_k_items
+from recsys.data.loading import load_movielens
+from recsys.evaluation.metrics import evaluate_model, top_k_items
 from recsys.models import MODELS, create_model
-from recsys.runs import prepare_split
+from recsys.models.config import TrainConfig
+from recsys.storage.runs import prepare_split
 
 METRICS = ("recall@10", "precision@10", "ndcg@10", "mrr@10", "coverage@10")
 COLUMNS = ("protocol", "model", "variant", *METRICS, "fit s", "score-all s", "settings")

@@ -7,7 +7,7 @@ Stages: build ``Interactions`` from a frame, temporal split, one epoch of negati
 one epoch of mf-bpr (no validation) with a batch size suited to the size (``--batch-size``,
 default 65,536: the 1,024 of ML-100K would mean ~8,500 optimiser steps per epoch over dense
 embedding tables of 14M parameters), ranking a sample of users (extrapolated;
-``top_k_items`` and the blocked ``recsys.topk.top_k_dot``), the ranking metrics on that
+``top_k_items`` and the blocked ``recsys.evaluation.topk.top_k_dot``), the ranking metrics on that
 sample, EASE's up-front memory check and item-kNN's blocked similarity (a few blocks timed,
 extrapolated).
 
@@ -38,14 +38,15 @@ from bench.common import (
     write_json,
 )
 from bench.quality import RESULTS_PATH, json_path, write_section
-from recsys.config import SplitConfig, TrainConfig
-from recsys.evaluation import ranking_metrics, top_k_items
-from recsys.interactions import Interactions
+from recsys.data.interactions import Interactions
+from recsys.data.protocol import SplitConfig
+from recsys.data.sampling import PositiveSet, sample_negatives
+from recsys.data.splits import make_split
+from recsys.evaluation.metrics import ranking_metrics, top_k_items
+from recsys.evaluation.topk import top_k_dot
 from recsys.linalg import SimilarityBlocks
 from recsys.models import create_model
-from recsys.sampling import PositiveSet, sample_negatives
-from recsys.splits import make_split
-from recsys.topk import top_k_dot
+from recsys.models.config import TrainConfig
 
 FULL = {"ratings": 25_000_095, "users": 162_541, "items": 62_423}
 COLUMNS = ("stage", "seconds", "cpu s", "peak RSS GB", "result")
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             "it refuses up front with the bytes it needs and the bytes available (row "
             "above) instead of being killed. item-kNN builds its top-k similarity in blocks "
             "of item rows, so its memory is O(block x n_items + n_items x k). Ranking every "
-            "user is compute-bound (extrapolated above); `recsys.topk.top_k_dot` is the "
+            "user is compute-bound (extrapolated above); `recsys.evaluation.topk.top_k_dot` is the "
             "blocked form for factor models.", ""])
         write_section(Path(args.results), "scale", body)
         write_json(json_path(args.results, "scale"),
@@ -182,7 +183,8 @@ def ranking_rows(model, split, sample: int) -> list[dict[str, Any]]:
              "cpu s": cpu, "peak RSS GB": _peak_gb(),
              "result": f"all {len(users):,} users extrapolated: {seconds * scale:,.0f} s "
                        f"(CPU {cpu * scale:,.0f} s)"},
-            {"stage": f"recsys.topk.top_k_dot, {len(chosen):,} users", "seconds": fast_seconds,
+            {"stage": f"recsys.evaluation.topk.top_k_dot, {len(chosen):,} users",
+             "seconds": fast_seconds,
              "cpu s": fast_cpu, "peak RSS GB": _peak_gb(),
              "result": f"all {len(users):,} users extrapolated: {fast_seconds * scale:,.0f} s "
                        f"(CPU {fast_cpu * scale:,.0f} s; {cpu / fast_cpu:.1f}x top_k_items "

@@ -45,11 +45,11 @@ from bench.common import (
 )
 from bench.quality import RESULTS_PATH, FactorScores, json_path, write_section
 from bench.textbook import TextbookBPR
-from recsys.config import DEFAULT_MODEL, TrainConfig, resolve_device
-from recsys.data import load_movielens
-from recsys.evaluation import evaluate_model
+from recsys.data.loading import load_movielens
+from recsys.evaluation.metrics import evaluate_model
 from recsys.models import create_model
-from recsys.runs import prepare_split, train_run
+from recsys.models.config import DEFAULT_MODEL, TrainConfig, resolve_device
+from recsys.storage.runs import prepare_split, train_run
 
 FIT_COLUMNS = ("variant", "what runs", "median fit s", "min s", "max s", "runs",
                "cpu s", "textbook / this (cpu)", "test recall@10")
@@ -194,11 +194,11 @@ def evaluation_rows(split, threads: int, reps: int) -> list[dict[str, Any]]:
 
 
 def serving_rows(ml, threads: int, calls: int, notes: list[str]) -> list[dict[str, Any]]:
-    """Latency of the serving layer (recsys.serving / index / funnel), when it is present."""
+    """Latency of the serving layer (recsys.serving: catalog, index, funnel), when present."""
     try:
-        from recsys.funnel import FunnelConfig, run_funnel
-        from recsys.index import VectorIndex
-        from recsys.serving import Catalog, recommend, similar_movies
+        from recsys.serving.catalog import Catalog, recommend, similar_movies
+        from recsys.serving.funnel import FunnelConfig, run_funnel
+        from recsys.serving.index import VectorIndex
     except ImportError as err:
         notes.append(f"TODO serving latency rows: the serving modules do not import ({err})")
         return []
@@ -232,9 +232,9 @@ def serving_rows(ml, threads: int, calls: int, notes: list[str]) -> list[dict[st
          f"one matrix product + sort for all {n} items; cost per item"),
     ]
     try:
-        from recsys.coldstart import cold_start, fold_in
+        from recsys.serving.coldstart import cold_start, fold_in
     except ImportError as err:
-        notes.append(f"TODO fold-in latency: recsys.coldstart does not import ({err})")
+        notes.append(f"TODO fold-in latency: recsys.serving.coldstart does not import ({err})")
     else:
         liked = lambda i: [pick_item(i + j) for j in range(5)]  # noqa: E731
         cases[3:3] = [
@@ -326,7 +326,8 @@ KEPT = [
     "exists (recsys.models.embedding.adam_step; bit-identical parameters, tested against "
     "Optimizer.step): ML-100K loop 1.12x; the three together 1.257 -> 0.994 CPU s (1.27x)",
     "validation and test ranking of factor models (mf-als, svd, mf-bpr, mf-bce) through "
-    "recsys.topk.top_k_dot: per validation at ML-100K mf-als 45 -> 13 ms, mf-bpr 16 -> 11 ms "
+    "recsys.evaluation.topk.top_k_dot: per validation at ML-100K mf-als 45 -> 13 ms, "
+    "mf-bpr 16 -> 11 ms "
     "(CPU), the same lists and scores (tests/test_speed_paths.py)",
 ]
 

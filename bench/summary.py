@@ -156,11 +156,11 @@ def scale_lines(scale: dict) -> list[str]:
     if fit:
         lines.append(f"- one mf-bpr epoch at batch {scale['batch_size']:,}: {fit['cpu s']:.1f} "
                      f"CPU s (target <= 30 s: {_met(fit['cpu s'] <= 30)})")
-    blocked = row("recsys.topk.top_k_dot")
+    blocked = row("recsys.evaluation.topk.top_k_dot")
     if blocked:
         found = re.search(r"CPU (\d+) s", blocked["result"])
         target = f" (target <= 60 s: {_met(int(found.group(1)) <= 60)})" if found else ""
-        lines.append(f"- every user's top 10 through `recsys.topk.top_k_dot`: "
+        lines.append(f"- every user's top 10 through `recsys.evaluation.topk.top_k_dot`: "
                      f"{blocked['result']}{target}")
     for prefix in ("EASE fit", "itemknn"):
         found = row(prefix)

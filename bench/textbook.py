@@ -7,7 +7,7 @@ slow; do not optimise it. Hyperparameters are the common tutorial ones: dim 64, 
 per positive, Adam lr 1e-3, weight decay 1e-5, 20 epochs, no validation, no early stopping.
 
 It speaks just enough of the recommender surface (``fit(split) -> self``, ``score(users)``)
-for :func:`recsys.evaluation.evaluate_model`.
+for :func:`recsys.evaluation.metrics.evaluate_model`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from recsys.trainer import torch_threads
+from recsys.models.trainer import torch_threads
 
 
 class BPRDataset(Dataset):

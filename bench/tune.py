@@ -45,11 +45,12 @@ from bench.common import (
     timed,
     write_json,
 )
-from recsys.config import TrainConfig, to_dict
-from recsys.data import load_movielens
-from recsys.evaluation import evaluate_model
+from recsys.data.loading import load_movielens
+from recsys.evaluation.metrics import evaluate_model
 from recsys.models import create_model
-from recsys.runs import prepare_split, train_run
+from recsys.models.config import TrainConfig
+from recsys.settings import to_dict
+from recsys.storage.runs import prepare_split, train_run
 
 COMMON_SAMPLED = {
     "lr": [0.002, 0.005, 0.01, 0.02],

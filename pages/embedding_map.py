@@ -10,14 +10,12 @@ frame.page("Embedding map")
 import numpy as np  # noqa: E402  (heavy imports after the heading is on screen)
 import plotly.express as px  # noqa: E402
 
-from recsys import neighbours, projection, serving  # noqa: E402
-from ui import display, links, map_data, shared, state  # noqa: E402
-from ui.map_figures import (  # noqa: E402
-    ALL_GENRES,
-    COLOURS,
-    Colouring,
-    genre_names,
-)
+from recsys.evaluation import neighbours  # noqa: E402
+from recsys.lessons import projection  # noqa: E402
+from recsys.serving import catalog as serving  # noqa: E402
+from ui import display, links, shared, state  # noqa: E402
+from ui import embedding_map as map_data  # noqa: E402
+from ui.embedding_map import ALL_GENRES, COLOURS, Colouring, genre_names  # noqa: E402
 from ui.text import plain  # noqa: E402
 
 KEY_PREFIX = "map_"  # widget key prefix of this page

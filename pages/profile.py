@@ -12,14 +12,9 @@ frame.page("Build your profile")
 import plotly.express as px  # noqa: E402  (heavy imports after the heading)
 import plotly.graph_objects as go  # noqa: E402
 
-from recsys.coldstart import (  # noqa: E402
-    ColdStartConfig,
-    blend_weight,
-    cold_start,
-    coldstart_curve,
-)
+from recsys.lessons.projection import place_user  # noqa: E402
 from recsys.models import model_names  # noqa: E402
-from recsys.projection import place_user  # noqa: E402
+from recsys.serving.coldstart import ColdStartConfig, blend_weight, cold_start, coldstart_curve  # noqa: E402
 from ui import display, links, shared, state  # noqa: E402
 from ui.text import plain  # noqa: E402
 

@@ -8,9 +8,10 @@ frame.page("Recommendations")
 
 import pandas as pd  # noqa: E402  (heavy imports after the heading is on screen)
 
-from recsys import anatomy, serving  # noqa: E402
-from recsys import users as users_of_run  # noqa: E402
-from recsys.funnel import FunnelConfig, intra_list_diversity, run_funnel  # noqa: E402
+from recsys.lessons import anatomy  # noqa: E402
+from recsys.serving import catalog as serving  # noqa: E402
+from recsys.serving import users as users_of_run  # noqa: E402
+from recsys.serving.funnel import FunnelConfig, intra_list_diversity, run_funnel  # noqa: E402
 from ui import anatomy as anatomy_charts  # noqa: E402
 from ui import display, links, shared, state  # noqa: E402
 from ui.text import plain, short  # noqa: E402

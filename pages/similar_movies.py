@@ -6,7 +6,9 @@ from ui import frame
 
 frame.page("Similar movies")
 
-from recsys import leaderboard, neighbours, serving  # noqa: E402  (heavy imports after the heading)
+from recsys.evaluation import neighbours  # noqa: E402
+from recsys.lessons import leaderboard  # noqa: E402
+from recsys.serving import catalog as serving  # noqa: E402
 from ui import display, links, shared, state  # noqa: E402
 from ui.text import plain  # noqa: E402
 

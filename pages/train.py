@@ -14,10 +14,12 @@ frame.page("Train & evaluate")
 import plotly.graph_objects as go  # noqa: E402  (heavy imports after the heading)
 from plotly.subplots import make_subplots  # noqa: E402
 
-from recsys import leaderboard as lb  # noqa: E402
-from recsys.config import DEFAULT_MODEL, SplitConfig, TrainConfig, from_dict  # noqa: E402
-from recsys.jobs import CANCELLED, DONE, FAILED, QUEUED  # noqa: E402
+from recsys.data.protocol import SplitConfig  # noqa: E402
+from recsys.jobs.manager import CANCELLED, DONE, FAILED, QUEUED  # noqa: E402
+from recsys.lessons import leaderboard as lb  # noqa: E402
 from recsys.models import MODELS, model_names  # noqa: E402
+from recsys.models.config import DEFAULT_MODEL, TrainConfig  # noqa: E402
+from recsys.settings import from_dict  # noqa: E402
 from ui import display, forms, shared, state  # noqa: E402
 from ui import train_lessons as lessons  # noqa: E402
 from ui.text import plain, short  # noqa: E402

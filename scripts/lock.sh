@@ -17,16 +17,16 @@ echo "==> resolving the newest versions pyproject.toml allows, in $tmp/venv"
 "$tmp/venv/bin/python" -m pip install --quiet --upgrade pip
 torch_pin="$(grep -oE '"torch==[^"]+"' pyproject.toml | tr -d '"')"
 if [ -n "${TORCH_INDEX_URL:-}" ]; then
-  "$tmp/venv/bin/python" -m pip install --quiet --index-url "$TORCH_INDEX_URL" "$torch_pin"
+  "$tmp/venv/bin/python" -m pip install --quiet --no-deps --index-url "$TORCH_INDEX_URL" "$torch_pin"
 else
   "$tmp/venv/bin/python" -m pip install --quiet "$torch_pin"
 fi
-"$tmp/venv/bin/python" -m pip install --quiet ".[test]"
+"$tmp/venv/bin/python" -m pip install --quiet -e ".[test]"  # editable: no build/ left in the tree
 {
   echo "# Exact versions for scripts/setup.sh (pip install -c constraints.txt). Written by"
   echo "# scripts/lock.sh on $(date -u +%Y-%m-%d) with Python $("$tmp/venv/bin/python" -c \
        'import platform; print(platform.python_version())') on $(uname -sm); do not edit by hand."
-  "$tmp/venv/bin/python" -m pip freeze --all \
+  "$tmp/venv/bin/python" -m pip freeze --all --exclude-editable \
     | grep -viE '^(movielens-embeddings|nvidia-|triton)[=@ ]' \
     | sed -E 's/^(torch==[^+]+)\+.*/\1/' \
     | LC_ALL=C sort -f

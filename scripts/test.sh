@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
 # MovieLens: fetched once (a few seconds). Skipped when a copy the loader reads without the
-# network is there already: a data folder, or the cache of recsys/data.py (its ml-100k/
+# network is there already: a data folder, or the cache of recsys/data/loading.py (its ml-100k/
 # folder or the recbole wheel in wheels/).
 cache="${RECSYS_CACHE_DIR:-$HOME/.cache/movielens-embeddings}"
 if [ -z "${RECSYS_DATA_DIR:-}" ] && [ ! -f "$cache/ml-100k/u.data" ] \

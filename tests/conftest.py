@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from recsys.config import SplitConfig
-from recsys.data import DataUnavailableError, MovieLens, load_movielens
-from recsys.interactions import Interactions
-from recsys.splits import make_split
+from recsys.data.interactions import Interactions
+from recsys.data.loading import DataUnavailableError, MovieLens, load_movielens
+from recsys.data.protocol import SplitConfig
+from recsys.data.splits import make_split
 from tests.synthetic import block_ratings
 
 

@@ -3,10 +3,11 @@
 import numpy as np
 import pandas as pd
 
-from recsys import serving
-from recsys.config import SplitConfig, TrainConfig
-from recsys.data import MovieLens
-from recsys.runs import load_run, train_run
+from recsys.data.loading import MovieLens
+from recsys.data.protocol import SplitConfig
+from recsys.models.config import TrainConfig
+from recsys.serving import catalog as serving
+from recsys.storage.runs import load_run, train_run
 
 USERS_PER_BLOCK = 30
 

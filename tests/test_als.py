@@ -5,11 +5,11 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from recsys.config import TrainConfig
-from recsys.evaluation import evaluate_model
+from recsys.evaluation.metrics import evaluate_model
 from recsys.linalg import weighted_ridge
 from recsys.models import create_model
 from recsys.models.als import als_half_step, als_objective
+from recsys.models.config import TrainConfig
 from tests.synthetic import USERS_PER_BLOCK
 
 FAST = {"epochs": 8, "dim": 8, "als_lambda": 3.0, "als_alpha": 3.0, "patience": 0,

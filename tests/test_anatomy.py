@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from recsys import anatomy, serving
+from recsys.lessons import anatomy
 from recsys.models import model_names
 from recsys.models.registry import MODELS
+from recsys.serving import catalog as serving
 from tests.synthetic import fit, make_world
 
 SPLITTABLE = tuple(name for name in model_names() if anatomy.has_anatomy(MODELS[name]))

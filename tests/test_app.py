@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from recsys.config import SplitConfig, TrainConfig
-from recsys.data import DataUnavailableError, load_movielens
-from recsys.jobs import new_run_dir
-from recsys.runs import list_runs, pin_run, pinned_run_name, train_run, unpin_run
+from recsys.data.loading import DataUnavailableError, load_movielens
+from recsys.data.protocol import SplitConfig
+from recsys.jobs.manager import new_run_dir
+from recsys.models.config import TrainConfig
+from recsys.storage.runs import list_runs, pin_run, pinned_run_name, train_run, unpin_run
 
 try:
     ML = load_movielens(download=False, progress=False)
@@ -189,7 +190,7 @@ def test_profile_folds_in_likes_with_sources(app):
     assert not {"Star Wars (1977)", "Return of the Jedi (1983)"} & set(recs["title"])
     assert any("collaborative" in i.value and "measured best for 2 likes" in i.value
                for i in app.info)
-    from recsys.coldstart import blend_weight
+    from recsys.serving.coldstart import blend_weight
 
     # the disabled slider shows the weight in use (the module's pinned run is an mf-bpr)
     assert app.slider(key="prof_blend").value == pytest.approx(blend_weight(2, "mf-bpr"))

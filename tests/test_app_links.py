@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import pytest
 
-from recsys.config import SplitConfig, TrainConfig, field_specs
-from recsys.data import DataUnavailableError, load_movielens
-from recsys.runs import pin_run, train_run
+from recsys.data.loading import DataUnavailableError, load_movielens
+from recsys.data.protocol import SplitConfig
+from recsys.models.config import TrainConfig
+from recsys.settings import field_specs
+from recsys.storage.runs import pin_run, train_run
 from ui import forms
 
 try:

@@ -14,10 +14,13 @@ import shutil
 import numpy as np
 import pytest
 
-from recsys import projection, replay, serving
-from recsys.config import SplitConfig, TrainConfig
-from recsys.data import DataUnavailableError, load_movielens, movies_for
-from recsys.runs import load_run, pin_run, train_run
+from recsys.data.loading import DataUnavailableError, load_movielens, movies_for
+from recsys.data.protocol import SplitConfig
+from recsys.lessons import projection
+from recsys.models.config import TrainConfig
+from recsys.serving import catalog as serving
+from recsys.storage import replay
+from recsys.storage.runs import load_run, pin_run, train_run
 
 try:
     ML = load_movielens(download=False, progress=False)

@@ -14,9 +14,10 @@ import time
 import numpy as np
 import pytest
 
-from recsys.config import SplitConfig, TrainConfig
-from recsys.data import DataUnavailableError, load_movielens
-from recsys.runs import pin_run, prepare_split, train_run
+from recsys.data.loading import DataUnavailableError, load_movielens
+from recsys.data.protocol import SplitConfig
+from recsys.models.config import TrainConfig
+from recsys.storage.runs import pin_run, prepare_split, train_run
 
 try:
     ML = load_movielens(download=False, progress=False)

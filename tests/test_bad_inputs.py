@@ -25,10 +25,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recsys import cli, cli_serving, runs
-from recsys.config import SplitConfig, TrainConfig
-from recsys.data import GENRES_100K, read_grouplens_dir
-from recsys.runs import RunError, load_run, save_run, train_run
+from recsys.cli import main as cli
+from recsys.cli import serving as cli_serving
+from recsys.data.loading import GENRES_100K, read_grouplens_dir
+from recsys.data.protocol import SplitConfig
+from recsys.models.config import TrainConfig
+from recsys.storage import runs
+from recsys.storage.runs import RunError, load_run, save_run, train_run
 
 ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False
 INTERNALS = ("Traceback", "allow_pickle", "KeyError", "TypeError", "RuntimeError", "BadZip",
@@ -491,7 +494,7 @@ def test_save_run_claims_the_name_atomically(trained, tmp_path, monkeypatch):
 
 SAVE = """
 import sys, time
-from recsys.runs import load_run, save_run, RunError
+from recsys.storage.runs import load_run, save_run, RunError
 run = load_run(sys.argv[1])
 time.sleep(max(0.0, float(sys.argv[3]) - time.time()))
 try:

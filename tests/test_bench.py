@@ -9,9 +9,9 @@ import pytest
 
 from bench import quality, tune
 from bench.common import markdown_table, write_section
-from recsys.config import TrainConfig
-from recsys.data import DataUnavailableError, load_movielens
+from recsys.data.loading import DataUnavailableError, load_movielens
 from recsys.models import MODELS
+from recsys.models.config import TrainConfig
 
 
 def _table(text: str) -> tuple[list[str], list[list[str]]]:

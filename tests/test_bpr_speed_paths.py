@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from recsys.config import TrainConfig
+from recsys.data.sampling import MAX_RESAMPLE_ROUNDS, PositiveSet, popularity_cdf, sample_negatives
 from recsys.models import create_model
+from recsys.models.config import TrainConfig
 from recsys.models.embedding import adam_step
-from recsys.sampling import MAX_RESAMPLE_ROUNDS, PositiveSet, popularity_cdf, sample_negatives
 
 
 def _plain_sample_negatives(users, n_negatives, n_items, positives, rng, cdf=None):

@@ -30,7 +30,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from recsys.data import DataUnavailableError, load_movielens
+    from recsys.data.loading import DataUnavailableError, load_movielens
 
     try:
         load_movielens(download=False, progress=False)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import recsys.cli as cli
+from recsys.cli import main as cli
 from tests.synthetic import tiny_movielens
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,8 +167,8 @@ def run_process(*args, cwd=None):
 
 def test_start_up_imports_nothing_heavy():
     """`recsys --help` and argument errors answer in a fraction of a second: parsing needs
-    only recsys.config (bench/CLI_STARTUP.md)."""
-    code = ("import sys, recsys.cli as cli\n"
+    only recsys.models.config (bench/CLI_STARTUP.md)."""
+    code = ("import sys, recsys.cli.main as cli\n"
             "try:\n    cli.build_parser().parse_args(['train', '--help'])\n"
             "except SystemExit:\n    pass\n"
             "heavy = {'torch', 'faiss', 'pandas', 'numpy', 'scipy', 'sklearn', 'streamlit'}\n"

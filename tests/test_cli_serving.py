@@ -1,7 +1,8 @@
 import pytest
 
-from recsys import cli, cli_serving
-from recsys.data import DataUnavailableError, load_movielens
+from recsys.cli import main as cli
+from recsys.cli import serving as cli_serving
+from recsys.data.loading import DataUnavailableError, load_movielens
 from tests.synthetic import fit, make_world
 
 
@@ -79,8 +80,9 @@ def test_smoke_on_movielens_100k(tmp_path, capsys, monkeypatch):
     except DataUnavailableError:
         pytest.skip("MovieLens 100K is not available offline")
     monkeypatch.setattr(cli_serving, "load_movielens", lambda data_dir, download: ml)
-    from recsys.config import SplitConfig, TrainConfig
-    from recsys.runs import train_run
+    from recsys.data.protocol import SplitConfig
+    from recsys.models.config import TrainConfig
+    from recsys.storage.runs import train_run
 
     train_run(ml, SplitConfig(), TrainConfig(model="svd", dim=16), tmp_path / "svd")
     assert cli.main(["similar", str(tmp_path / "svd"), "--movie", "star wars 1977"]) == 0

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from bench.coldstart import choose_weights, measure, reveal
-from recsys.coldstart import (
+from recsys.data.interactions import Interactions
+from recsys.serving.coldstart import (
     BLEND_BY_LIKES,
     CURVE_LIKES,
     DEFAULT_SCHEDULE,
@@ -17,7 +18,6 @@ from recsys.coldstart import (
     fold_in_vectors,
     zscore_rows,
 )
-from recsys.interactions import Interactions
 from tests.synthetic import block_of_item, block_of_user, fit, make_world
 
 SCI_FI = [1, 2, 3, 4, 5, 6]  # block 0 of the synthetic world

@@ -2,16 +2,10 @@ from dataclasses import fields
 
 import pytest
 
-from recsys.config import (
-    MODEL_DEFAULTS,
-    SplitConfig,
-    TrainConfig,
-    field_specs,
-    from_dict,
-    migrate_train_values,
-    to_dict,
-)
+from recsys.data.protocol import SplitConfig
 from recsys.models import MODELS
+from recsys.models.config import MODEL_DEFAULTS, TrainConfig, migrate_train_values
+from recsys.settings import field_specs, from_dict, to_dict
 
 
 @pytest.mark.parametrize("cls", [SplitConfig, TrainConfig])

@@ -12,9 +12,12 @@ import zipfile
 import numpy as np
 import pytest
 
-from recsys import cli, cli_serving, runs
-from recsys.config import SplitConfig, TrainConfig
-from recsys.runs import RunError, list_runs, load_run, train_run
+from recsys.cli import main as cli
+from recsys.cli import serving as cli_serving
+from recsys.data.protocol import SplitConfig
+from recsys.models.config import TrainConfig
+from recsys.storage import runs
+from recsys.storage.runs import RunError, list_runs, load_run, train_run
 from tests.synthetic import tiny_movielens
 
 MODELS = ("mf-bpr", "svd", "itemknn", "popularity")

@@ -1,4 +1,4 @@
-"""Tests for recsys.data: tiny hand-written MovieLens files, no network, no pip."""
+"""Tests for recsys.data.loading: tiny hand-written MovieLens files, no network, no pip."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from recsys import data
-from recsys.data import (
+from recsys.data import loading as data
+from recsys.data.loading import (
     GENRES_100K,
     DataUnavailableError,
     MovieLens,

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
-from recsys.evaluation import evaluate_scores, ranking_metrics, top_k_items
+from recsys.evaluation.metrics import evaluate_scores, ranking_metrics, top_k_items
 
 
 def reference_metrics(scores, relevant, exclude, k):

@@ -6,10 +6,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from recsys.config import SplitConfig, TrainConfig
-from recsys.evaluation import evaluate_model
-from recsys.export import npz_arrays, projector_tables
-from recsys.runs import prepare_split, train_run
+from recsys.data.protocol import SplitConfig
+from recsys.evaluation.metrics import evaluate_model
+from recsys.models.config import TrainConfig
+from recsys.storage.export import npz_arrays, projector_tables
+from recsys.storage.runs import prepare_split, train_run
 from tests.synthetic import make_world
 
 FAST = {"mf-bpr": {"epochs": 3}, "mf-als": {"epochs": 3}, "svd": {}}

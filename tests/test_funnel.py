@@ -3,9 +3,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from recsys import funnel
-from recsys.evaluation import evaluate_model
-from recsys.funnel import FunnelConfig, evaluate_funnel, run_funnel
+from recsys.evaluation.metrics import evaluate_model
+from recsys.serving import funnel
+from recsys.serving.funnel import FunnelConfig, evaluate_funnel, run_funnel
 from tests.synthetic import fit, make_world
 
 ALL = FunnelConfig(n_candidates=1000, recent_items=0)  # every item is a candidate

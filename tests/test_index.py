@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsys import index as index_module
-from recsys.index import VectorIndex, ann_recall_report
+from recsys.serving import index as index_module
+from recsys.serving.index import VectorIndex, ann_recall_report
 from tests.numeric import assert_ranking_is_stable, dot_rounding_bound
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.interactions import Interactions
+from recsys.data.interactions import Interactions
 
 
 def frame(rows):

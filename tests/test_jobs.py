@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recsys.config import SplitConfig, TrainConfig
-from recsys.data import GENRES_100K
-from recsys.jobs import (
+from recsys.data.loading import GENRES_100K
+from recsys.data.protocol import SplitConfig
+from recsys.jobs.manager import (
     CANCELLED,
     DONE,
     FAILED,
@@ -29,7 +29,8 @@ from recsys.jobs import (
     remove_partial_run,
     summarise,
 )
-from recsys.runs import list_runs, load_run, pinned_run_name
+from recsys.models.config import TrainConfig
+from recsys.storage.runs import list_runs, load_run, pinned_run_name
 from tests.synthetic import block_ratings
 
 SPLIT = SplitConfig(test_fraction=0.25, valid_fraction=0.2)

@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from recsys import leaderboard as lb
-from recsys.config import SplitConfig, TrainConfig
-from recsys.runs import prepare_split, train_run
+from recsys.data.protocol import SplitConfig
+from recsys.lessons import leaderboard as lb
+from recsys.models.config import TrainConfig
+from recsys.storage.runs import prepare_split, train_run
 from tests.synthetic import tiny_movielens
 
 TINY = dict(dim=4, refit=False, threads=1, patience=0, batch_size=64)

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from recsys.config import SplitConfig, TrainConfig
-from recsys.evaluation import evaluate_model
+from recsys.data.protocol import SplitConfig
+from recsys.evaluation.metrics import evaluate_model
 from recsys.models import MODELS, create_model
+from recsys.models.config import TrainConfig
 from recsys.models.embedding import EmbeddingRecommender
-from recsys.runs import prepare_split
-from recsys.trainer import TrainingDivergedError
+from recsys.models.trainer import TrainingDivergedError
+from recsys.storage.runs import prepare_split
 from tests.synthetic import USERS_PER_BLOCK
 
 FAST = {"epochs": 30, "dim": 8, "lr": 0.02, "batch_size": 64, "patience": 0, "threads": 1,
@@ -246,8 +247,8 @@ def test_capabilities_say_what_the_model_does(name, block_split):
 
 
 def test_capability_lists_come_from_the_registry():
-    from recsys.config import MODEL_NAMES
     from recsys.models import model_names
+    from recsys.models.config import MODEL_NAMES
 
     assert MODEL_NAMES == tuple(MODELS)
     assert model_names(folds_in=True) == ("mf-bpr", "mf-bce", "mf-mse", "mf-als", "svd")
@@ -259,6 +260,6 @@ def test_the_configs_name_the_models_without_importing_torch():
     import subprocess
     import sys
 
-    code = "import sys, recsys.config; print('torch' in sys.modules)"
+    code = "import sys, recsys.models.config; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -1,12 +1,12 @@
 """The negative-sampling lesson's numbers: deciles, the sampler's distribution, and a real
-draw of recsys.sampling against it, on synthetic data with a long-tailed popularity."""
+draw of recsys.data.sampling against it, on synthetic data with a long-tailed popularity."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from recsys import negative_mix as nm
-from recsys.interactions import Interactions
+from recsys.data.interactions import Interactions
+from recsys.lessons import negative_mix as nm
 
 
 def long_tail(n_users: int = 400, n_items: int = 300, per_user: int = 8, seed: int = 0):

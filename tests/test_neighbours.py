@@ -8,10 +8,10 @@ import pytest
 import scipy.sparse as sp
 from scipy.stats import spearmanr
 
-from recsys import neighbours as nb
-from recsys.config import TrainConfig
+from recsys.evaluation import neighbours as nb
 from recsys.linalg import cosine_item_similarity
 from recsys.models import create_model
+from recsys.models.config import TrainConfig
 
 
 def reference_quality(neighbours, items, genres, popularity, heldout, pool):
@@ -224,7 +224,7 @@ def test_run_neighbour_quality_is_the_measure_of_the_models_own_lens(block_split
 
 def test_default_lens_names_a_serving_lens_for_every_model():
     from recsys.models import MODELS
-    from recsys.serving import EMBEDDING_LENSES
+    from recsys.serving.catalog import EMBEDDING_LENSES
 
     assert set(nb.DEFAULT_LENS) == set(MODELS)
     assert set(nb.DEFAULT_LENS.values()) <= {*EMBEDDING_LENSES, None}

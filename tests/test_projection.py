@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from recsys import projection
-from recsys.coldstart import fold_in
-from recsys.projection import place_point, project, project_run
+from recsys.lessons import projection
+from recsys.lessons.projection import place_point, project, project_run
+from recsys.serving.coldstart import fold_in
 from tests.synthetic import block_of_item, fit, make_world
 
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recsys.coldstart import ColdStartConfig, cold_start, fold_in
-from recsys.config import SplitConfig, TrainConfig
-from recsys.evaluation import evaluate_model
-from recsys.interactions import Interactions
+from recsys.data.interactions import Interactions
+from recsys.data.protocol import SplitConfig
+from recsys.data.splits import make_split
+from recsys.evaluation.metrics import evaluate_model
 from recsys.models import create_model
-from recsys.splits import make_split
+from recsys.models.config import TrainConfig
+from recsys.serving.coldstart import ColdStartConfig, cold_start, fold_in
 from tests.synthetic import block_ratings, fit, make_world
 
 # refit and patience on, so the validated loop, early stopping and the refit are all pinned.

@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recsys import replay
-from recsys.config import SplitConfig, TrainConfig
-from recsys.projection import project
-from recsys.replay import ReplayError, ReplayRecorder, load_replay, procrustes_rotation
-from recsys.runs import load_run, train_run
+from recsys.data.protocol import SplitConfig
+from recsys.lessons.projection import project
+from recsys.models.config import TrainConfig
+from recsys.storage import replay
+from recsys.storage.replay import ReplayError, ReplayRecorder, load_replay, procrustes_rotation
+from recsys.storage.runs import load_run, train_run
 from tests.synthetic import make_world
 
 WORLD = make_world()

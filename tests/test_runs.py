@@ -5,8 +5,9 @@ import shutil
 import numpy as np
 import pytest
 
-from recsys.config import SplitConfig, TrainConfig
-from recsys.runs import (
+from recsys.data.protocol import SplitConfig
+from recsys.models.config import TrainConfig
+from recsys.storage.runs import (
     RunError,
     list_runs,
     load_run,

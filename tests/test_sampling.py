@@ -1,6 +1,6 @@
 import numpy as np
 
-from recsys.sampling import PositiveSet, popularity_cdf, sample_negatives
+from recsys.data.sampling import PositiveSet, popularity_cdf, sample_negatives
 
 
 def test_negatives_avoid_positives_dense_and_sparse():

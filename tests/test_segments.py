@@ -5,10 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys import segments
-from recsys.config import SplitConfig, TrainConfig
-from recsys.evaluation import evaluate_model
-from recsys.runs import prepare_split, train_run
+from recsys.data.protocol import SplitConfig
+from recsys.evaluation import segments
+from recsys.evaluation.metrics import evaluate_model
+from recsys.models.config import TrainConfig
+from recsys.storage.runs import prepare_split, train_run
 from tests.synthetic import make_world, tiny_movielens
 
 

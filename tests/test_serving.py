@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys import neighbours as nb
-from recsys import serving
+from recsys.evaluation import neighbours as nb
+from recsys.serving import catalog as serving
 from tests.synthetic import (
     block_of_item,
     block_of_user,
@@ -234,7 +234,7 @@ def test_popularity_gives_no_made_up_reasons(world, tmp_path):
 def test_a_title_listed_under_two_ids_is_told_apart(world):
     from dataclasses import replace
 
-    from recsys.data import movies_for
+    from recsys.data.loading import movies_for
 
     movies = world.movies.copy()
     twin = movies.loc[movies["item_id"] == 1, "title"].iloc[0]

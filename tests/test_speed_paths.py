@@ -6,9 +6,16 @@ import scipy.sparse as sp
 import torch
 
 from recsys import linalg, memory
-from recsys.config import SplitConfig, TrainConfig
-from recsys.evaluation import _matrices, _model_top_k, evaluate_model, evaluate_scores, top_k_items
-from recsys.interactions import Interactions
+from recsys.data.interactions import Interactions
+from recsys.data.protocol import SplitConfig
+from recsys.data.splits import make_split
+from recsys.evaluation.metrics import (
+    _matrices,
+    _model_top_k,
+    evaluate_model,
+    evaluate_scores,
+    top_k_items,
+)
 from recsys.linalg import (
     cosine_item_similarity,
     few_positives_ridge,
@@ -17,7 +24,7 @@ from recsys.linalg import (
 )
 from recsys.models import als, create_model, model_names
 from recsys.models.als import als_half_step, als_plan, exact_half_step
-from recsys.splits import make_split
+from recsys.models.config import TrainConfig
 from tests.numeric import assert_ranking_is_stable, dot_rounding_bound
 from tests.synthetic import block_ratings
 
@@ -140,8 +147,8 @@ def test_ease_refuses_up_front_when_its_matrices_do_not_fit(monkeypatch):
 
 
 def test_top_k_dot_ranks_like_top_k_items():
-    from recsys.evaluation import top_k_items
-    from recsys.topk import top_k_dot
+    from recsys.evaluation.metrics import top_k_items
+    from recsys.evaluation.topk import top_k_dot
 
     rng = np.random.default_rng(3)
     p, q, bias = rng.normal(size=(30, 5)), rng.normal(size=(40, 5)), rng.normal(size=40)

@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.config import SplitConfig
-from recsys.interactions import Interactions
-from recsys.splits import make_split
+from recsys.data.interactions import Interactions
+from recsys.data.protocol import SplitConfig
+from recsys.data.splits import make_split
 
 
 def user_history(n_pos: int, n_neg: int = 0, user: int = 1) -> list[tuple]:
@@ -69,7 +69,7 @@ def test_bad_threshold_raises():
 
 
 def test_real_temporal_split_counts(movielens):
-    from recsys.runs import prepare_split
+    from recsys.storage.runs import prepare_split
 
     s = prepare_split(movielens)
     c = s.counts()

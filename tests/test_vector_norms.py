@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from recsys import vector_norms as vn
+from recsys.lessons import vector_norms as vn
 
 
 def test_lengths_are_the_l2_norms_of_the_item_vectors():

@@ -1,6 +1,6 @@
-"""Charts of a score's anatomy (recsys.anatomy), shared by Recommendations and the tour:
+"""Charts of a score's anatomy (recsys.lessons.anatomy), shared by Recommendations and the tour:
 the sum as a waterfall, the dimensions that matter as bars, vectors side by side as a heatmap.
-Only drawing here; the numbers come from ``recsys.anatomy``."""
+Only drawing here; the numbers come from ``recsys.lessons.anatomy``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from recsys.anatomy import DOT, ScoreAnatomy
+from recsys.lessons.anatomy import DOT, ScoreAnatomy
 
 UP, DOWN, TOTAL = "#2E86AB", "#E4572E", "#3B3B3B"
 MARGIN = dict(l=0, r=10, t=30, b=0)

@@ -1,5 +1,5 @@
 """Config dataclasses as form fields: what the Train page needs to draw a widget per field, and
-the configs back from the values. The fields are read by :func:`recsys.config.field_specs`,
+the configs back from the values. The fields are read by :func:`recsys.settings.field_specs`,
 the same routine that makes the CLI's flags."""
 
 from __future__ import annotations
@@ -7,9 +7,11 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from recsys import config as _config
-from recsys.config import FieldSpec, SplitConfig, TrainConfig
+from recsys import settings
+from recsys.data.protocol import SplitConfig
 from recsys.models import MODELS
+from recsys.models.config import TrainConfig
+from recsys.settings import FieldSpec
 
 __all__ = ["MAIN_TRAIN_FIELDS", "FieldSpec", "build_configs", "field_specs", "number_limits"]
 
@@ -24,7 +26,7 @@ def field_specs(cls: type, defaults: Any = None) -> list[FieldSpec]:
     and for a TrainConfig its model's own help replaces a field's where the model has one."""
     model_help = (MODELS[defaults.model].setting_help if isinstance(defaults, TrainConfig)
                   else None)
-    return _config.field_specs(cls, defaults, model_help)
+    return settings.field_specs(cls, defaults, model_help)
 
 
 def number_limits(spec: FieldSpec) -> dict[str, Any]:

@@ -20,15 +20,19 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from recsys import funnel, index, neighbours
-from recsys import projection as proj
-from recsys import users as user_tables
-from recsys.config import DEFAULT_MODEL, SplitConfig, TrainConfig
-from recsys.data import DataUnavailableError, MovieLens, load_movielens, movies_for
-from recsys.jobs import JobManager, JobSnapshot, new_run_dir
-from recsys.leaderboard import protocol_key
+from recsys.data.loading import DataUnavailableError, MovieLens, load_movielens, movies_for
+from recsys.data.protocol import SplitConfig
+from recsys.data.splits import Split
+from recsys.evaluation import neighbours
+from recsys.jobs.manager import JobManager, JobSnapshot, new_run_dir
+from recsys.lessons import projection as proj
+from recsys.lessons.leaderboard import protocol_key
 from recsys.models import model_names
-from recsys.runs import (
+from recsys.models.config import DEFAULT_MODEL, TrainConfig
+from recsys.serving import funnel, index
+from recsys.serving import users as user_tables
+from recsys.serving.catalog import Catalog
+from recsys.storage.runs import (
     Run,
     RunError,
     default_runs_dir,
@@ -38,8 +42,6 @@ from recsys.runs import (
     pinned_run_name,
     prepare_split,
 )
-from recsys.serving import Catalog
-from recsys.splits import Split
 from ui import display, state
 from ui.text import plain, short
 

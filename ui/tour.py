@@ -19,14 +19,15 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from recsys import anatomy, serving
-from recsys import users as users_of_run
-from recsys.coldstart import cold_start
-from recsys.funnel import FunnelConfig, intra_list_diversity, run_funnel
-from recsys.leaderboard import leaderboard, protocol_key, verdict
+from recsys.lessons import anatomy
+from recsys.lessons.leaderboard import leaderboard, protocol_key, verdict
+from recsys.lessons.negative_mix import negative_mix
 from recsys.models import model_names
-from recsys.negative_mix import negative_mix
-from recsys.runs import Run
+from recsys.serving import catalog as serving
+from recsys.serving import users as users_of_run
+from recsys.serving.coldstart import cold_start
+from recsys.serving.funnel import FunnelConfig, intra_list_diversity, run_funnel
+from recsys.storage.runs import Run
 from ui import anatomy as anatomy_charts
 from ui import display, shared
 from ui.text import plain

@@ -1,25 +1,84 @@
-"""The Train page's four lessons, one drawing function each: negative sampling by popularity
-decile, training curves of several runs, vector length against popularity, and Recall@10 by
-user activity. Widgets and charts only; the numbers come from ``recsys`` via ``ui.lessons``."""
+"""The Train page's four lessons, their cached numbers and one drawing function each:
+negative sampling by popularity decile, training curves of several runs, vector length against
+popularity, and Recall@10 by user activity (who the model serves). The numbers come from
+``recsys``, cached per run folder (its path plus the mtime of its weights, like ``ui.shared``,
+so a retrained folder is never served stale); here only caching, widgets and charts."""
+
 
 from __future__ import annotations
 
 import html
+from pathlib import Path
 
+import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from recsys import leaderboard as lb
-from recsys import negative_mix as nm
-from recsys import segments
-from recsys import vector_norms as vn
-from recsys.config import SplitConfig, TrainConfig
+from recsys.data.protocol import SplitConfig
+from recsys.evaluation import segments
+from recsys.lessons import leaderboard as lb
+from recsys.lessons import negative_mix as nm
+from recsys.lessons import vector_norms as vn
 from recsys.models import MODELS
-from recsys.runs import Run
-from ui import lessons, state
+from recsys.models.config import TrainConfig
+from recsys.storage.runs import Run
+from ui import shared, state
 from ui.text import plain
+
+
+def _stamp(run: Run) -> int:
+    return (Path(run.path) / "weights.npz").stat().st_mtime_ns
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def negative_mix_table(split_config: SplitConfig, negatives: int, neg_sampling: str,
+                 alpha: float) -> pd.DataFrame:
+    """Positives and one epoch of sampled negatives by popularity decile, on the training
+    positives of ``split_config``'s split (drawn with seed 0, so the chart is stable)."""
+    split = shared.split_for(split_config)
+    return nm.negative_mix(split.train_pos, negatives, neg_sampling, alpha, seed=0)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _recall_by_activity(path: str, stamp: int) -> pd.DataFrame:
+    run = shared.run_by_path(path)
+    return segments.run_recall_by_activity(run.model, shared.split_for(run.split_config))
+
+
+def recall_by_activity_table(run: Run) -> pd.DataFrame:
+    """Test Recall@10 of ``run`` per user-activity tercile (cached per run)."""
+    return _recall_by_activity(str(run.path), _stamp(run))
+
+
+def activity_board_table(runs: list[Run]) -> pd.DataFrame:
+    """One row per run: ``run``, ``model``, ``overall`` and a recall column per group."""
+    rows = []
+    for run in runs:
+        table = recall_by_activity_table(run)
+        rows.append({"run": run.name, "model": run.train_config.model,
+                     **dict(zip(table["group"], table["recall"], strict=True)),
+                     "overall": segments.pooled_recall(table)})
+    return pd.DataFrame(rows)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _norms(path: str, stamp: int) -> pd.DataFrame:
+    run = shared.run_by_path(path)
+    movies = shared.catalogue(run)
+    # the likes the saved model was fitted on: train + validation after a refit, else train
+    split = shared.split_for(run.split_config)
+    fitted_on = split.seen_at_test if run.train_config.refit else split.train_pos
+    frame = vn.norms_frame(run.model.item_factors(), fitted_on.item_counts())
+    frame["title"] = movies["title"].to_numpy()
+    return frame
+
+
+def norms_table(run: Run) -> pd.DataFrame:
+    """Per movie of ``run``: likes in training, vector length and title (cached per run)."""
+    return _norms(str(run.path), _stamp(run))
+
 
 K = "train_lesson_"  # widget key prefix of the lessons
 # ?view= value -> tab label (docs/CONTRACT: /train?view=negatives|curves|norms|activity)
@@ -65,11 +124,11 @@ def negatives(split_config: SplitConfig, form_model: str, form_values: dict) -> 
                       help="0 = uniform, 1 = proportional to popularity (`alpha`)")
     per_positive = c3.slider("Negatives per positive", 1, 20, key=NEGATIVES,
                              help="`negatives`")
-    mix = lessons.negative_mix(split_config, int(per_positive), sampling, float(alpha))
+    mix = negative_mix_table(split_config, int(per_positive), sampling, float(alpha))
     st.markdown("**Where the positives and the sampled negatives fall, by movie popularity**")
     st.plotly_chart(negatives_figure(mix), key=K + "negatives_chart")
     st.info(plain(nm.negatives_lesson(mix)), icon=":material/school:")
-    st.caption("Drawn now by the trainer's own sampler (`recsys.sampling`) for one epoch of "
+    st.caption("Drawn now by the trainer's own sampler (`recsys.data.sampling`) for one epoch of "
                "this protocol's training positives, seed 0. Deciles: the catalogue sorted by "
                "training positives, a tenth of the movies each. ◆ = the share the sampler's "
                "distribution predicts (uniform, or `count ** α`, with each user's own "
@@ -167,7 +226,7 @@ def norms(on_protocol: list[Run]) -> None:
                                         for r in picked])
     summaries = {}
     for i, run in enumerate(picked, start=1):
-        frame = lessons.norms(run)
+        frame = norms_table(run)
         summaries[titles[run.name]] = vn.norm_summary(frame)
         fig.add_trace(go.Scattergl(
             x=frame["likes"].clip(lower=1), y=frame["length"], mode="markers",
@@ -190,7 +249,7 @@ def activity(on_protocol: list[Run]) -> None:
         st.info("No run on this protocol.")
         return
     with st.spinner("Evaluating each run per user group (once per run)…"):
-        board = lessons.activity_board(on_protocol)
+        board = activity_board_table(on_protocol)
     groups = [c for c in board.columns if c not in ("run", "model", "overall")]
     long = board.melt(id_vars=["run", "model"], value_vars=groups, var_name="users",
                       value_name="Recall@10")
@@ -206,7 +265,7 @@ def activity(on_protocol: list[Run]) -> None:
     st.plotly_chart(_layout(fig, 340 + 22 * n_rows, top=20 + 22 * n_rows),
                     key=K + "activity_chart")
     st.info(plain(segments.winners_sentence(board)), icon=":material/school:")
-    sizes = lessons.recall_by_activity(on_protocol[0])["users"].tolist()
+    sizes = recall_by_activity_table(on_protocol[0])["users"].tolist()
     st.dataframe(board.style.format({c: "{:.4f}" for c in [*groups, "overall"]}),
                  hide_index=True, key=K + "activity_board")
     st.caption(f"Groups: terciles of the test users' ratings before the test period (train + "

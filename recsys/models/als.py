@@ -28,10 +28,10 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from recsys.data.splits import Part
 from recsys.linalg import few_positives_ridge, weighted_ridge
 from recsys.models.base import EpochCallback, FactorModel
-from recsys.splits import Part
-from recsys.trainer import TrainingDivergedError, torch_threads, train
+from recsys.models.trainer import TrainingDivergedError, torch_threads, train
 
 # Padded vectors held at once per chunk of rows (elements, ~16 MB in float32).
 _CHUNK_ELEMENTS = 1 << 22
@@ -242,7 +242,7 @@ class ALS(FactorModel):
         del self._rows, self._y
         return history
 
-    # ------------------------------------------------------- the epoch recsys.trainer runs
+    # ------------------------------------------------------- the epoch recsys.models.trainer runs
     def train_epoch(self, epoch: int) -> float:
         """One sweep (all users, then all items); the objective per training positive."""
         alpha, lam = self.config.als_alpha, self.config.als_lambda  # lambda: read here only

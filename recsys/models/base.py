@@ -8,10 +8,10 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from recsys.config import TrainConfig
-from recsys.evaluation import top_k_items
+from recsys.data.splits import Part, Split
+from recsys.evaluation.metrics import top_k_items
 from recsys.linalg import ridge_fold_in, unit_rows
-from recsys.splits import Part, Split
+from recsys.models.config import TrainConfig
 
 EpochCallback = Callable[[int, dict[str, Any]], Any]
 
@@ -43,12 +43,12 @@ class Recommender:
     user_vectors: ClassVar[bool] = False  # user_factors() gives (n_users, d)
     item_vectors: ClassVar[bool] = False  # item_factors() gives (n_items, d)
     folds_in: ClassVar[bool] = False  # fold_in() places a new user among the item vectors
-    iterative: ClassVar[bool] = False  # trained epoch by epoch (recsys.trainer.train)
+    iterative: ClassVar[bool] = False  # trained epoch by epoch (recsys.models.trainer.train)
     score_kind: ClassVar[str] = "popularity"  # how score() is made: a key of SCORE_KINDS
     # The TrainConfig fields this model reads: forms show only these.
     settings: ClassVar[tuple[str, ...]] = ("refit",)
     # What a setting means for this model where its general help does not say it (shown by
-    # the form instead of the field's help; recsys.config.field_specs).
+    # the form instead of the field's help; recsys.settings.field_specs).
     setting_help: ClassVar[dict[str, str]] = {}
     # The validation metric an iterative model's best epoch is chosen on, higher is better?
     monitor: ClassVar[tuple[str, bool]] = ("recall@10", True)
@@ -66,7 +66,7 @@ class Recommender:
         """Fits on ``train.positives`` (``train.ratings`` for rating models), choosing the best
         epoch on ``valid``, then (``config.refit``) fits again on both; returns self.
 
-        ``train`` and ``valid`` are :class:`recsys.splits.Part` s (``split.fit_parts()``); a
+        ``train`` and ``valid`` are :class:`recsys.data.splits.Part` s (``split.fit_parts()``); a
         whole :class:`Split` is accepted as a shorthand for its fit parts (the test part is
         never read)."""
         if isinstance(train, Split):

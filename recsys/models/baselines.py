@@ -8,10 +8,10 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.extmath import randomized_svd
 
+from recsys.data.splits import Part
 from recsys.linalg import top_k_cosine_similarity
 from recsys.memory import check_fits
 from recsys.models.base import EpochCallback, FactorModel, Recommender
-from recsys.splits import Part
 
 
 class Popularity(Recommender):

@@ -11,14 +11,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from recsys.data.sampling import PositiveSet, popularity_cdf, sample_negatives
+from recsys.data.splits import Part
 from recsys.models.base import EpochCallback, Recommender
-from recsys.sampling import PositiveSet, popularity_cdf, sample_negatives
-from recsys.splits import Part
-from recsys.trainer import TrainingDivergedError, torch_threads, train
+from recsys.models.trainer import TrainingDivergedError, torch_threads, train
 
 
 class EmbeddingRecommender(Recommender):
-    """A torch module trained by :func:`recsys.trainer.train` on sampled negatives.
+    """A torch module trained by :func:`recsys.models.trainer.train` on sampled negatives.
 
     Subclasses set ``build_module`` and ``pair_loss`` (implicit models) or override
     ``epoch_batches`` / ``batch_loss`` (the rating model).
@@ -50,7 +50,7 @@ class EmbeddingRecommender(Recommender):
         del self._rng, self._optimizer
         return history
 
-    # ------------------------------------------------------- the epoch recsys.trainer runs
+    # ------------------------------------------------------- the epoch recsys.models.trainer runs
     def train_epoch(self, epoch: int) -> float:
         """One shuffled pass of Adam steps over :meth:`epoch_batches`; the mean batch loss."""
         self.module.train()

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from recsys.losses import bce_loss, bpr_loss, mse_loss
 from recsys.models.embedding import EmbeddingRecommender, adam_step
+from recsys.models.losses import bce_loss, bpr_loss, mse_loss
 from recsys.models.modules import MatrixFactorization
 
 

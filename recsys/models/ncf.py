@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from recsys.losses import bce_loss
 from recsys.models.embedding import EmbeddingRecommender
+from recsys.models.losses import bce_loss
 from recsys.models.modules import NeuralCF
 
 

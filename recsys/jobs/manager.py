@@ -1,0 +1,533 @@
+"""Training jobs in their own process: :class:`JobManager` starts one
+``python -m recsys.jobs.worker JOB_DIR`` per job and reads back what the worker writes.
+
+Everything about a job lives in ``jobs_dir/<id>/``: ``job.json`` (what to train and for whom),
+``progress.jsonl`` (one event per line, appended by the worker), ``worker.log`` (the worker's
+output, tracebacks included) and ``stop`` (a request to finish early). A job's state is derived
+from these files and from whether its worker is alive, never held only in memory, so a
+reloaded page, a second manager or a restarted server finds every job again. Training never
+shares an interpreter with the app, and nothing here imports Streamlit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from recsys.data.protocol import SplitConfig
+from recsys.models.config import TrainConfig
+from recsys.settings import to_dict
+
+QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+FINISHED = (DONE, FAILED, CANCELLED)
+KEEP_FINISHED_SECONDS = 7 * 24 * 3600  # a finished job's folder is kept a week (its run: always)
+
+JOB_FILE, PROGRESS_FILE, LOG_FILE, STOP_FILE = "job.json", "progress.jsonl", "worker.log", "stop"
+MAP_METHODS = ("pca", "tsne", "umap")  # recsys.lessons.projection.METHODS, without importing torch
+MAP_LABELS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
+# Shares of the progress bar, in the order a job goes through them. A job without a refit
+# gives its share to the validated fit, a job without maps drops theirs.
+SHARES = {"load": 0.05, "fit": 0.55, "refit": 0.25, "test": 0.05, "save": 0.02, "maps": 0.08}
+PHASE_STAGE = {"waiting": ("load", 0.0), "load": ("load", 0.0), "split": ("load", 0.6),
+               "fit": ("fit", 0.0), "test": ("test", 0.0), "save": ("save", 0.0)}
+PHASE_TEXT = {"load": "loading MovieLens", "split": "preparing the split", "fit": "training",
+              "test": "evaluating on test", "save": "saving the run"}
+CANCEL_GRACE = 10.0  # seconds a worker gets to clean up after SIGTERM before SIGKILL
+MAX_WAITING = 8  # training jobs running or queued at once on one server, all visitors together
+START_GRACE = 30.0  # a job without a recorded pid counts as starting for this long
+_JOB_ID = re.compile(r"[0-9a-f]{12}")
+
+
+def new_run_dir(root: str | Path, model: str) -> Path:
+    """A fresh, sortable, collision-free run directory name under ``root``."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path(root) / f"{model}-{stamp}-{uuid.uuid4().hex[:4]}"
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """A job's state as derived from its files at one moment; safe to render and keep."""
+
+    id: str
+    owner: str
+    status: str
+    model: str
+    phase: str  # plain words: "epoch 3 of at most 20", "computing maps: UMAP", "finished"
+    progress: float  # 0..1 over every phase (load, epochs, refit, test, save, maps); monotone
+    history: tuple[dict[str, Any], ...]  # stats of each validated epoch, as callbacks got them
+    refit: tuple[dict[str, Any], ...]  # stats of each refit epoch
+    error: str | None  # one line a user can act on; the traceback stays in worker.log
+    run_path: Path | None  # set once the run is saved (DONE from then on, maps or not)
+    maps_done: tuple[str, ...]  # projection methods cached in the run so far
+    maps_pending: tuple[str, ...]  # still to compute (the worker keeps going after DONE)
+    queue_position: int | None  # place in the waiting line while QUEUED (1 = next)
+    started: float  # unix time training began (the submit time while still queued)
+    finished: float | None  # when the run was saved, or the job failed or was cancelled
+    worker_alive: bool = False  # whether the worker process was running at the snapshot
+    stop_requested: bool = False  # stop() was asked: the current epoch is the last
+    pid: int | None = None
+    # The settings as submitted: {"split": SplitConfig fields, "train": TrainConfig fields}.
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished or time.time()) - self.started
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED
+
+
+@dataclass(frozen=True)
+class _Record:
+    """What is on disk about one job, plus whether its worker is alive."""
+
+    id: str
+    dir: Path
+    job: dict[str, Any]
+    events: list[dict[str, Any]]
+    alive: bool
+
+    @property
+    def order(self) -> tuple[float, str]:
+        return (float(self.job.get("submitted", 0.0)), self.id)
+
+
+class JobManager:
+    """Starts, lists, stops and cancels training jobs kept under ``jobs_dir``.
+
+    At most ``max_running`` workers train at once (each holds a lock on
+    ``jobs_dir/slot-<i>.lock``, released by the OS when it dies); the others wait in line.
+    Any number of managers, in any process, may look at the same ``jobs_dir``.
+    """
+
+    def __init__(self, jobs_dir: str | Path, max_running: int = 1,
+                 python: str = sys.executable) -> None:
+        if max_running < 1:
+            raise ValueError(f"max_running must be at least 1, got {max_running}")
+        self.jobs_dir = Path(jobs_dir).expanduser().resolve()
+        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        self.max_running = max_running
+        self.python = python
+        self._workers: dict[str, subprocess.Popen] = {}  # children we started, to reap them
+        # A finished job whose worker has exited never changes again: keep it, unread.
+        self._final: dict[str, tuple[_Record, JobSnapshot]] = {}
+        self._lock = threading.Lock()
+        self.prune()
+
+    def prune(self, older_than: float = KEEP_FINISHED_SECONDS) -> list[str]:
+        """Removes the folders of jobs that finished more than ``older_than`` seconds ago and
+        whose worker is gone (their runs stay in the runs folder): every page that lists jobs
+        reads each folder, so a server's old jobs would slow it down for good. Returns the
+        removed ids."""
+        now, removed = time.time(), []
+        for record in self._records():
+            if record.alive or _status(record) not in FINISHED:
+                continue
+            last = max([float(e.get("t", 0.0)) for e in record.events]
+                       + [float(record.job.get("submitted", 0.0))])  # its last sign of life
+            if now - last < older_than:
+                continue
+            shutil.rmtree(record.dir, ignore_errors=True)
+            removed.append(record.id)
+        return removed
+
+    # ------------------------------------------------------------------ starting
+    def submit(self, owner: str, split_config: SplitConfig, train_config: TrainConfig,
+               runs_dir: str | Path, out_dir: Path | None = None, data_dir: str | None = None,
+               fingerprint: str | None = None,
+               maps: Sequence[str] = ("pca", "tsne", "umap"),
+               pin_if_unpinned: bool = False) -> JobSnapshot:
+        """Starts a worker process for this job and returns its first snapshot at once.
+
+        ``fingerprint`` (of the data the caller shows) makes the worker refuse other data;
+        ``maps`` are computed and cached in the run after it is saved; ``pin_if_unpinned``
+        makes the saved run the pinned default when no run is pinned then (first launch).
+        Refuses (ValueError) when :data:`MAX_WAITING` jobs already wait or train."""
+        if len(self.unfinished()) >= MAX_WAITING:
+            raise ValueError(f"{MAX_WAITING} training jobs are already running or waiting on "
+                             "this server: try again when one has finished")
+        unknown = [m for m in maps if m not in MAP_METHODS]
+        if unknown:
+            raise ValueError(f"unknown map method {unknown[0]!r}: choose from "
+                             f"{', '.join(MAP_METHODS)}")
+        out = Path(out_dir or new_run_dir(runs_dir, train_config.model)).expanduser().resolve()
+        if out.exists():
+            raise ValueError(f"{out} already exists: choose another run directory")
+        job_id = uuid.uuid4().hex[:12]
+        job_dir = self.jobs_dir / job_id
+        job_dir.mkdir()
+        job = {
+            "id": job_id, "owner": owner, "split": to_dict(split_config),
+            "train": to_dict(train_config), "out_dir": str(out),
+            "data_dir": str(Path(data_dir).expanduser().resolve()) if data_dir else None,
+            "fingerprint": fingerprint, "maps": list(maps), "max_running": self.max_running,
+            "submitted": time.time(), "pid": None, "pin_if_unpinned": pin_if_unpinned,
+        }
+        _write_json(job_dir / JOB_FILE, job)
+        with self._lock:
+            self._workers[job_id] = self._launch(job_dir, train_config.threads)
+            _write_json(job_dir / JOB_FILE, {**job, "pid": self._workers[job_id].pid})
+        return self.snapshot(job_id)
+
+    def _launch(self, job_dir: Path, threads: int) -> subprocess.Popen:
+        package_root = str(Path(__file__).resolve().parents[1])  # the worker runs this recsys
+        path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+        env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": str(threads),
+               "MKL_NUM_THREADS": str(threads)}
+        with open(job_dir / LOG_FILE, "ab") as log:
+            return subprocess.Popen(
+                [self.python, "-m", "recsys.jobs.worker", str(job_dir)], stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, cwd=os.getcwd(), env=env,
+                start_new_session=True,  # its own process group: cancel ends it and its children
+            )
+
+    # ------------------------------------------------------------------ reading
+    def snapshot(self, job_id: str) -> JobSnapshot | None:
+        """The job's state now; None for an unknown or malformed id (ids come from URLs)."""
+        record = self._record(job_id)
+        if record is None:
+            return None
+        return self._snapshot(record, self._records() if _status(record) == QUEUED else [])
+
+    def jobs(self, owner: str) -> list[JobSnapshot]:
+        """This owner's jobs, oldest first (other owners' jobs are never returned)."""
+        records = self._records()
+        return [self._snapshot(r, records) for r in records if r.job.get("owner") == owner]
+
+    def unfinished(self) -> list[JobSnapshot]:
+        """Every owner's queued or running jobs, oldest first (to say how busy the server is)."""
+        records = self._records()
+        return [self._snapshot(r, records) for r in records if _status(r) not in FINISHED]
+
+    # ------------------------------------------------------------------ stopping
+    def stop(self, job_id: str) -> None:
+        """Graceful: training ends after the current epoch, keeping the best epoch so far,
+        then refits, evaluates and saves as usual. A job still waiting is cancelled."""
+        snap = self.snapshot(job_id)
+        if snap is None or snap.is_finished:
+            return
+        if snap.status == QUEUED:
+            self.cancel(job_id)
+        else:
+            (self.jobs_dir / job_id / STOP_FILE).touch()
+
+    def cancel(self, job_id: str) -> None:
+        """Ends the worker now. Nothing of the run is left behind unless it was already saved
+        (then only the maps still being computed are given up)."""
+        record = self._record(job_id)
+        if record is None or not record.alive:
+            return
+        pid = _pid(record.job, record.events)
+        _signal_group(pid, signal.SIGTERM)  # the worker cleans up and writes "cancelled"
+        if not self._wait_for_exit(record, CANCEL_GRACE):
+            _signal_group(pid, signal.SIGKILL)
+            self._wait_for_exit(record, CANCEL_GRACE)
+        record = self._record(job_id)
+        if record is not None and not _has(record.events, "cancelled", "failed", "exit"):
+            remove_partial_run(record.job["out_dir"], pid, record.events)  # killed mid-save?
+            append_event(record.dir, "cancelled")
+
+    def _wait_for_exit(self, record: _Record, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self._alive(record.id, record.job, record.events):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    # ------------------------------------------------------------------ derivation
+    def _record(self, job_id: str) -> _Record | None:
+        if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
+            return None
+        if job_id in self._final:
+            return self._final[job_id][0]
+        job_dir = self.jobs_dir / job_id
+        job = read_job(job_dir)
+        if job is None:
+            return None
+        events = read_events(job_dir)
+        return _Record(job_id, job_dir, job, events, self._alive(job_id, job, events))
+
+    def _records(self) -> list[_Record]:
+        names = [p.name for p in self.jobs_dir.iterdir() if _JOB_ID.fullmatch(p.name)]
+        records = [r for r in map(self._record, names) if r is not None]
+        return sorted(records, key=lambda r: r.order)
+
+    def _alive(self, job_id: str, job: dict[str, Any], events: list[dict[str, Any]]) -> bool:
+        with self._lock:
+            worker = self._workers.get(job_id)
+            if worker is not None:
+                if worker.poll() is None:
+                    return True
+                del self._workers[job_id]  # reaped: no zombie left behind
+                return False
+        pid = _pid(job, events)
+        if pid is None:  # the submitting process has not recorded the pid yet
+            return time.time() - float(job.get("submitted", 0.0)) < START_GRACE
+        return pid_is_worker(pid, job_id)
+
+    def _snapshot(self, record: _Record, records: list[_Record]) -> JobSnapshot:
+        """``records``: every job, to place a queued one in line (unused otherwise)."""
+        if record.id in self._final:
+            return self._final[record.id][1]
+        queue = _queue(record, records) if _status(record) == QUEUED else (0, 0)
+        snap = summarise(record.dir, record.job, record.events, record.alive, queue)
+        if snap.is_finished and not record.alive:
+            self._final[record.id] = (record, snap)
+        return snap
+
+
+# ---------------------------------------------------------------------------- the job files
+def read_job(job_dir: Path) -> dict[str, Any] | None:
+    """The job's ``job.json``, or None when it is missing or unreadable."""
+    try:
+        job = json.loads((Path(job_dir) / JOB_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return job if isinstance(job, dict) else None
+
+
+def read_events(job_dir: Path) -> list[dict[str, Any]]:
+    """Every complete event the worker wrote so far (a line still being written is skipped)."""
+    try:
+        lines = (Path(job_dir) / PROGRESS_FILE).read_text().splitlines()
+    except OSError:
+        return []
+    events = []
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and "event" in event:
+            events.append(event)
+    return events
+
+
+def append_event(job_dir: Path, event: str, **fields: Any) -> None:
+    """Appends one event line to ``progress.jsonl`` with a single write, so a reader (or a
+    signal) never sees half of it."""
+    line = json.dumps({"t": time.time(), "event": event, **fields}, default=_json_value) + "\n"
+    fd = os.open(Path(job_dir) / PROGRESS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+def remove_partial_run(out_dir: str | Path, pid: int | None,
+                       events: list[dict[str, Any]]) -> None:
+    """Removes what worker ``pid`` left of a run it never reported saved: save_run's
+    temporary sibling folder and, if the worker got as far as saving, the run directory
+    (cut off between the rename and the "saved" event). Another job's run is never touched:
+    save_run refuses to replace an existing directory."""
+    out_dir = Path(out_dir)
+    if _has(events, "saved"):
+        return
+    for tmp in out_dir.parent.glob(f".{out_dir.name}.tmp-{pid}-*"):
+        shutil.rmtree(tmp, ignore_errors=True)
+    if any(e["event"] == "phase" and e["name"] == "save" for e in events):
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def queued_ahead(jobs_dir: Path, job_id: str) -> int:
+    """How many unfinished jobs submitted before ``job_id`` still wait for a slot: a worker
+    only takes a slot when this is 0, so jobs start in the order they were submitted."""
+    manager = JobManager(jobs_dir)
+    records = manager._records()
+    me = next((r for r in records if r.id == job_id), None)
+    return 0 if me is None else _queue(me, records)[0]
+
+
+def pid_is_worker(pid: int, job_id: str) -> bool:
+    """True when ``pid`` is a live (not zombie) worker of ``job_id``; a pid reused by another
+    program after a restart does not count."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    proc = Path(f"/proc/{pid}")
+    if not proc.is_dir():  # no procfs (macOS): trust the pid
+        return True
+    try:
+        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X") and "recsys.jobs.worker" in cmdline and job_id in cmdline
+
+
+# ---------------------------------------------------------------------------- state from events
+def summarise(job_dir: Path, job: dict[str, Any], events: list[dict[str, Any]], alive: bool,
+              queue: tuple[int, int] = (0, 0)) -> JobSnapshot:
+    """The snapshot of a job from its ``job.json``, its events so far and whether its worker
+    lives; ``queue`` is (queued jobs ahead, busy workers) for a job still waiting."""
+    record = _Record(str(job.get("id", Path(job_dir).name)), Path(job_dir), job, events, alive)
+    status = _status(record)
+    history = tuple(e["stats"] for e in events if e["event"] == "epoch")
+    refit = tuple(e["stats"] for e in events if e["event"] == "refit_epoch")
+    saved = next((e for e in events if e["event"] == "saved"), None)
+    done_maps = tuple(e["method"] for e in events
+                      if e["event"] == "map" and e.get("state") == "done")
+    over = {e["method"] for e in events if e["event"] == "map" and e.get("state") != "start"}
+    ending = alive and not _has(events, "cancelled", "failed", "exit")
+    pending = tuple(m for m in job.get("maps", ()) if m not in over) if ending else ()
+    slot_taken = next((e["t"] for e in events if e["event"] == "phase" and e["name"] != "waiting"),
+                      None)
+    ahead, busy = queue
+    return JobSnapshot(
+        id=record.id, owner=str(job.get("owner", "")), status=status,
+        model=str(job.get("train", {}).get("model", "?")),
+        phase=_phase(record, status, pending, ahead + busy),
+        progress=1.0 if status == DONE and not pending else _progress(job, events),
+        history=history, refit=refit, error=_error(record, status),
+        run_path=Path(saved["path"]) if saved else None,
+        maps_done=done_maps, maps_pending=pending,
+        queue_position=ahead + 1 if status == QUEUED else None,
+        started=slot_taken or float(job.get("submitted", 0.0)),
+        finished=_finished(record, status), worker_alive=alive,
+        stop_requested=(Path(job_dir) / STOP_FILE).exists(), pid=_pid(job, events),
+        configs={part: dict(job[part]) for part in ("split", "train")
+                 if isinstance(job.get(part), dict)},
+    )
+
+
+def _status(record: _Record) -> str:
+    events = record.events
+    if _has(events, "saved"):
+        return DONE
+    if _has(events, "failed"):
+        return FAILED
+    if _has(events, "cancelled"):
+        return CANCELLED
+    if not record.alive:
+        return FAILED
+    started = any(e["event"] == "phase" and e["name"] != "waiting" for e in events)
+    return RUNNING if started else QUEUED
+
+
+def _phase(record: _Record, status: str, pending: tuple[str, ...], ahead: int) -> str:
+    if status in (FAILED, CANCELLED):
+        return status
+    if status == QUEUED:
+        if not _has(record.events, "phase"):
+            return "starting the training process"
+        return f"waiting for a free training slot ({ahead} job{'s' * (ahead != 1)} ahead)"
+    if status == DONE:
+        if pending:
+            return f"computing maps: {MAP_LABELS.get(pending[0], pending[0])}"
+        return "finished (maps cancelled)" if _has(record.events, "cancelled") else "finished"
+    last = next(e for e in reversed(record.events) if e["event"] in ("phase", "epoch",
+                                                                     "refit_epoch"))
+    epochs = record.job["train"]["epochs"]
+    if last["event"] == "epoch":
+        stopping = " (stopping early on request)" if (record.dir / STOP_FILE).exists() else ""
+        return f"epoch {last['stats']['epoch']} of at most {epochs}{stopping}"
+    if last["event"] == "refit_epoch":
+        stats = last["stats"]
+        return f"refit on train + validation: epoch {stats['epoch']} of {stats['refit_epochs']}"
+    return PHASE_TEXT.get(last["name"], last["name"])
+
+
+def _progress(job: dict[str, Any], events: list[dict[str, Any]]) -> float:
+    """Share of the whole job done: earlier stages full, the current one in part. Stages only
+    move forward and each part only grows, so the bar never goes back."""
+    shares = dict(SHARES)
+    if not job.get("train", {}).get("refit", True):
+        shares["fit"] += shares.pop("refit")
+    maps = job.get("maps") or ()
+    if not maps:
+        shares.pop("maps")
+    stage, part, maps_over = "load", 0.0, 0
+    for e in events:
+        kind = e["event"]
+        if kind == "phase" and e["name"] in PHASE_STAGE:
+            stage, part = PHASE_STAGE[e["name"]]
+        elif kind == "epoch":
+            stage, part = "fit", e["stats"]["epoch"] / max(job["train"]["epochs"], 1)
+        elif kind == "refit_epoch" and "refit" in shares:
+            stats = e["stats"]
+            stage, part = "refit", stats["epoch"] / max(stats.get("refit_epochs", 1), 1)
+        elif kind == "saved":
+            stage, part = ("maps", 0.0) if maps else ("save", 1.0)
+        elif kind == "map" and e.get("state") != "start" and maps:
+            maps_over += 1
+            stage, part = "maps", maps_over / len(maps)
+    order = list(shares)
+    before = sum(shares[s] for s in order[:order.index(stage)])
+    return min((before + shares[stage] * min(part, 1.0)) / sum(shares.values()), 1.0)
+
+
+def _error(record: _Record, status: str) -> str | None:
+    if status != FAILED:
+        return None
+    failed = next((e for e in record.events if e["event"] == "failed"), None)
+    if failed is not None:
+        return str(failed.get("error") or "training failed")
+    return f"the training process ended unexpectedly (see {record.dir / LOG_FILE})"
+
+
+def _finished(record: _Record, status: str) -> float | None:
+    for e in record.events:
+        if e["event"] in ("saved", "failed", "cancelled"):
+            return float(e["t"])
+    if status == FAILED:  # died without a word: the last sign of life
+        return float(record.events[-1]["t"]) if record.events else time.time()
+    return None
+
+
+def _queue(record: _Record, records: list[_Record]) -> tuple[int, int]:
+    """(queued jobs submitted before ``record``, workers holding a training slot: a saved
+    job computing its maps has freed its slot already)."""
+    waiting = [r for r in records if _status(r) == QUEUED]
+    ahead = sum(r.order < record.order for r in waiting)
+    busy = sum(r.alive and _status(r) == RUNNING for r in records)
+    return ahead, busy
+
+
+def _pid(job: dict[str, Any], events: list[dict[str, Any]]) -> int | None:
+    """The worker's pid: from job.json, or from the worker's own first event."""
+    pid = job.get("pid") or next((e.get("pid") for e in events if e["event"] == "start"), None)
+    return int(pid) if pid else None
+
+
+def _has(events: list[dict[str, Any]], *kinds: str) -> bool:
+    return any(e["event"] in kinds for e in events)
+
+
+def _signal_group(pid: int | None, sig: int) -> None:
+    if pid is None:
+        return
+    try:
+        os.killpg(pid, sig)  # the worker leads its own session (start_new_session=True)
+    except ProcessLookupError:
+        pass
+
+
+def _write_json(path: Path, value: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(value, indent=2) + "\n")
+    os.replace(tmp, path)  # atomic: a reader never sees half a job.json
+
+
+def _json_value(value: Any) -> Any:
+    """numpy scalars (epoch stats) as plain numbers."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")

@@ -1,0 +1,159 @@
+"""The model's settings: :class:`TrainConfig` (which model, and every knob a model may read),
+shared by the CLI, the app's form and a saved run's ``config.json``. A field means the same for
+every model that reads it (a model lists the fields it reads in its ``settings``); its help,
+label and bounds are declared with :func:`recsys.settings.option`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from recsys.models.registry import MODEL_NAMES
+from recsys.settings import MAX_SEED, check_fields, option
+
+# The model the CLI trains without --model and the app trains on first launch: chosen on
+# validation Recall@10 *and* the quality of its similar-movie lists (bench/NEIGHBOURS.md):
+# mf-als is within 0.003 of mf-bpr on validation Recall@10, +0.014 on test, and its
+# neighbours follow genre instead of popularity (head genre lift 2.2 vs 1.8).
+DEFAULT_MODEL = "mf-als"
+
+# Where one model needs other defaults than TrainConfig's, chosen on the validation split
+# (bench/TUNING.md): star ratings overfit without a much stronger L2; ALS converges in fewer
+# sweeps than the torch models need epochs.
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "mf-mse": {"weight_decay": 0.1},
+    "mf-als": {"epochs": 15},
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Model choice and hyperparameters.
+
+    The defaults train mf-bpr on ML-100K in a couple of seconds (about one for the 20 epochs
+    themselves); lr, weight_decay and batch_size were picked on the validation split within
+    that budget (bench/TUNING.md has the longer searches). Use :meth:`for_model` to get a
+    model's own defaults.
+    """
+
+    model: str = option("mf-bpr", "which model to fit", choices=MODEL_NAMES, label="Model")
+    dim: int = option(64, "embedding dimension", label="Embedding dimension", bounds=(1, 1024))
+    lr: float = option(0.005, "Adam learning rate", label="Learning rate", bounds=(1e-7, 10.0))
+    weight_decay: float = option(
+        0.003, "per-example L2 penalty on the embeddings of a batch (the torch models)",
+        label="L2 regularisation", bounds=(0.0, 1000.0),
+    )
+    batch_size: int = option(1024, "positives per optimiser step", label="Batch size",
+        bounds=(1, 1_000_000))
+    epochs: int = option(20, "training passes: epochs over the training positives (mf-als: "
+        "sweeps)", label="Epochs", bounds=(1, 1000))
+    negatives: int = option(4, "sampled negatives per positive (1-20)",
+        label="Negatives per positive", bounds=(1, 20))
+    neg_sampling: str = option(
+        "uniform",
+        "uniform: every unseen item equally; popularity: proportional to count^alpha",
+        choices=("uniform", "popularity"),
+        label="Negative sampling",
+    )
+    alpha: float = option(0.75, "popularity sampling exponent (0 = uniform, 1 = proportional)",
+        label="Popularity exponent α", bounds=(0.0, 2.0))
+    seed: int = option(42, "seed for initialisation, sampling and shuffling", label="Seed",
+        bounds=(0, MAX_SEED))
+    patience: int = option(5, "stop after this many epochs without a better validation Recall@10 "
+                         "(0 = never stop early); the best epoch is restored",
+        label="Early-stopping patience", bounds=(0, 1000),
+    )
+    refit: bool = option(
+        True,
+        "after choosing the epoch count on validation, refit on train + validation so the "
+        "model knows everything before the test period (standard protocol; doubles fit time)",
+        label="Refit on train + validation",
+    )
+    device: str = option("cpu", "torch device: cpu, cuda (cuda:N for GPU N) or auto (cuda when "
+                         "a GPU is available, else cpu)", label="Device")
+    threads: int = option(1, "torch CPU threads while fitting and scoring (1 is steadiest for "
+                        "small models, and fastest when other work shares the CPU)",
+        label="CPU threads", bounds=(1, 256),
+    )
+    ncf_layers: str = option("64,32,16", "NCF MLP layer sizes, comma-separated",
+        label="NCF MLP layers")
+    knn_neighbours: int = option(100, "item-kNN: neighbours kept per item",
+        label="Neighbours per movie", bounds=(1, 100_000))
+    ease_lambda: float = option(250.0, "EASE: L2 regularisation of the item-item matrix",
+        label="EASE λ", bounds=(0.0, 1e7))
+    als_alpha: float = option(
+        1.0, "mf-als: a training positive has confidence 1 + als_alpha, any other cell 1",
+        label="ALS confidence α", bounds=(0.0, 1e4),
+    )
+    als_lambda: float = option(
+        10.0, "mf-als: lambda of the whole objective, in units of one unobserved cell's "
+        "confidence, as implicit's regularization", label="ALS λ", bounds=(0.0, 1000.0),
+    )
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        _check_device(self.device)
+        if self.device == "auto":  # saved runs and models see the device actually used
+            object.__setattr__(self, "device", resolve_device("auto"))
+        try:
+            layers = self.layer_sizes()
+        except ValueError:
+            layers = ()
+        if not layers or min(layers) < 1:
+            raise ValueError(
+                f"ncf_layers must be positive integers separated by commas, got {self.ncf_layers!r}"
+            )
+
+    @classmethod
+    def for_model(cls, model: str, **overrides: Any) -> TrainConfig:
+        """The config of ``model`` with its own defaults (``MODEL_DEFAULTS``) and overrides."""
+        return cls(**{"model": model, **MODEL_DEFAULTS.get(model, {}), **overrides})
+
+    @classmethod
+    def migrate_values(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """Saved values of older versions, rewritten (:func:`migrate_train_values`)."""
+        return migrate_train_values(values)
+
+    def layer_sizes(self) -> tuple[int, ...]:
+        return tuple(int(x) for x in str(self.ncf_layers).split(",") if x.strip())
+
+
+def migrate_train_values(values: dict[str, Any]) -> dict[str, Any]:
+    """TrainConfig values saved before mf-als had its own ``als_lambda``: its lambda was kept
+    in ``weight_decay``, which now means only the torch models' per-example L2."""
+    if values.get("model") != "mf-als" or "als_lambda" in values or "weight_decay" not in values:
+        return values
+    moved = {**values, "als_lambda": values["weight_decay"]}
+    del moved["weight_decay"]
+    return moved
+
+
+def resolve_device(device: str) -> str:
+    """The torch device ``device`` means on this machine: ``auto`` is cuda when a GPU is
+    available, else cpu. Raises ValueError, saying what to use instead, when ``device`` asks
+    for a GPU this machine does not have (checked before any work, not mid-training)."""
+    _check_device(device)
+    if device == "cpu":
+        return device  # no torch import needed
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device == "auto":
+        return "cuda" if count else "cpu"
+    gpu = int(device.partition(":")[2] or 0)
+    if gpu >= count:
+        have = (f"only {count} CUDA GPU(s)" if count else
+                "no CUDA GPU" + (" (this torch is a CPU-only build)" if not torch.version.cuda
+                                 else ""))
+        raise ValueError(f"device {device!r} is not available: this machine has {have}; "
+                         "use --device cpu or --device auto")
+    return device
+
+
+def _check_device(device: str) -> None:
+    if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise ValueError(f"unknown device {device!r}: choose cpu, cuda (cuda:N for GPU N) or "
+                         "auto (cuda when a GPU is available)")
+
