@@ -10,6 +10,7 @@ frame.page("Embedding map")
 import numpy as np  # noqa: E402  (heavy imports after the heading is on screen)
 import plotly.express as px  # noqa: E402
 
+from recsys.errors import RecsysError  # noqa: E402
 from recsys.evaluation import neighbours  # noqa: E402
 from recsys.lessons import projection  # noqa: E402
 from recsys.serving import catalog as serving  # noqa: E402
@@ -214,7 +215,7 @@ def map_section() -> None:
                 y, y_title, log_y = frame_data["popularity"] + 1, "ratings + 1 (log scale)", True
             else:
                 y, y_title, log_y = frame_data["norm"], "vector length", False
-        except ValueError as err:
+        except RecsysError as err:
             st.error(f"Cannot draw this axis: {plain(err)}")
             return
         links.write(KEY_PREFIX, "axis", f"{start}..{end}")
@@ -236,7 +237,7 @@ def map_section() -> None:
                     frame_data = shared.projection_frame(run, method)
             else:
                 frame_data = shared.projection_frame(run, method)
-        except ValueError as err:
+        except RecsysError as err:
             st.error(f"Cannot draw the map: {plain(err)}")
             return
         chosen = draw_map(method, colouring, frame_data["x"].to_numpy(),

@@ -12,6 +12,7 @@ frame.page("Build your profile")
 import plotly.express as px  # noqa: E402  (heavy imports after the heading)
 import plotly.graph_objects as go  # noqa: E402
 
+from recsys.errors import RecsysError  # noqa: E402
 from recsys.lessons.projection import place_user  # noqa: E402
 from recsys.models import model_names  # noqa: E402
 from recsys.serving.coldstart import ColdStartConfig, blend_weight, cold_start, coldstart_curve  # noqa: E402
@@ -86,7 +87,7 @@ if not liked:
 
 try:
     recs = cold_start(ctx, liked, disliked, k=k, config=config)
-except ValueError as err:
+except RecsysError as err:
     st.error(plain(err))
     st.stop()
 if liked:

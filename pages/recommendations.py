@@ -8,6 +8,7 @@ frame.page("Recommendations")
 
 import pandas as pd  # noqa: E402  (heavy imports after the heading is on screen)
 
+from recsys.errors import RecsysError  # noqa: E402
 from recsys.lessons import anatomy  # noqa: E402
 from recsys.serving import catalog as serving  # noqa: E402
 from recsys.serving import users as users_of_run  # noqa: E402
@@ -71,7 +72,7 @@ shared.metric_row({
 try:
     recs = serving.recommend(ctx, user_id, k=k, exclude_seen=exclude_seen, scoring=scoring,
                              explain=True)
-except ValueError as err:
+except RecsysError as err:
     st.error(f"Cannot recommend for user {user_id}: {plain(err)}")
     st.stop()
 recs = display.readable(users_of_run.mark_hits(recs, held_out))
@@ -171,7 +172,7 @@ else:
     try:
         before = run_funnel(ctx, user_id, config.ranking_only(), k=k)
         after = run_funnel(ctx, user_id, config, k=k)
-    except ValueError as err:
+    except RecsysError as err:
         st.error(f"Re-ranking failed: {plain(err)}")
     else:
         factors = run.model.item_factors()
@@ -199,7 +200,7 @@ st.divider()
 st.subheader("Users with similar taste")
 try:
     neighbours = serving.similar_users(ctx, user_id, k=8)
-except ValueError as err:
+except RecsysError as err:
     st.error(plain(err))
 else:
     neighbours = neighbours.assign(shared=neighbours["shared"].map(", ".join))

@@ -6,6 +6,7 @@ from ui import frame
 
 frame.page("Similar movies")
 
+from recsys.errors import RecsysError  # noqa: E402
 from recsys.evaluation import neighbours  # noqa: E402
 from recsys.lessons import leaderboard  # noqa: E402
 from recsys.serving import catalog as serving  # noqa: E402
@@ -61,7 +62,7 @@ lens = c2.radio("Embedding similarity (lens)", lenses, horizontal=True, key=KEY_
 
 try:
     result = serving.similar_movies(ctx, int(movie_id), k=k, lens=lens)
-except ValueError as err:
+except RecsysError as err:
     st.error(plain(err))
     st.stop()
 

@@ -15,6 +15,7 @@ import plotly.graph_objects as go  # noqa: E402  (heavy imports after the headin
 from plotly.subplots import make_subplots  # noqa: E402
 
 from recsys.data.protocol import SplitConfig  # noqa: E402
+from recsys.errors import RecsysError  # noqa: E402
 from recsys.jobs.manager import CANCELLED, DONE, FAILED, QUEUED  # noqa: E402
 from recsys.lessons import leaderboard as lb  # noqa: E402
 from recsys.models import MODELS, model_names  # noqa: E402
@@ -147,7 +148,7 @@ if submitted and not busy:
         try:
             job = manager.submit(owner, split_config, train_config, shared.runs_dir(),
                                  fingerprint=ml.fingerprint())
-        except (ValueError, OSError) as err:  # e.g. too many jobs waiting on this server
+        except (RecsysError, OSError) as err:  # e.g. too many jobs waiting on this server
             st.error(f"Cannot start training: {plain(err)}")
         else:
             st.session_state[JOB] = job.id
@@ -303,7 +304,7 @@ if missing and not st.session_state.get(BASELINE_JOBS) and st.button(
             submitted.append(manager.submit(owner, split_of_protocol,
                                             TrainConfig.for_model(model), shared.runs_dir(),
                                             fingerprint=ml.fingerprint(), maps=("pca",)).id)
-        except (ValueError, OSError) as err:  # e.g. too many jobs waiting on this server
+        except (RecsysError, OSError) as err:  # e.g. too many jobs waiting on this server
             st.session_state[BASELINE_ERRORS] = [f"Cannot start the {model} baseline: {err}"]
             break
     st.session_state[BASELINE_JOBS] = submitted  # those that started are followed

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+from recsys.errors import BadInputError
+
 
 def available_bytes() -> int:
     """Memory the system can give this process now (``MemAvailable`` on Linux)."""
@@ -23,7 +25,7 @@ def check_fits(what: str, needed: int, advice: str) -> None:
     not fit in 80% of the memory available now (the rest is headroom for everything else)."""
     available = available_bytes()
     if needed > 0.8 * available:
-        raise ValueError(
+        raise BadInputError(
             f"{what} needs about {needed / 1e9:,.1f} GB ({needed:,} bytes) but only "
             f"{available / 1e9:,.1f} GB ({available:,} bytes) is available; {advice}"
         )

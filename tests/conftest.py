@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from recsys.data.interactions import Interactions
-from recsys.data.loading import DataUnavailableError, MovieLens, load_movielens
+from recsys.data.loading import MovieLens, load_movielens
 from recsys.data.protocol import SplitConfig
 from recsys.data.splits import make_split
+from recsys.errors import DataUnavailableError
 from tests.synthetic import block_ratings
 
 

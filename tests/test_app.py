@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from recsys.data.loading import DataUnavailableError, load_movielens
+from recsys.data.loading import load_movielens
 from recsys.data.protocol import SplitConfig
+from recsys.errors import DataUnavailableError
 from recsys.jobs.manager import new_run_dir
 from recsys.models.config import TrainConfig
 from recsys.storage.runs import list_runs, pin_run, pinned_run_name, train_run, unpin_run
@@ -151,6 +152,27 @@ def test_similar_movies_search_and_scoring(app):
 
     app.text_input(key="sim_query").input("no such film [zzz](x)").run()
     assert any("No title contains" in i.value and "\\[zzz\\]" in i.value for i in ok(app).info)
+
+
+def test_a_page_shows_expected_errors_and_never_hides_a_bug(app, monkeypatch):
+    """Similar movies: a RecsysError from the core is a message on the page; a numpy
+    ValueError from a bug is not dressed up as one: it stays an exception."""
+    from recsys.errors import BadInputError
+    from recsys.serving import catalog
+
+    def refuse(*args, **kwargs):
+        raise BadInputError("this lens needs item vectors")
+
+    def bug(*args, **kwargs):
+        raise ValueError("operands could not be broadcast together")
+
+    monkeypatch.setattr(catalog, "similar_movies", refuse)
+    page(app, "pages/similar_movies.py")
+    assert any("this lens needs item vectors" in e.value for e in app.error)
+    monkeypatch.setattr(catalog, "similar_movies", bug)
+    app.run()
+    assert any("could not be broadcast" in e.value for e in app.exception)
+    assert not any("could not be broadcast" in e.value for e in app.error)
 
 
 def test_embedding_map_draws_every_movie_and_lists_a_selection(app):

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from recsys.data.loading import DataUnavailableError, load_movielens
+from recsys.data.loading import load_movielens
 from recsys.data.protocol import SplitConfig
+from recsys.errors import DataUnavailableError
 from recsys.models.config import TrainConfig
 from recsys.settings import field_specs
 from recsys.storage.runs import pin_run, train_run

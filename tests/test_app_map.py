@@ -14,8 +14,9 @@ import shutil
 import numpy as np
 import pytest
 
-from recsys.data.loading import DataUnavailableError, load_movielens, movies_for
+from recsys.data.loading import load_movielens, movies_for
 from recsys.data.protocol import SplitConfig
+from recsys.errors import DataUnavailableError
 from recsys.lessons import projection
 from recsys.models.config import TrainConfig
 from recsys.serving import catalog as serving

@@ -14,8 +14,9 @@ import time
 import numpy as np
 import pytest
 
-from recsys.data.loading import DataUnavailableError, load_movielens
+from recsys.data.loading import load_movielens
 from recsys.data.protocol import SplitConfig
+from recsys.errors import DataUnavailableError
 from recsys.models.config import TrainConfig
 from recsys.storage.runs import pin_run, prepare_split, train_run
 

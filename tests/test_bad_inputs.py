@@ -29,9 +29,10 @@ from recsys.cli import main as cli
 from recsys.cli import serving as cli_serving
 from recsys.data.loading import GENRES_100K, read_grouplens_dir
 from recsys.data.protocol import SplitConfig
+from recsys.errors import RunError
 from recsys.models.config import TrainConfig
 from recsys.storage import runs
-from recsys.storage.runs import RunError, load_run, save_run, train_run
+from recsys.storage.runs import load_run, save_run, train_run
 
 ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False
 INTERNALS = ("Traceback", "allow_pickle", "KeyError", "TypeError", "RuntimeError", "BadZip",

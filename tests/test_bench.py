@@ -9,7 +9,8 @@ import pytest
 
 from bench import quality, tune
 from bench.common import markdown_table, write_section
-from recsys.data.loading import DataUnavailableError, load_movielens
+from recsys.data.loading import load_movielens
+from recsys.errors import DataUnavailableError
 from recsys.models import MODELS
 from recsys.models.config import TrainConfig
 

@@ -30,7 +30,8 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from recsys.data.loading import DataUnavailableError, load_movielens
+    from recsys.data.loading import load_movielens
+    from recsys.errors import DataUnavailableError
 
     try:
         load_movielens(download=False, progress=False)

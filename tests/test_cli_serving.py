@@ -2,7 +2,8 @@ import pytest
 
 from recsys.cli import main as cli
 from recsys.cli import serving as cli_serving
-from recsys.data.loading import DataUnavailableError, load_movielens
+from recsys.data.loading import load_movielens
+from recsys.errors import DataUnavailableError
 from tests.synthetic import fit, make_world
 
 

@@ -15,9 +15,10 @@ import pytest
 from recsys.cli import main as cli
 from recsys.cli import serving as cli_serving
 from recsys.data.protocol import SplitConfig
+from recsys.errors import RunError
 from recsys.models.config import TrainConfig
 from recsys.storage import runs
-from recsys.storage.runs import RunError, list_runs, load_run, train_run
+from recsys.storage.runs import list_runs, load_run, train_run
 from tests.synthetic import tiny_movielens
 
 MODELS = ("mf-bpr", "svd", "itemknn", "popularity")

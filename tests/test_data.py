@@ -11,12 +11,12 @@ import pytest
 from recsys.data import loading as data
 from recsys.data.loading import (
     GENRES_100K,
-    DataUnavailableError,
     MovieLens,
     load_movielens,
     read_grouplens_dir,
     read_recbole_wheel,
 )
+from recsys.errors import DataUnavailableError
 
 # Same tiny dataset in every layout: (user, item, rating, timestamp); last row duplicates row 0.
 RATINGS = [(1, 1, 5, 881250949), (1, 2, 3, 881250950), (2, 1, 4, 891717742), (1, 1, 5, 881250949)]

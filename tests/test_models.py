@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from recsys.data.protocol import SplitConfig
+from recsys.errors import TrainingDivergedError
 from recsys.evaluation.metrics import evaluate_model
 from recsys.models import MODELS, create_model
 from recsys.models.config import TrainConfig
 from recsys.models.embedding import EmbeddingRecommender
-from recsys.models.trainer import TrainingDivergedError
 from recsys.storage.runs import prepare_split
 from tests.synthetic import USERS_PER_BLOCK
 

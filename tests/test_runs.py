@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from recsys.data.protocol import SplitConfig
+from recsys.errors import RunError
 from recsys.models.config import TrainConfig
 from recsys.storage.runs import (
-    RunError,
     list_runs,
     load_run,
     pin_run,

@@ -20,9 +20,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from recsys.data.loading import DataUnavailableError, MovieLens, load_movielens, movies_for
+from recsys.data.loading import MovieLens, load_movielens, movies_for
 from recsys.data.protocol import SplitConfig
 from recsys.data.splits import Split
+from recsys.errors import DataUnavailableError, RecsysError, RunError
 from recsys.evaluation import neighbours
 from recsys.jobs.manager import JobManager, JobSnapshot, new_run_dir
 from recsys.lessons import projection as proj
@@ -34,7 +35,6 @@ from recsys.serving import users as user_tables
 from recsys.serving.catalog import Catalog
 from recsys.storage.runs import (
     Run,
-    RunError,
     default_runs_dir,
     list_runs,
     load_run,
@@ -63,7 +63,7 @@ def dataset() -> MovieLens:
         return _load_dataset()
     except DataUnavailableError as err:
         problem, reason = "MovieLens 100K is not available on this machine.", err
-    except (ValueError, OSError) as err:  # a data folder that exists but cannot be read
+    except (RecsysError, OSError) as err:  # a data folder that exists but cannot be read
         problem, reason = "The MovieLens files could not be read.", err
     st.error(f"{problem} {plain(reason)}\n\nFix the data folder (or unset `RECSYS_DATA_DIR`) and "
              "reload the page; `recsys data` in a terminal shows the same check.",
@@ -272,7 +272,7 @@ def catalog(run: Run) -> Catalog:
     when the run does not fit the loaded data."""
     try:
         return _catalog(str(run.path), _stamp(run.path))
-    except ValueError as err:  # RunError included: other data, or a changed item mapping
+    except RecsysError as err:  # RunError included: other data, or a changed item mapping
         st.error(f"Cannot serve run {short(run.name)}: {plain(err)}. Pick another run in the "
                  "sidebar.")
         st.stop()

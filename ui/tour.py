@@ -19,6 +19,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from recsys.errors import RecsysError
 from recsys.lessons import anatomy
 from recsys.lessons.leaderboard import leaderboard, protocol_key, verdict
 from recsys.lessons.negative_mix import negative_mix
@@ -335,7 +336,7 @@ def draw_cold_start(run: Run, ctx: serving.Catalog):
     liked = ", ".join(_title(ctx, i) for i in likes)
     try:
         recs = _cold_start(str(run.path), _stamp(run), likes)
-    except ValueError as err:
+    except RecsysError as err:
         st.info(plain(err), icon=":material/info:")
     else:
         st.markdown(f"**A new visitor liked** {plain(liked)}")

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from recsys.errors import BadInputError
+
 if TYPE_CHECKING:
     from recsys.data.loading import MovieLens
     from recsys.storage.runs import Run
@@ -44,7 +46,7 @@ def check_k(k: int, available: int | None = None, what: str = "items") -> int:
     """``--k`` checked (at least 1) and capped at the ``available`` items it ranks: asking
     for more than exist returns them all, and never allocates room for a trillion."""
     if k < 1:
-        raise ValueError(f"--k must be at least 1, got {k}")
+        raise BadInputError(f"--k must be at least 1, got {k}")
     if available is not None and k > available:
         print(f"note: --k {k} is more than the {available:,} {what}: showing all of them",
               file=sys.stderr)
@@ -59,13 +61,13 @@ def check_new_output(path: Path, force: bool = False, flag: str = "--out") -> No
     from recsys.storage.runs import FILES as RUN_FILES
 
     if path.name in RUN_FILES and all((path.parent / n).exists() for n in RUN_FILES):
-        raise ValueError(f"{flag} {path} is a file of the run in {path.parent}, which is "
+        raise BadInputError(f"{flag} {path} is a file of the run in {path.parent}, which is "
                          "never overwritten: choose another file name")
     if os.path.lexists(path):
         if os.path.isdir(path):
-            raise ValueError(f"{flag} {path} is a folder: give a file name")
+            raise BadInputError(f"{flag} {path} is a folder: give a file name")
         if not force:
-            raise ValueError(f"{flag} {path} already exists: choose another name, or add "
+            raise BadInputError(f"{flag} {path} already exists: choose another name, or add "
                              "--force to replace it")
     check_writable_folder(path, flag)
 
@@ -77,10 +79,10 @@ def check_writable_folder(path: Path, flag: str) -> None:
     while not os.path.lexists(parent) and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
-        raise ValueError(f"{flag} {path}: {parent} is a file, not a folder: choose a path in "
+        raise BadInputError(f"{flag} {path}: {parent} is a file, not a folder: choose a path in "
                          "a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"{flag} {path}: no permission to write in {parent}: choose a folder "
+        raise BadInputError(f"{flag} {path}: no permission to write in {parent}: choose a folder "
                          "you can write to")
 
 
@@ -107,13 +109,13 @@ def _link_new(tmp: Path, path: Path) -> None:
     try:
         os.link(tmp, path)
     except FileExistsError:
-        raise ValueError(f"--out {path} already exists (just created by another process): "
+        raise BadInputError(f"--out {path} already exists (just created by another process): "
                          "choose another name, or add --force to replace it") from None
     except OSError as err:
         if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
             raise
         if os.path.lexists(path):
-            raise ValueError(f"--out {path} already exists: choose another name, or add "
+            raise BadInputError(f"--out {path} already exists: choose another name, or add "
                              "--force to replace it") from None
         os.replace(tmp, path)
 

@@ -27,6 +27,7 @@ from recsys.cli.common import (
     write_new_file,
 )
 from recsys.data.protocol import SplitConfig
+from recsys.errors import BadInputError, RecsysError
 from recsys.models.config import DEFAULT_MODEL, MODEL_DEFAULTS, TrainConfig, resolve_device
 from recsys.settings import field_specs
 
@@ -49,30 +50,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except ValueError as err:  # bad values and damaged runs (RunError is a ValueError)
+    except RecsysError as err:  # bad values, damaged runs, no data, diverged training
         message = str(err)
     except OSError as err:  # a file the user named cannot be read or written
         message = os_message(err)
-    except KeyError as err:  # a bug, not a user error: say so rather than print a bare key
-        message = f"unexpected missing entry {err} (a bug: please report the command you ran)"
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except RuntimeError as err:
-        if not isinstance(err, _expected_runtime_errors()):
-            raise
-        message = str(err)
     print(f"recsys {args.command}: error: {message}", file=sys.stderr)
     return 2
-
-
-def _expected_runtime_errors() -> tuple[type[RuntimeError], ...]:
-    """No MovieLens source worked; training diverged. Imported only once one of the heavy
-    modules has raised something, so that start-up stays light."""
-    from recsys.data.loading import DataUnavailableError
-    from recsys.models.trainer import TrainingDivergedError
-
-    return DataUnavailableError, TrainingDivergedError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -154,8 +140,9 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     split_config, train_config = _train_configs(args)  # all checked before any data is read
+    from recsys.errors import RunError
     from recsys.jobs.manager import new_run_dir
-    from recsys.storage.runs import RunError, default_runs_dir, prepare_split, train_run
+    from recsys.storage.runs import default_runs_dir, prepare_split, train_run
 
     out = args.out or new_run_dir(default_runs_dir(), f"{train_config.model}-{split_config.split}")
     if os.path.lexists(out):
@@ -237,7 +224,7 @@ def cmd_pin(args: argparse.Namespace) -> int:
 
     if args.show or args.clear:
         if args.run_dir is not None:
-            raise ValueError("give either a run folder to pin or --show / --clear, not both")
+            raise BadInputError("give either a run folder to pin or --show / --clear, not both")
         runs_dir = args.runs_dir or default_runs_dir()
         if args.clear:
             unpin_run(runs_dir)
@@ -246,10 +233,10 @@ def cmd_pin(args: argparse.Namespace) -> int:
             print(pinned_run_name(runs_dir) or "no run is pinned")
         return 0
     if args.run_dir is None:
-        raise ValueError("give the run folder to pin, e.g. `recsys pin runs/mf-bpr-...`, "
+        raise BadInputError("give the run folder to pin, e.g. `recsys pin runs/mf-bpr-...`, "
                          "or --show / --clear")
     if args.runs_dir is not None:
-        raise ValueError("--runs-dir is for --show / --clear; a pinned run's folder is the one "
+        raise BadInputError("--runs-dir is for --show / --clear; a pinned run's folder is the one "
                          "that holds it")
     run_dir = _run_name(args.run_dir)
     pin_run(run_dir.parent, run_dir.name)
@@ -289,7 +276,7 @@ def _train_configs(args: argparse.Namespace) -> tuple[SplitConfig, TrainConfig]:
         train_config = TrainConfig.for_model(args.model, **given)
         resolve_device(train_config.device)
     except ValueError as err:
-        raise ValueError(_name_flags(str(err))) from err
+        raise BadInputError(_name_flags(str(err))) from err
     return split_config, train_config
 
 

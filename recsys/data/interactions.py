@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recsys.errors import BadInputError
+
 
 @dataclass(frozen=True, eq=False)
 class Interactions:
@@ -51,9 +53,9 @@ class Interactions:
         """
         missing = {"user_id", "item_id", "rating", "timestamp"} - set(ratings.columns)
         if missing:
-            raise ValueError(f"ratings table lacks columns {sorted(missing)}")
+            raise BadInputError(f"ratings table lacks columns {sorted(missing)}")
         if ratings[["user_id", "item_id", "rating", "timestamp"]].isna().any().any():
-            raise ValueError("ratings table has missing values (NaN): drop or fill them first")
+            raise BadInputError("ratings table has missing values (NaN): drop or fill them first")
         frame = ratings.sort_values("timestamp", kind="stable").drop_duplicates(
             ["user_id", "item_id"], keep="last"
         )
@@ -147,12 +149,12 @@ class Interactions:
 def _lookup(ids: np.ndarray, raw: np.ndarray, kind: str) -> np.ndarray:
     """Maps raw ids to indices into the sorted ``ids``; unknown ids raise."""
     if len(ids) and np.any(np.diff(ids) <= 0):
-        raise ValueError(f"{kind}_ids must be sorted and unique")
+        raise BadInputError(f"{kind}_ids must be sorted and unique")
     index = np.searchsorted(ids, raw)
     bad = ids[np.minimum(index, len(ids) - 1)] != raw if len(ids) else np.ones(len(raw), bool)
     if np.any(bad):
         examples = np.unique(raw[bad])[:5].tolist()
-        raise ValueError(
+        raise BadInputError(
             f"{int(bad.sum())} events refer to {kind} ids missing from the {kind} table,"
             f" e.g. {examples}: add them to the table or drop those ratings"
         )
@@ -164,21 +166,21 @@ def _check(x: Interactions) -> None:
     n = len(x.user_index)
     lengths = {len(x.item_index), len(x.ratings), len(x.timestamps)}
     if lengths != {n}:
-        raise ValueError(
+        raise BadInputError(
             f"user_index has {n} events but item_index/ratings/timestamps have"
             f" {len(x.item_index)}/{len(x.ratings)}/{len(x.timestamps)}: they must be equal"
         )
     for name in ("user_index", "item_index", "timestamps", "user_ids", "item_ids"):
         if not np.issubdtype(getattr(x, name).dtype, np.integer):
-            raise ValueError(f"{name} must be integers, got {getattr(x, name).dtype}")
+            raise BadInputError(f"{name} must be integers, got {getattr(x, name).dtype}")
     if np.isnan(x.ratings).any():
-        raise ValueError("ratings contain NaN: drop or fill them before building Interactions")
+        raise BadInputError("ratings contain NaN: drop or fill them before building Interactions")
     for name, index, size in (
         ("user_index", x.user_index, len(x.user_ids)),
         ("item_index", x.item_index, len(x.item_ids)),
     ):
         if n and (index.min() < 0 or index.max() >= size):
-            raise ValueError(
+            raise BadInputError(
                 f"{name} out of range [0, {size}): min {index.min()}, max {index.max()};"
                 " build Interactions with Interactions.from_frame to map raw ids"
             )

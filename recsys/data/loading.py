@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from recsys.errors import BadInputError, DataUnavailableError
+
 __all__ = [
     "GENRES_100K",
     "GROUPLENS_URL",
@@ -83,14 +85,6 @@ _SOURCE_ERRORS = (
     OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, HTTPException,
     subprocess.SubprocessError, pd.errors.ParserError,
 )  # fmt: skip
-
-
-class DataUnavailableError(RuntimeError):
-    """No MovieLens source worked; the message says what to do and why each source failed."""
-
-    def __init__(self, message: str, attempts: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.attempts = list(attempts or [])
 
 
 @dataclass(frozen=True, eq=False)
@@ -157,7 +151,7 @@ def validate_100k_counts(ml: MovieLens) -> None:
     }
     bad = [f"{k} {got[k]:,} (expected {want[k]:,})" for k in want if got[k] != want[k]]
     if bad:
-        raise ValueError("not the full ML-100K dataset: " + "; ".join(bad))
+        raise BadInputError("not the full ML-100K dataset: " + "; ".join(bad))
 
 
 # --------------------------------------------------------------------------- table helpers
@@ -215,7 +209,7 @@ def _canonical_100k_genres(genres: pd.Series, sep: str) -> pd.Series:
     dummies = genres.fillna("").str.get_dummies(sep=sep)
     unknown = sorted(set(dummies.columns) - set(GENRES_100K))
     if unknown:
-        raise ValueError(f"genre names not in GENRES_100K: {unknown}")
+        raise BadInputError(f"genre names not in GENRES_100K: {unknown}")
     flags = dummies.reindex(columns=list(GENRES_100K), fill_value=0)
     return _join_flags(flags, GENRES_100K)
 
@@ -230,16 +224,16 @@ def _read_text(path: Path) -> str:
     try:  # O_NONBLOCK: opening a FIFO returns at once instead of waiting for a writer
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as err:
-        raise ValueError(f"{path} cannot be read ({err.strerror}): check the file") from err
+        raise BadInputError(f"{path} cannot be read ({err.strerror}): check the file") from err
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise ValueError(f"{path} is not a regular file (a folder, pipe or device): put "
+        raise BadInputError(f"{path} is not a regular file (a folder, pipe or device): put "
                          "the MovieLens file itself there")
     with os.fdopen(fd, "rb") as f:
         try:
             raw = f.read()
         except OSError as err:
-            raise ValueError(f"{path} cannot be read ({err.strerror}): check the file") from err
+            raise BadInputError(f"{path} cannot be read ({err.strerror}): check the file") from err
     for encoding in ENCODINGS:
         try:
             return raw.decode(encoding)
@@ -263,26 +257,26 @@ def _read_fields(path: Path, names: list[str], sep: str, header: bool = False) -
             numbers.append(number)
             lines.append(line)
     if not lines:
-        raise ValueError(f"{path} is empty: put the MovieLens file there")
+        raise BadInputError(f"{path} is empty: put the MovieLens file there")
     try:
         df = pd.read_csv(
             io.StringIO("\n".join(lines)), sep=sep, header=0 if header else None, dtype=str,
             quoting=csv.QUOTE_MINIMAL if header else csv.QUOTE_NONE, na_filter=False,
         )  # fmt: skip
     except pd.errors.ParserError as err:
-        raise ValueError(f"{path}: {_parser_problem(err, numbers)}") from None
+        raise BadInputError(f"{path}: {_parser_problem(err, numbers)}") from None
     rows = numbers[1:] if header else numbers
     # One row per line, unless a quoted CSV field spans lines: then count rows instead.
     df.index = rows if len(rows) == len(df) else df.index + (2 if header else 1)
     if header:
         missing = [n for n in names if n not in df.columns]
         if missing:
-            raise ValueError(f"{path} line {numbers[0]}: the header lacks the column(s) "
+            raise BadInputError(f"{path} line {numbers[0]}: the header lacks the column(s) "
                              f"{', '.join(missing)}; expected {','.join(names)}")
         df = df[names]
     elif df.shape[1] > len(names):
         extra = (df.iloc[:, len(names):].fillna("") != "").any(axis=1)
-        raise ValueError(f"{path} line {extra.idxmax()} has more than {len(names)} fields "
+        raise BadInputError(f"{path} line {extra.idxmax()} has more than {len(names)} fields "
                          f"(separated by {sep!r}): fix or delete that line")
     else:
         df = df.reindex(columns=range(len(names)), fill_value="").set_axis(names, axis=1)
@@ -328,7 +322,7 @@ def _numbers(df: pd.DataFrame, column: str, path: Path | str, what: str,
         shown = repr(df[column].iloc[bad[0]]) if df[column].iloc[bad[0]] else "nothing"
         kind = "a whole number" if whole else "a number"
         more = f" ({len(bad) - 1:,} more lines like it)" if len(bad) > 1 else ""
-        raise ValueError(f"{path} line {df['line'].iloc[bad[0]]}: {what} is {shown}, not "
+        raise BadInputError(f"{path} line {df['line'].iloc[bad[0]]}: {what} is {shown}, not "
                          f"{kind} from {low:g} to {high:g}{more}: fix or delete that line")
     return values.astype("int64") if whole else values
 
@@ -336,7 +330,7 @@ def _numbers(df: pd.DataFrame, column: str, path: Path | str, what: str,
 def _parse_ratings(df: pd.DataFrame, path: Path | str) -> tuple[pd.DataFrame, tuple[str, ...]]:
     """Validated ratings from text columns u, i, r, t (and ``line``), plus notes on repeats."""
     if df.empty:
-        raise ValueError(f"{path} holds no ratings: put the MovieLens ratings file there")
+        raise BadInputError(f"{path} holds no ratings: put the MovieLens ratings file there")
     ratings = pd.DataFrame({
         "user_id": _numbers(df, "u", path, "the user id", 0, MAX_ID),
         "item_id": _numbers(df, "i", path, "the movie id", 0, MAX_ID),
@@ -452,7 +446,7 @@ def read_grouplens_dir(path: str | Path) -> MovieLens:
     """
     d = Path(path).expanduser()
     if not d.is_dir():
-        raise ValueError(f"MovieLens data directory {d} does not exist or is not a directory")
+        raise BadInputError(f"MovieLens data directory {d} does not exist or is not a directory")
     layout = _detect_layout(d)
     if layout is None:
         subdirs = [d / n for n in _LAYOUTS if (d / n).is_dir() and _detect_layout(d / n)]
@@ -463,13 +457,13 @@ def read_grouplens_dir(path: str | Path) -> MovieLens:
         expected = "; ".join(
             f"{name}: {', '.join(f for f in files if f)}" for name, files in _LAYOUTS.items()
         )
-        raise ValueError(
+        raise BadInputError(
             f"no MovieLens files found in {d}. Looked for {expected}. "
             "Point at the unzipped GroupLens folder (e.g. .../ml-100k containing u.data)."
         )
     _, movies_file, _ = _LAYOUTS[layout]
     if not os.path.lexists(d / movies_file):
-        raise ValueError(f"{d} looks like {layout} but {movies_file} is missing: put it "
+        raise BadInputError(f"{d} looks like {layout} but {movies_file} is missing: put it "
                          "beside the ratings file")
     ratings, movies, users, notes = _READERS[layout](d)
     return MovieLens(ratings, movies, users, layout, f"directory {d} (GroupLens layout)", notes)
@@ -570,7 +564,7 @@ def _download_grouplens(cache_dir: Path, timeout: float, progress: bool) -> Movi
             zf.extractall(extract_root)
         found = [p.parent for p in extract_root.rglob("u.data")]
         if len(found) != 1:
-            raise ValueError(f"downloaded zip has {len(found)} u.data files (expected 1)")
+            raise BadInputError(f"downloaded zip has {len(found)} u.data files (expected 1)")
         ml = read_grouplens_dir(found[0])
         validate_100k_counts(ml)
         try:

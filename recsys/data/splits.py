@@ -9,6 +9,7 @@ import numpy as np
 
 from recsys.data.interactions import Interactions
 from recsys.data.protocol import SplitConfig
+from recsys.errors import BadInputError
 
 TRAIN, VALID, TEST = 0, 1, 2
 
@@ -95,7 +96,7 @@ def make_split(events: Interactions, config: SplitConfig | None = None) -> Split
     config = config or SplitConfig()
     positive = events.ratings >= config.threshold
     if not positive.any():
-        raise ValueError(
+        raise BadInputError(
             f"no rating reaches the positive threshold {config.threshold:g}: lower it"
         )
     if config.split == "temporal":

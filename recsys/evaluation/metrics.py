@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from recsys.errors import BadInputError
 from recsys.evaluation.topk import top_k_dot
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
@@ -151,7 +152,7 @@ def evaluate_model(model: Any, split: Any, k: int = 10, part: str = "test") -> E
     ``"valid"`` only the train positives. Models that predict ratings also get RMSE.
     """
     if part not in ("test", "valid"):
-        raise ValueError(f"part must be 'test' or 'valid', got {part!r}")
+        raise BadInputError(f"part must be 'test' or 'valid', got {part!r}")
     protocol = {
         "part": part,
         "split": split.config.split,

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recsys.errors import BadInputError
 from recsys.linalg import average_ranks, spearman, unit_rows
 
 Lens = Callable[[np.ndarray], np.ndarray]
@@ -54,7 +55,7 @@ def top_k_neighbours(lens: Lens, items: np.ndarray, k: int = 10, block: int = 25
     """
     items = np.asarray(items, np.int64)
     if k >= len(items):
-        raise ValueError(f"k={k} needs more than {len(items)} catalogue items")
+        raise BadInputError(f"k={k} needs more than {len(items)} catalogue items")
     out = np.empty((len(items), k), np.int64)
     for start in range(0, len(items), block):
         rows = np.array(lens(items[start : start + block])[:, items], np.float64)
@@ -244,14 +245,14 @@ def random_lens(n_items: int, seed: int = 0) -> Lens:
 def lens_from_model(name: str, model: Any, known: sp.csr_matrix) -> Lens:
     """The lens ``name`` of :data:`LENSES` for a fitted model and the positives it knew."""
     if name not in LENSES:
-        raise ValueError(f"unknown lens {name!r}: choose one of {', '.join(LENSES)}")
+        raise BadInputError(f"unknown lens {name!r}: choose one of {', '.join(LENSES)}")
     return LENSES[name](model, known)
 
 
 def _factors(model: Any) -> np.ndarray:
     factors = model.item_factors()
     if factors is None:
-        raise ValueError(f"{model.name} has no item vectors: use a lens on its weights or "
+        raise BadInputError(f"{model.name} has no item vectors: use a lens on its weights or "
                          "on co-occurrence")
     return factors
 
@@ -259,7 +260,7 @@ def _factors(model: Any) -> np.ndarray:
 def _weights(model: Any) -> np.ndarray | sp.spmatrix:
     weights = model.item_item_weights()
     if weights is None:
-        raise ValueError(f"{model.name} has no item-item weights: use a vector lens")
+        raise BadInputError(f"{model.name} has no item-item weights: use a vector lens")
     return weights
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from recsys.data.protocol import SplitConfig
+from recsys.errors import BadInputError
 from recsys.models.config import TrainConfig
 from recsys.settings import to_dict
 
@@ -117,7 +118,7 @@ class JobManager:
     def __init__(self, jobs_dir: str | Path, max_running: int = 1,
                  python: str = sys.executable) -> None:
         if max_running < 1:
-            raise ValueError(f"max_running must be at least 1, got {max_running}")
+            raise BadInputError(f"max_running must be at least 1, got {max_running}")
         self.jobs_dir = Path(jobs_dir).expanduser().resolve()
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         self.max_running = max_running
@@ -158,15 +159,15 @@ class JobManager:
         makes the saved run the pinned default when no run is pinned then (first launch).
         Refuses (ValueError) when :data:`MAX_WAITING` jobs already wait or train."""
         if len(self.unfinished()) >= MAX_WAITING:
-            raise ValueError(f"{MAX_WAITING} training jobs are already running or waiting on "
+            raise BadInputError(f"{MAX_WAITING} training jobs are already running or waiting on "
                              "this server: try again when one has finished")
         unknown = [m for m in maps if m not in MAP_METHODS]
         if unknown:
-            raise ValueError(f"unknown map method {unknown[0]!r}: choose from "
+            raise BadInputError(f"unknown map method {unknown[0]!r}: choose from "
                              f"{', '.join(MAP_METHODS)}")
         out = Path(out_dir or new_run_dir(runs_dir, train_config.model)).expanduser().resolve()
         if out.exists():
-            raise ValueError(f"{out} already exists: choose another run directory")
+            raise BadInputError(f"{out} already exists: choose another run directory")
         job_id = uuid.uuid4().hex[:12]
         job_dir = self.jobs_dir / job_id
         job_dir.mkdir()

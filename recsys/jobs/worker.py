@@ -105,7 +105,8 @@ def _take_slot(job_dir: Path, job: dict[str, Any]) -> int:
 def _train(job_dir: Path, job: dict[str, Any]) -> tuple[Any, Any]:
     append_event(job_dir, "phase", name="load")
     from recsys.data.loading import load_movielens  # heavy imports (torch) only once a slot is ours
-    from recsys.storage.runs import RunError, train_run
+    from recsys.errors import RunError
+    from recsys.storage.runs import train_run
 
     ml = load_movielens(job.get("data_dir"), progress=False)
     wanted = job.get("fingerprint")

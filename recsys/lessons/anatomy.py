@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from recsys.errors import BadInputError
 from recsys.models.base import BIASED_SCORES, SCORE_KINDS
 from recsys.serving import catalog as serving
 
@@ -86,7 +87,7 @@ def score_anatomy(ctx: serving.Catalog, user_id: int, item_id: int) -> ScoreAnat
     """
     model = ctx.model
     if not has_anatomy(model):
-        raise ValueError(score_sentence(model))
+        raise BadInputError(score_sentence(model))
     user, item = ctx.user_index(user_id), ctx.item_index(item_id)
     u = np.asarray(model.user_factors()[user], np.float64)
     v = np.asarray(model.item_factors()[item], np.float64)
@@ -108,7 +109,7 @@ def vector_heatmap(ctx: serving.Catalog, user_id: int, item_ids, n_dims: int | N
     "user", then the movie ids."""
     model = ctx.model
     if not has_anatomy(model):
-        raise ValueError(score_sentence(model))
+        raise BadInputError(score_sentence(model))
     u = model.user_factors()[ctx.user_index(user_id)]
     v = model.item_factors()[ctx.item_indices(item_ids)]
     weight = np.abs(v * u[None, :]).mean(axis=0)

@@ -9,6 +9,7 @@ import pandas as pd
 
 from recsys.data.interactions import Interactions
 from recsys.data.sampling import PositiveSet, popularity_cdf, sample_negatives
+from recsys.errors import BadInputError
 
 N_DECILES = 10
 
@@ -31,7 +32,7 @@ def sampling_probabilities(item_counts: np.ndarray, neg_sampling: str, alpha: fl
     if neg_sampling == "uniform":
         return np.full(n_items, 1.0 / n_items)
     if neg_sampling != "popularity":
-        raise ValueError(f"neg_sampling must be 'uniform' or 'popularity', got {neg_sampling!r}")
+        raise BadInputError(f"neg_sampling must be 'uniform' or 'popularity', got {neg_sampling!r}")
     return np.diff(popularity_cdf(item_counts, alpha), prepend=0.0)
 
 

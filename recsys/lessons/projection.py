@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.data.loading import cache_folders
+from recsys.errors import BadInputError
 from recsys.linalg import unit_rows
 from recsys.models import model_names
 from recsys.storage.runs import Run
@@ -78,14 +79,14 @@ def project(
     map that is truncated or does not fit ``vectors`` is recomputed and replaced.
     """
     if method not in METHODS:
-        raise ValueError(f"unknown projection {method!r}: choose one of {', '.join(METHODS)}")
+        raise BadInputError(f"unknown projection {method!r}: choose one of {', '.join(METHODS)}")
     unknown = set(params) - set(DEFAULTS[method])
     if unknown:
-        raise ValueError(f"{method} takes {sorted(DEFAULTS[method]) or 'no'} parameters, "
+        raise BadInputError(f"{method} takes {sorted(DEFAULTS[method]) or 'no'} parameters, "
                          f"got {sorted(unknown)}")
     vectors = np.ascontiguousarray(vectors, np.float32)
     if vectors.ndim != 2 or len(vectors) < 3 or not np.isfinite(vectors).all():
-        raise ValueError(f"need at least 3 finite vectors to project, got shape {vectors.shape}")
+        raise BadInputError(f"need at least 3 finite vectors to project, got shape {vectors.shape}")
     params = {**DEFAULTS[method], **params}
     report = progress or (lambda fraction, message: None)
     file_name = _cache_name(name, method, params, seed, vectors)
@@ -121,11 +122,11 @@ def project_run(
     indices, e.g. ``movies_for(ml, run.item_ids)``) is given.
     """
     if what not in ("items", "users"):
-        raise ValueError(f"what must be 'items' or 'users', got {what!r}")
+        raise BadInputError(f"what must be 'items' or 'users', got {what!r}")
     vectors = run.model.item_factors() if what == "items" else run.model.user_factors()
     if vectors is None:
         able = model_names(**{f"{what[:-1]}_vectors": True})
-        raise ValueError(f"{run.train_config.model} has no {what[:-1]} embeddings to map: "
+        raise BadInputError(f"{run.train_config.model} has no {what[:-1]} embeddings to map: "
                          f"pick a run of {', '.join(able)}")
     cache_dir = Path(run.path) / "projections" if run.path else None
     result = project(vectors, method, seed, cache_dir, what, progress, **params)
@@ -154,7 +155,7 @@ def place_point(projection: Projection, vector: np.ndarray, k: int = 10) -> tupl
     """
     vector = np.asarray(vector, np.float64).ravel()
     if vector.shape[0] != projection.vectors.shape[1]:
-        raise ValueError(f"vector has {vector.shape[0]} dimensions, the map's vectors "
+        raise BadInputError(f"vector has {vector.shape[0]} dimensions, the map's vectors "
                          f"{projection.vectors.shape[1]}")
     if projection.method == "pca":
         x, y = (vector - projection.pca_mean) @ projection.pca_components.T
@@ -312,11 +313,11 @@ def semantic_axis(vectors: np.ndarray, start: np.ndarray, end: np.ndarray) -> np
     vectors = np.asarray(vectors, np.float64)
     start, end = np.asarray(start, bool), np.asarray(end, bool)
     if not start.any() or not end.any():
-        raise ValueError("each end of the axis needs at least one movie")
+        raise BadInputError("each end of the axis needs at least one movie")
     origin = vectors[start].mean(axis=0)
     direction = vectors[end].mean(axis=0) - origin
     squared = float(direction @ direction)
     if squared <= 1e-12 * max(1.0, float((origin ** 2).sum())):
-        raise ValueError("both ends of the axis have the same mean vector: pick other sets")
+        raise BadInputError("both ends of the axis have the same mean vector: pick other sets")
     return (vectors - origin) @ direction / squared
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from recsys.errors import BadInputError
 from recsys.linalg import spearman
 
 
@@ -16,7 +17,7 @@ def norms_frame(item_factors: np.ndarray, popularity: np.ndarray) -> pd.DataFram
     factors = np.asarray(item_factors, np.float64)
     popularity = np.asarray(popularity)
     if len(factors) != len(popularity):
-        raise ValueError(f"{len(factors)} item vectors but {len(popularity)} popularity values")
+        raise BadInputError(f"{len(factors)} item vectors but {len(popularity)} popularity values")
     return pd.DataFrame({"item": np.arange(len(factors)), "likes": popularity,
                          "length": np.linalg.norm(factors, axis=1)})
 

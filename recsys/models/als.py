@@ -29,9 +29,10 @@ import scipy.sparse as sp
 import torch
 
 from recsys.data.splits import Part
+from recsys.errors import TrainingDivergedError
 from recsys.linalg import few_positives_ridge, weighted_ridge
 from recsys.models.base import EpochCallback, FactorModel
-from recsys.models.trainer import TrainingDivergedError, torch_threads, train
+from recsys.models.trainer import torch_threads, train
 
 # Padded vectors held at once per chunk of rows (elements, ~16 MB in float32).
 _CHUNK_ELEMENTS = 1 << 22

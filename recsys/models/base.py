@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys.data.splits import Part, Split
+from recsys.errors import BadInputError
 from recsys.evaluation.metrics import top_k_items
 from recsys.linalg import ridge_fold_in, unit_rows
 from recsys.models.config import TrainConfig
@@ -150,7 +151,7 @@ class Recommender:
         models that cannot (``folds_in`` false).
         """
         if not self.folds_in:
-            raise ValueError(f"fold-in needs a dot-product model (folds_in), {self.name} is "
+            raise BadInputError(f"fold-in needs a dot-product model (folds_in), {self.name} is "
                              f"not one: its scores are {self.score_kind}")
         return ridge_fold_in(self.item_factors(), liked, disliked, **solver)
 
@@ -159,7 +160,7 @@ class Recommender:
         ones: the dot product plus the item biases (constant per-user terms left out)."""
         q = self.item_factors()
         if q is None or self.score_kind not in ("dot", *BIASED_SCORES):
-            raise ValueError(f"{self.name} does not score items by a dot product with a vector")
+            raise BadInputError(f"{self.name} does not score items by a dot product with a vector")
         scores = np.asarray(vectors, np.float64) @ q.T.astype(np.float64)
         biases = self.item_biases()
         return scores if biases is None else scores + biases
@@ -184,7 +185,7 @@ class Recommender:
         self._check_item(item)
         factors = self.item_factors()
         if factors is None:
-            raise ValueError(f"{self.name} has no item representation to compare items with")
+            raise BadInputError(f"{self.name} has no item representation to compare items with")
         unit = unit_rows(factors)
         sims = unit @ unit[item]
         sims[item] = -np.inf
@@ -217,11 +218,11 @@ class Recommender:
     # ------------------------------------------------------------------ helpers
     def _check_user(self, user: int) -> None:
         if not 0 <= int(user) < self.n_users:
-            raise ValueError(f"user index {user} out of range [0, {self.n_users})")
+            raise BadInputError(f"user index {user} out of range [0, {self.n_users})")
 
     def _check_item(self, item: int) -> None:
         if not 0 <= int(item) < self.n_items:
-            raise ValueError(f"item index {item} out of range [0, {self.n_items})")
+            raise BadInputError(f"item index {item} out of range [0, {self.n_items})")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_users={self.n_users}, n_items={self.n_items})"

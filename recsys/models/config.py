@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from recsys.errors import BadInputError
 from recsys.models.registry import MODEL_NAMES
 from recsys.settings import MAX_SEED, check_fields, option
 
@@ -102,7 +103,7 @@ class TrainConfig:
         except ValueError:
             layers = ()
         if not layers or min(layers) < 1:
-            raise ValueError(
+            raise BadInputError(
                 f"ncf_layers must be positive integers separated by commas, got {self.ncf_layers!r}"
             )
 
@@ -147,13 +148,13 @@ def resolve_device(device: str) -> str:
         have = (f"only {count} CUDA GPU(s)" if count else
                 "no CUDA GPU" + (" (this torch is a CPU-only build)" if not torch.version.cuda
                                  else ""))
-        raise ValueError(f"device {device!r} is not available: this machine has {have}; "
+        raise BadInputError(f"device {device!r} is not available: this machine has {have}; "
                          "use --device cpu or --device auto")
     return device
 
 
 def _check_device(device: str) -> None:
     if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
-        raise ValueError(f"unknown device {device!r}: choose cpu, cuda (cuda:N for GPU N) or "
+        raise BadInputError(f"unknown device {device!r}: choose cpu, cuda (cuda:N for GPU N) or "
                          "auto (cuda when a GPU is available)")
 

@@ -13,8 +13,9 @@ from torch import nn
 
 from recsys.data.sampling import PositiveSet, popularity_cdf, sample_negatives
 from recsys.data.splits import Part
+from recsys.errors import TrainingDivergedError
 from recsys.models.base import EpochCallback, Recommender
-from recsys.models.trainer import TrainingDivergedError, torch_threads, train
+from recsys.models.trainer import torch_threads, train
 
 
 class EmbeddingRecommender(Recommender):

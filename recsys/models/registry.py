@@ -3,7 +3,7 @@ in :data:`_CLASSES`; every "which models can ..." list is derived from the class
 capability attributes (:class:`recsys.models.base.Recommender`) by :func:`model_names`.
 
 Classes are imported on first use, so the configs can name the models without torch; this
-module imports nothing of the package, so everything may import it.
+module imports nothing of the package but :mod:`recsys.errors`, so everything may import it.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator, Mapping
 from typing import Any
+
+from recsys.errors import BadInputError
 
 # name -> "module:Class", in the order forms and tables list them
 _CLASSES = {
@@ -61,7 +63,7 @@ def create_model(config: Any) -> Any:
     try:
         cls = MODELS[config.model]
     except KeyError:
-        raise ValueError(
+        raise BadInputError(
             f"unknown model {config.model!r}: choose one of {', '.join(MODELS)}"
         ) from None
     return cls(config)

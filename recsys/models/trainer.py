@@ -17,10 +17,6 @@ import torch
 from recsys.evaluation.metrics import evaluate_held_out
 
 
-class TrainingDivergedError(RuntimeError):
-    """The loss or the parameters became NaN/inf: the run cannot be trusted."""
-
-
 @contextlib.contextmanager
 def torch_threads(n: int) -> Iterator[None]:
     """Temporarily sets torch's CPU thread count (1 is steadiest for small models here)."""

@@ -20,6 +20,7 @@ import scipy.sparse as sp
 from recsys.checks import check_choice, check_k
 from recsys.data.loading import MovieLens, movies_for
 from recsys.data.splits import Split
+from recsys.errors import BadInputError
 from recsys.evaluation import neighbours as nb
 from recsys.evaluation.lenses import COOCCURRENCE_LENS, EMBEDDING_LENSES, LENS_DESCRIPTIONS  # noqa: F401
 from recsys.linalg import cosine_item_similarity, unit_rows
@@ -34,7 +35,7 @@ _ARTICLE = re.compile(r"^(?P<name>.*), (?P<article>the|a|an|les|la|le|il|das|der
 _YEAR = re.compile(r"^(?P<text>.*?)[\s,]*\(?(?P<year>(?:18|19|20)\d\d)\)?$")
 
 
-class AmbiguousMovieError(ValueError):
+class AmbiguousMovieError(BadInputError):
     """A title query matches several movies; ``candidates`` lists them (item_id, title)."""
 
     def __init__(self, query: str, candidates: pd.DataFrame) -> None:
@@ -65,7 +66,7 @@ class Catalog:
         run.check_dataset(ml)
         split = prepare_split(ml, run.split_config)
         if not np.array_equal(split.train.item_ids, run.item_ids):
-            raise ValueError("the run's item mapping differs from the data's: retrain the run")
+            raise BadInputError("the run's item mapping differs from the data's: retrain the run")
         return cls(run, split, movies_for(ml, run.item_ids))
 
     # ------------------------------------------------------------------ basics
@@ -137,7 +138,7 @@ class Catalog:
     def item_factors(self, purpose: str) -> np.ndarray:
         factors = self.model.item_factors()
         if factors is None:
-            raise ValueError(f"{self.run.train_config.model} has no item embeddings, which "
+            raise BadInputError(f"{self.run.train_config.model} has no item embeddings, which "
                              f"{purpose} needs: pick a run of "
                              f"{', '.join(model_names(item_vectors=True))}")
         return factors
@@ -145,7 +146,7 @@ class Catalog:
     def user_factors(self, purpose: str) -> np.ndarray:
         factors = self.model.user_factors()
         if factors is None:
-            raise ValueError(f"{self.run.train_config.model} has no user embeddings, which "
+            raise BadInputError(f"{self.run.train_config.model} has no user embeddings, which "
                              f"{purpose} needs: pick a run of "
                              f"{', '.join(model_names(user_vectors=True))}")
         return factors
@@ -470,10 +471,10 @@ def resolve_movie(catalog: Catalog, movie: int | str) -> int:
     if isinstance(movie, (int, np.integer)) or str(movie).strip().isdigit():
         return catalog.item_index(int(movie))
     if not str(movie).strip():
-        raise ValueError("empty movie query: give a title or a movie id")
+        raise BadInputError("empty movie query: give a title or a movie id")
     found = find_movies(catalog, str(movie), limit=None)
     if found.empty:
-        raise ValueError(f"no movie title contains {movie!r}: try fewer words or another "
+        raise BadInputError(f"no movie title contains {movie!r}: try fewer words or another "
                          "spelling (find_movies lists matches)")
     exact = found.attrs["exact"]
     if len(found) == 1 or exact.sum() == 1:
@@ -500,9 +501,9 @@ def _index_of(ids: np.ndarray, raw: int, kind: str) -> int:
     try:
         raw = int(raw)
     except (TypeError, ValueError):
-        raise ValueError(f"{kind} id must be an integer, got {raw!r}") from None
+        raise BadInputError(f"{kind} id must be an integer, got {raw!r}") from None
     pos = int(np.searchsorted(ids, raw))
     if pos >= len(ids) or ids[pos] != raw:
-        raise ValueError(f"unknown {kind} id {raw}: this run knows {len(ids)} {kind}s with ids "
+        raise BadInputError(f"unknown {kind} id {raw}: this run knows {len(ids)} {kind}s with ids "
                          f"{ids.min()}..{ids.max()}")
     return pos

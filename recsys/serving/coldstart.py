@@ -30,6 +30,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from recsys.checks import check_k
+from recsys.errors import BadInputError
 from recsys.linalg import ridge_fold_in
 from recsys.models import model_names
 from recsys.serving.catalog import Catalog
@@ -133,7 +134,7 @@ def fold_in(catalog: Catalog, liked: Sequence[int], disliked: Sequence[int] = ()
     config = config or ColdStartConfig()
     liked_idx, disliked_idx = _indices(catalog, liked, disliked)
     if not catalog.model.folds_in:
-        raise ValueError(f"fold-in needs a dot-product model (one of "
+        raise BadInputError(f"fold-in needs a dot-product model (one of "
                          f"{', '.join(model_names(folds_in=True))}), this run is "
                          f"{catalog.model.name}")
     return catalog.model.fold_in(liked_idx[None], disliked_idx[None], **config.solver())[0]
@@ -161,7 +162,7 @@ def collaborative_scores(model, liked: np.ndarray, disliked: np.ndarray | None =
         scores = x @ model.item_item_weights()  # sparse or dense: sum of the liked items' rows
         return np.asarray(scores.toarray() if sp.issparse(scores) else scores, np.float64), None
     able = model_names(folds_in=True) + model_names(score_kind="item-item")
-    raise ValueError(f"{model.name} cannot score a new user from likes: use a run of "
+    raise BadInputError(f"{model.name} cannot score a new user from likes: use a run of "
                      f"{', '.join(able)} (its scores are {model.score_kind}, not a dot product "
                      "with a user vector or a sum of item rows)")
 
@@ -289,6 +290,6 @@ def _indices(catalog: Catalog, liked: Sequence[int], disliked: Sequence[int]):
     disliked_idx = np.unique([catalog.item_index(i) for i in disliked]).astype(np.int64)
     both = np.intersect1d(liked_idx, disliked_idx)
     if len(both):
-        raise ValueError(f"movies {catalog.run.item_ids[both].tolist()} are both liked and "
+        raise BadInputError(f"movies {catalog.run.item_ids[both].tolist()} are both liked and "
                          "disliked: keep each in one list")
     return liked_idx, disliked_idx

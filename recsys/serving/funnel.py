@@ -20,6 +20,7 @@ import pandas as pd
 
 from recsys.checks import check_k
 from recsys.data.splits import Split
+from recsys.errors import BadInputError
 from recsys.evaluation.metrics import ranking_metrics
 from recsys.linalg import unit_rows
 from recsys.serving.catalog import Catalog
@@ -139,7 +140,7 @@ def _candidates(catalog: Catalog, users: np.ndarray, config: FunnelConfig):
     item_f = catalog.item_factors("the funnel's retrieval")
     user_f = catalog.user_factors("the funnel's retrieval")
     if len(item_f[0]) != len(user_f[0]):
-        raise ValueError("user and item factors differ in size: the funnel needs a dot model")
+        raise BadInputError("user and item factors differ in size: the funnel needs a dot model")
     seen = catalog.seen[users]
     exclude = seen if config.exclude_seen else None
     n = min(config.n_candidates, catalog.model.n_items)
@@ -260,7 +261,7 @@ def evaluate_funnel(catalog: Catalog, split: Split | None = None,
         batch_users = users[s:s + batch_size]
         batch = funnel_batch(catalog, batch_users, config, k)
         if (batch.items < 0).any():
-            raise ValueError(f"some users have fewer than {k} candidates: raise n_candidates "
+            raise BadInputError(f"some users have fewer than {k} candidates: raise n_candidates "
                              "or lower k")
         tops.append(batch.items)
         rows = relevant[batch_users].toarray() > 0

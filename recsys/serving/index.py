@@ -19,6 +19,7 @@ import scipy.sparse as sp
 
 from recsys.checks import check_k
 from recsys.data.loading import cache_folders
+from recsys.errors import BadInputError
 from recsys.linalg import unit_rows
 
 METRICS = ("cosine", "dot")
@@ -53,9 +54,9 @@ class VectorIndex:
         _index: faiss.Index | None = None,
     ) -> None:
         if metric not in METRICS:
-            raise ValueError(f"unknown metric {metric!r}: choose one of {', '.join(METRICS)}")
+            raise BadInputError(f"unknown metric {metric!r}: choose one of {', '.join(METRICS)}")
         if kind not in KINDS:
-            raise ValueError(f"unknown index kind {kind!r}: choose one of {', '.join(KINDS)}")
+            raise BadInputError(f"unknown index kind {kind!r}: choose one of {', '.join(KINDS)}")
         vectors = _as_matrix(vectors, "vectors")
         self.metric, self.kind = metric, kind
         self.n, self.dim = vectors.shape
@@ -105,7 +106,7 @@ class VectorIndex:
         if self.kind == "ivf":
             value = int(value)
             if not 1 <= value <= self.nlist:
-                raise ValueError(f"nprobe must be between 1 and nlist={self.nlist}, got {value}")
+                raise BadInputError(f"nprobe must be between 1 and nlist={self.nlist}, got {value}")
             self.index.nprobe = value
         self._nprobe = int(value)
 
@@ -134,7 +135,7 @@ class VectorIndex:
         """
         queries = _as_matrix(np.atleast_2d(queries), "queries")
         if queries.shape[1] != self.dim:
-            raise ValueError(f"queries have {queries.shape[1]} dimensions, the index {self.dim}")
+            raise BadInputError(f"queries have {queries.shape[1]} dimensions, the index {self.dim}")
         check_k(k)
         rows = _exclude_rows(exclude, len(queries))
         extra = max((len(r) for r in rows), default=0)
@@ -275,16 +276,16 @@ def _timed_single_queries(index: VectorIndex, queries: np.ndarray, k: int):
 def _as_matrix(x: np.ndarray, name: str) -> np.ndarray:
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"{name} must be a non-empty 2-D array, got shape {x.shape}")
+        raise BadInputError(f"{name} must be a non-empty 2-D array, got shape {x.shape}")
     if not np.isfinite(x).all():
-        raise ValueError(f"{name} contain NaN or inf: the model is broken, retrain it")
+        raise BadInputError(f"{name} contain NaN or inf: the model is broken, retrain it")
     return x
 
 
 def _check_nlist(nlist: int | None, n: int) -> int:
     nlist = max(1, round(np.sqrt(n))) if nlist is None else int(nlist)
     if not 1 <= nlist <= n:
-        raise ValueError(f"nlist must be between 1 and the number of vectors ({n}), got {nlist}")
+        raise BadInputError(f"nlist must be between 1 and the number of vectors ({n}), got {nlist}")
     return nlist
 
 
@@ -294,12 +295,12 @@ def _exclude_rows(exclude: Exclude, n_queries: int) -> list[np.ndarray]:
     if sp.issparse(exclude):
         exclude = sp.csr_matrix(exclude)
         if exclude.shape[0] != n_queries:
-            raise ValueError(f"exclude has {exclude.shape[0]} rows for {n_queries} queries")
+            raise BadInputError(f"exclude has {exclude.shape[0]} rows for {n_queries} queries")
         return [exclude.indices[exclude.indptr[q]:exclude.indptr[q + 1]] for q in range(n_queries)]
     if isinstance(exclude, np.ndarray) and exclude.ndim == 1:
         return [exclude.astype(np.int64)] * n_queries
     if len(exclude) != n_queries:
-        raise ValueError(f"exclude has {len(exclude)} id lists for {n_queries} queries")
+        raise BadInputError(f"exclude has {len(exclude)} id lists for {n_queries} queries")
     return [np.asarray(r, np.int64).ravel() for r in exclude]
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 
 from recsys.data.loading import MovieLens, movies_for
 from recsys.data.splits import Split
+from recsys.errors import BadInputError
 from recsys.models import model_names
 from recsys.models.base import BIASED_SCORES
 from recsys.settings import to_dict
@@ -51,7 +52,7 @@ def npz_arrays(run: Run, ml: MovieLens, split: Split | None = None) -> dict[str,
     split = split or prepare_split(ml, run.split_config)
     if not (np.array_equal(split.train.item_ids, run.item_ids)
             and np.array_equal(split.train.user_ids, run.user_ids)):
-        raise ValueError("the run's id mappings differ from the split's: retrain the run")
+        raise BadInputError("the run's id mappings differ from the split's: retrain the run")
     model = run.model
     items = _item_factors(run)
     item_bias, user_bias, global_mean = _biases(model)
@@ -88,7 +89,7 @@ def projector_tables(run: Run, ml: MovieLens) -> tuple[np.ndarray, pd.DataFrame]
 def _item_factors(run: Run) -> np.ndarray:
     items = run.model.item_factors()
     if items is None:
-        raise ValueError(f"{run.train_config.model} has no item embeddings to export; "
+        raise BadInputError(f"{run.train_config.model} has no item embeddings to export; "
                          f"export a run of {', '.join(model_names(item_vectors=True))}")
     return items
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from recsys.errors import RunError
 from recsys.models.base import Recommender
 
 FILE = "replay.npz"
@@ -30,7 +31,7 @@ DENSE_EPOCHS = 20  # every epoch up to this one is kept: the space forms early
 EVERY = 5  # later epochs: every EVERY-th (doubled while over budget) and the last
 
 
-class ReplayError(ValueError):
+class ReplayError(RunError):
     """A replay.npz that cannot be used (damaged, or of another model's shape)."""
 
 

@@ -26,6 +26,7 @@ from recsys.data.interactions import Interactions
 from recsys.data.loading import MovieLens, movies_for
 from recsys.data.protocol import SplitConfig
 from recsys.data.splits import Split, make_split
+from recsys.errors import RunError
 from recsys.evaluation.metrics import evaluate_model
 from recsys.evaluation.neighbours import run_neighbour_quality
 from recsys.models import create_model
@@ -39,12 +40,11 @@ FILES = ("config.json", "metrics.json", "history.json", "mappings.json", "datase
 PIN_FILE = "pinned.json"  # names the app's default run for new visitors (not a run itself)
 MAX_JSON_BYTES = 64 * 2**20  # far above any real run file; stops a runaway read early
 MAX_PIN_BYTES = 64 * 2**10
-# What restoring or using weights of the wrong size or kind raises (torch: RuntimeError).
-_MISFIT_ERRORS = (KeyError, IndexError, ValueError, TypeError, RuntimeError, AttributeError)
-
-
-class RunError(ValueError):
-    """A run directory is missing, incomplete, or belongs to other data."""
+# What restoring weights of the wrong size or kind raises: a missing array (KeyError), numpy's
+# shape errors (ValueError), torch's "size mismatch" (RuntimeError). Not TypeError or
+# AttributeError: those are bugs in a model's loading code, which must surface as tracebacks
+# rather than set aside every run of that model as damaged.
+_MISFIT_ERRORS = (KeyError, ValueError, RuntimeError)
 
 
 @dataclass(eq=False)
