@@ -41,6 +41,7 @@ from bench.common import (
 from recsys.data.loading import load_movielens
 from recsys.evaluation.metrics import evaluate_model
 from recsys.models.config import TrainConfig
+from recsys.models.embedding import TorchTraining
 from recsys.models.mf import MFBPR
 from recsys.models.modules import MatrixFactorization
 from recsys.storage.runs import prepare_split
@@ -60,11 +61,11 @@ class VariantBPR(MFBPR):
             nn.init.normal_(module.item.weight, std=self.init_std)
         return module
 
-    def train_step(self, batch: tuple, optimizer: torch.optim.Optimizer) -> float:
+    def train_step(self, batch: tuple, training: TorchTraining) -> float:
         if self.bias_l2 or not self.item_bias:
-            optimizer = _BiasControl(optimizer, self.module.item_bias.weight, self.bias_l2,
-                                     self.item_bias)
-        return super().train_step(batch, optimizer)
+            training = replace(training, optimizer=_BiasControl(
+                training.optimizer, self.module.item_bias.weight, self.bias_l2, self.item_bias))
+        return super().train_step(batch, training)
 
 
 class _BiasControl:

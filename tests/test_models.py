@@ -11,7 +11,7 @@ from recsys.errors import TrainingDivergedError
 from recsys.evaluation.metrics import evaluate_model
 from recsys.models import MODELS, create_model
 from recsys.models.config import TrainConfig
-from recsys.models.embedding import EmbeddingRecommender
+from recsys.models.embedding import EmbeddingRecommender, TorchTraining
 from recsys.storage.runs import prepare_split
 from tests.synthetic import USERS_PER_BLOCK
 
@@ -93,11 +93,12 @@ def test_hand_written_gradients_match_autograd(name, weight_decay, block_split):
     loss = model.batch_loss(users, pos, neg)
     expected = torch.autograd.grad(loss, params)
 
-    class Capture:
+    class Capture:  # an optimiser that leaves the gradients where the step wrote them
         def step(self):
             pass
 
-    manual_loss = model.train_step((users, pos, neg), Capture())
+    training = TorchTraining(model, data=None, rng=None, optimizer=Capture())
+    manual_loss = model.train_step((users, pos, neg), training)
     assert manual_loss == pytest.approx(loss.item(), rel=1e-5)
     for p, g in zip(params, expected, strict=True):
         got = torch.zeros_like(p) if p.grad is None else p.grad  # None = provably zero
@@ -168,7 +169,7 @@ def test_refit_trains_on_validation_too(block_split):
 
 def test_divergence_raises_a_clear_error(block_split, monkeypatch):
     model = create_model(TrainConfig(model="mf-bpr", **FAST))
-    monkeypatch.setattr(model, "train_step", lambda batch, optimizer: float("nan"))
+    monkeypatch.setattr(model, "train_step", lambda batch, training: float("nan"))
     with pytest.raises(TrainingDivergedError, match="lower the learning rate"):
         model.fit(block_split)
 

@@ -232,34 +232,19 @@ class ALS(FactorModel):
 
     def _fit(self, train_part: Part, valid: Part | None, callbacks: Sequence[EpochCallback],
              epochs: int) -> list[dict[str, Any]]:
-        cfg = self.config
+        with torch_threads(self.config.threads):
+            return train(self, train_part, valid, callbacks, epochs)
+
+    # ------------------------------------------- the contract recsys.models.trainer.train runs
+    def start_training(self, train_part: Part) -> ALSSweeps:
+        """The fit's scratch: both orientations of the binary training matrix, and small
+        random items (as implicit) that the first sweep solves the users from."""
         by_user = _binary_csr(train_part.positives.to_csr())
-        self._rows = [_torch_csr(csr) for csr in (by_user, by_user.T.tocsr())]
-        gen = torch.Generator().manual_seed(cfg.seed)
-        # Small random items (as implicit): the first sweep starts from the users' solve.
-        self._y = torch.randn(self.n_items, cfg.dim, generator=gen) * 0.01
-        with torch_threads(cfg.threads):
-            history = train(self, train_part, valid, callbacks, epochs)
-        del self._rows, self._y
-        return history
-
-    # ------------------------------------------------------- the epoch recsys.models.trainer runs
-    def train_epoch(self, epoch: int) -> float:
-        """One sweep (all users, then all items); the objective per training positive."""
-        alpha, lam = self.config.als_alpha, self.config.als_lambda  # lambda: read here only
-        by_user, by_item = self._rows
-        x = als_half_step(self._y, *by_user, alpha, lam)
-        y = als_half_step(x, *by_item, alpha, lam)
-        loss = als_objective(x, y, *by_user, alpha, lam) / max(1, len(by_user[1]))
-        self._check_finite(loss, x, y, epoch, lam)
-        self._y = y
-        self.users, self.items = x.numpy(), y.numpy()
-        return loss
-
-    def starting_vectors(self) -> tuple[None, np.ndarray]:
-        """The first sweep solves the users from the random items: no users yet (``items``
-        may still hold a previous phase's)."""
-        return None, self._y.numpy()
+        rows = (_torch_csr(by_user), _torch_csr(by_user.T.tocsr()))
+        gen = torch.Generator().manual_seed(self.config.seed)
+        items = torch.randn(self.n_items, self.config.dim, generator=gen) * 0.01
+        self.remember_start(users=None, items=items.numpy())
+        return ALSSweeps(self, rows, items)
 
     def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
         return self.users, self.items  # each sweep makes new arrays: no copy needed
@@ -268,16 +253,34 @@ class ALS(FactorModel):
         self.users, self.items = state
 
     def check_finite(self) -> None:
-        """Every sweep was checked as it ran (:meth:`_check_finite`)."""
+        """Every sweep was checked as it ran (:meth:`ALSSweeps.train_epoch`)."""
 
-    def _check_finite(self, loss: float, x: torch.Tensor, y: torch.Tensor, epoch: int,
-                      lam: float) -> None:
+
+@dataclass(eq=False)
+class ALSSweeps:
+    """The scratch state of one ALS fit: the training matrix by user and by item (torch CSR
+    index pairs) and the item factors the next sweep starts from; dropped when the fit ends."""
+
+    model: ALS
+    rows: tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+    items: torch.Tensor
+
+    def train_epoch(self, epoch: int) -> float:
+        """One sweep (all users, then all items); the objective per training positive."""
+        model = self.model
+        alpha, lam = model.config.als_alpha, model.config.als_lambda  # lambda: read here only
+        by_user, by_item = self.rows
+        x = als_half_step(self.items, *by_user, alpha, lam)
+        y = als_half_step(x, *by_item, alpha, lam)
+        loss = als_objective(x, y, *by_user, alpha, lam) / max(1, len(by_user[1]))
         if not (math.isfinite(loss) and torch.isfinite(x).all() and torch.isfinite(y).all()):
             raise TrainingDivergedError(
-                f"{self.name}: factors became NaN/inf in sweep {epoch}; raise als_lambda "
-                f"(now {lam:g}) or lower als_alpha "
-                f"(now {self.config.als_alpha:g})"
+                f"{model.name}: factors became NaN/inf in sweep {epoch}; raise als_lambda "
+                f"(now {lam:g}) or lower als_alpha (now {model.config.als_alpha:g})"
             )
+        self.items = y
+        model.users, model.items = x.numpy(), y.numpy()
+        return loss
 
 
 def _binary_csr(matrix: sp.csr_matrix) -> sp.csr_matrix:

@@ -60,6 +60,7 @@ class Recommender:
         self.n_items = 0
         self.history: list[dict[str, Any]] = []  # per-epoch stats of the validated fit
         self.refit_epochs = 0
+        self._start: tuple[np.ndarray | None, np.ndarray | None] | None = None
 
     # ------------------------------------------------------------------ training
     def fit(self, train: Part | Split, valid: Part | None = None,
@@ -119,9 +120,20 @@ class Recommender:
         return None
 
     def starting_vectors(self) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """(user, item) vectors the next training epoch starts from, read before it runs (the
-        training replay's epoch 0); by default the current factors."""
-        return self.user_factors(), self.item_factors()
+        """(user, item) vectors the current training phase started from (the training
+        replay's epoch 0), as :meth:`remember_start` kept them; before any training, the
+        current factors."""
+        return self._start if self._start is not None else (self.user_factors(),
+                                                            self.item_factors())
+
+    def remember_start(self, users: np.ndarray | None = None,
+                       items: np.ndarray | None = None) -> None:
+        """Keeps, as float16, the vectors a training phase starts from: ``start_training``
+        calls it once the parameters are initialised (``users`` / ``items`` default to the
+        model's factors; ALS passes its random items and no users)."""
+        if users is None and items is None:
+            users, items = self.user_factors(), self.item_factors()
+        self._start = tuple(None if v is None else np.array(v, np.float16) for v in (users, items))
 
     def item_biases(self) -> np.ndarray | None:
         """(n_items,) item biases of the score (``score_kind`` in BIASED_SCORES), else None."""

@@ -1,10 +1,12 @@
-"""Shared machinery of the torch models: batches, scoring, saving, factor access."""
+"""Shared machinery of the torch models: batches, scoring, saving, factor access, and
+:class:`TorchTraining`, the scratch state of one fit."""
 
 from __future__ import annotations
 
 import copy
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -42,31 +44,19 @@ class EmbeddingRecommender(Recommender):
         self.device = torch.device(cfg.device)
         with torch.random.fork_rng(devices=[]), torch_threads(cfg.threads):
             torch.manual_seed(cfg.seed)
-            self.module = self.build_module(self.n_users, self.n_items).to(self.device)
-            self._prepare(train_part)
-            self._rng = np.random.default_rng(cfg.seed)
-            # The fused kernel updates all parameters in one pass: ~5x faster steps on CPU.
-            self._optimizer = torch.optim.Adam(self.module.parameters(), lr=cfg.lr, fused=True)
-            history = train(self, train_part, valid, callbacks, epochs)
-        del self._rng, self._optimizer
-        return history
+            return train(self, train_part, valid, callbacks, epochs)
 
-    # ------------------------------------------------------- the epoch recsys.models.trainer runs
-    def train_epoch(self, epoch: int) -> float:
-        """One shuffled pass of Adam steps over :meth:`epoch_batches`; the mean batch loss."""
-        self.module.train()
-        loss_sum, n_batches = 0.0, 0
-        for batch in self.epoch_batches(self._rng):
-            loss = self.train_step(batch, self._optimizer)
-            if not math.isfinite(loss):
-                raise TrainingDivergedError(
-                    f"{self.name}: loss became {loss} in epoch {epoch}; lower the "
-                    f"learning rate (now {self.config.lr:g}) or raise weight_decay"
-                )
-            loss_sum += loss
-            n_batches += 1
-        self.module.eval()
-        return loss_sum / max(n_batches, 1)
+    # ------------------------------------------- the contract recsys.models.trainer.train runs
+    def start_training(self, train_part: Part) -> TorchTraining:
+        """A freshly initialised module and the scratch of a fit on ``train_part``."""
+        cfg = self.config
+        self.module = self.build_module(self.n_users, self.n_items).to(self.device)
+        self.remember_start()
+        data = self.training_data(train_part)
+        rng = np.random.default_rng(cfg.seed)
+        # The fused kernel updates all parameters in one pass: ~5x faster steps on CPU.
+        optimizer = torch.optim.Adam(self.module.parameters(), lr=cfg.lr, fused=True)
+        return TorchTraining(self, data, rng, optimizer)
 
     def snapshot(self) -> dict[str, torch.Tensor]:
         return copy.deepcopy(self.module.state_dict())
@@ -82,35 +72,33 @@ class EmbeddingRecommender(Recommender):
                     "learning rate or raise weight_decay"
                 )
 
-    def _prepare(self, train_part: Part) -> None:
-        """Per-fit constants for the implicit sampler."""
+    def training_data(self, train_part: Part) -> Any:
+        """What :meth:`epoch_batches` draws from, per fit: the positive pairs, the set that
+        rejects a liked item as a negative, and the popularity sampler's CDF (or None)."""
         pos = train_part.positives
-        self._pairs = (pos.user_index, pos.item_index)
-        self._positives = PositiveSet(pos.user_index, pos.item_index, self.n_users, self.n_items)
-        self._cdf = (
-            popularity_cdf(pos.item_counts(), self.config.alpha)
-            if self.config.neg_sampling == "popularity"
-            else None
-        )
+        cdf = (popularity_cdf(pos.item_counts(), self.config.alpha)
+               if self.config.neg_sampling == "popularity" else None)
+        positives = PositiveSet(pos.user_index, pos.item_index, self.n_users, self.n_items)
+        return (pos.user_index, pos.item_index), positives, cdf
 
-    def epoch_batches(self, rng: np.random.Generator) -> Iterator[tuple]:
+    def epoch_batches(self, training: TorchTraining) -> Iterator[tuple]:
         """One shuffled pass: (users, positives, negatives) tensors, negatives drawn at once."""
-        users, items = self._pairs
-        order = rng.permutation(len(users))
+        (users, items), positives, cdf = training.data
+        order = training.rng.permutation(len(users))
         users, items = users[order], items[order]
         negatives = sample_negatives(
-            users, self.config.negatives, self.n_items, self._positives, rng, self._cdf
+            users, self.config.negatives, self.n_items, positives, training.rng, cdf
         )
         tensors = [torch.from_numpy(a).to(self.device) for a in (users, items, negatives)]
         for start in range(0, len(users), self.config.batch_size):
             yield tuple(t[start : start + self.config.batch_size] for t in tensors)
 
-    def train_step(self, batch: tuple, optimizer: torch.optim.Optimizer) -> float:
-        """One autograd step on ``batch_loss``; returns the loss value."""
+    def train_step(self, batch: tuple, training: TorchTraining) -> float:
+        """One autograd step on ``batch_loss`` with ``training``'s optimiser; the loss."""
         loss = self.batch_loss(*batch)
-        optimizer.zero_grad(set_to_none=True)
+        training.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        adam_step(optimizer)
+        adam_step(training.optimizer)
         return loss.item()
 
     def batch_loss(self, users, positives, negatives) -> torch.Tensor:
@@ -135,6 +123,51 @@ class EmbeddingRecommender(Recommender):
         self.module = self.build_module(self.n_users, self.n_items)
         self.module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in params.items()})
         self.module.eval()
+
+
+@dataclass(eq=False)
+class TorchTraining:
+    """The scratch state of one torch fit, made by :meth:`EmbeddingRecommender.start_training`
+    and dropped by the training loop when the fit ends: what :meth:`~EmbeddingRecommender.
+    epoch_batches` draws from (``data``), the random generator of shuffles and negatives, the
+    Adam optimiser, and step buffers kept between steps (``workspace``: up to ~100 MB at
+    ML-25M size, which a finished model need not hold)."""
+
+    model: EmbeddingRecommender
+    data: Any
+    rng: np.random.Generator | None
+    optimizer: Any  # a torch.optim.Optimizer, or anything with its step()
+    workspace: dict[Any, Any] = field(default_factory=dict)
+
+    def train_epoch(self, epoch: int) -> float:
+        """One shuffled pass of Adam steps over the model's batches; the mean batch loss."""
+        model = self.model
+        model.module.train()
+        loss_sum, n_batches = 0.0, 0
+        for batch in model.epoch_batches(self):
+            loss = model.train_step(batch, self)
+            if not math.isfinite(loss):
+                raise TrainingDivergedError(
+                    f"{model.name}: loss became {loss} in epoch {epoch}; lower the "
+                    f"learning rate (now {model.config.lr:g}) or raise weight_decay"
+                )
+            loss_sum += loss
+            n_batches += 1
+        model.module.eval()
+        return loss_sum / max(n_batches, 1)
+
+    def buffer(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """A ``shape`` view of a tensor kept between steps. A fresh 100 MB tensor per step (the
+        (B, K, d) gather at ML-25M size) costs more in page faults than the gather itself."""
+        view = self.workspace.get((name, shape))
+        if view is None:
+            numel = math.prod(shape)
+            buffer = self.workspace.get(name)
+            if buffer is None or buffer.numel() < numel:
+                buffer = self.workspace[name] = torch.empty(numel, dtype=like.dtype,
+                                                            device=like.device)
+            view = self.workspace[(name, shape)] = buffer[:numel].view(shape)
+        return view
 
 
 def adam_step(optimizer: torch.optim.Optimizer) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
-from recsys.models.embedding import EmbeddingRecommender, adam_step
+from recsys.models.embedding import EmbeddingRecommender, TorchTraining, adam_step
 from recsys.models.losses import bce_loss, bpr_loss, mse_loss
 from recsys.models.modules import MatrixFactorization
 
@@ -48,34 +47,15 @@ class _SampledMF(_MF):
 
     uses_user_bias = True
 
-    def _fit(self, train_part, valid, callbacks, epochs):
-        try:
-            return super()._fit(train_part, valid, callbacks, epochs)
-        finally:
-            self.__dict__.pop("_workspace", None)  # the step buffers: up to ~100 MB
-
-    def _buffer(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-        """A ``shape`` view of a tensor kept between steps. A fresh 100 MB tensor per step (the
-        (B, K, d) gather at ML-25M size) costs more in page faults than the gather itself."""
-        workspace = self.__dict__.setdefault("_workspace", {})
-        view = workspace.get((name, shape))
-        if view is None:
-            numel = math.prod(shape)
-            buffer = workspace.get(name)
-            if buffer is None or buffer.numel() < numel:
-                buffer = workspace[name] = torch.empty(numel, dtype=like.dtype,
-                                                       device=like.device)
-            view = workspace[(name, shape)] = buffer[:numel].view(shape)
-        return view
-
-    def _tables(self) -> tuple[torch.Tensor, ...]:
-        """The parameters and their gradient buffers as plain tensors, found once per fit: on
-        ML-100K, ``nn.Module`` look-ups and ``no_grad`` cost as much as a step's small ops.
+    def _tables(self, training: TorchTraining) -> tuple[torch.Tensor, ...]:
+        """The parameters and their gradient buffers as plain tensors, found once per fit (kept
+        in ``training``'s workspace): on ML-100K, ``nn.Module`` look-ups and ``no_grad`` cost as
+        much as a step's small ops.
 
         (user, item, item bias (n_items,), user bias (n_users, 1) or None) and the same four
         gradients. The parameters are detached aliases (same storage, no autograd); the user
         bias of mf-bpr keeps ``grad`` None, so Adam leaves it untouched."""
-        workspace = self.__dict__.setdefault("_workspace", {})
+        workspace = training.workspace
         if "tables" not in workspace:
             m = self.module
             params = [m.user.weight, m.item.weight, m.item_bias.weight]
@@ -95,7 +75,7 @@ class _SampledMF(_MF):
         """Loss value and dLoss/dscores for scores (B, 1 + n_negatives), positive first."""
         raise NotImplementedError
 
-    def train_step(self, batch: tuple, optimizer: torch.optim.Optimizer) -> float:
+    def train_step(self, batch: tuple, training: TorchTraining) -> float:
         """One Adam step with the closed-form gradient of the batch loss (no autograd).
 
         For user u with vector p and the items j of its row (the positive first) with vectors
@@ -107,16 +87,16 @@ class _SampledMF(_MF):
             dLoss/db_j = g_j,   dLoss/db_u = sum_j g_j
 
         A user or item in several rows of the batch gets the sum (``index_add_``). The (B, K, d)
-        products are written once, into buffers kept between steps; Adam then updates every row
-        as with autograd (:func:`~recsys.models.embedding.adam_step`).
+        products are written once, into buffers kept between steps (``training.buffer``); Adam
+        then updates every row as with autograd (:func:`~recsys.models.embedding.adam_step`).
         """
         users, positives, negatives = batch
         wd = self.config.weight_decay
-        user_w, item_w, item_b, user_b, user_g, item_g, item_b_g, user_b_g = self._tables()
+        user_w, item_w, item_b, user_b, user_g, item_g, item_b_g, user_b_g = self._tables(training)
         items = torch.cat([positives[:, None], negatives], dim=1)  # (B, K): positive first
         flat, n, dim = items.view(-1), len(users), user_w.shape[1]
-        p = torch.index_select(user_w, 0, users, out=self._buffer("p", (n, dim), user_w))
-        q = torch.index_select(item_w, 0, flat, out=self._buffer("q", (len(flat), dim), item_w))
+        p = torch.index_select(user_w, 0, users, out=training.buffer("p", (n, dim), user_w))
+        q = torch.index_select(item_w, 0, flat, out=training.buffer("q", (len(flat), dim), item_w))
         q = q.view(*items.shape, dim)  # (B, K, d)
         scores = torch.bmm(q, p.unsqueeze(2)).squeeze(2)  # <p, q_j>: 4x the mul-and-sum
         scores += item_b.index_select(0, flat).view(items.shape)
@@ -126,7 +106,7 @@ class _SampledMF(_MF):
         if wd:
             flat_p, flat_q = p.view(-1), q.view(-1)
             loss = loss + wd * float(flat_p @ flat_p + flat_q @ flat_q) / n
-        grad_p = torch.mul(p, 2 * wd / n, out=self._buffer("grad_p", p.shape, p))
+        grad_p = torch.mul(p, 2 * wd / n, out=training.buffer("grad_p", p.shape, p))
         for j in range(items.shape[1]):  # K slices of (B, d): no (B, K, d) temporary
             grad_p.addcmul_(q[:, j], grad[:, j : j + 1])
         grad_q = q.mul_(2 * wd / n).addcmul_(grad.unsqueeze(-1), p.unsqueeze(1))  # reuses q
@@ -135,7 +115,7 @@ class _SampledMF(_MF):
         item_b_g.zero_().index_add_(0, flat, grad.view(-1))
         if user_b_g is not None:
             user_b_g.zero_().index_add_(0, users, grad.sum(1, keepdim=True))
-        adam_step(optimizer)
+        adam_step(training.optimizer)
         return float(loss)
 
 
@@ -185,18 +165,19 @@ class MFMSE(_MF):
     def build_module(self, n_users: int, n_items: int) -> MatrixFactorization:
         return MatrixFactorization(n_users, n_items, self.config.dim, self._global_mean)
 
-    def _prepare(self, train_part: Any) -> None:
+    def training_data(self, train_part: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(users, items, stars) of every training rating."""
         train = train_part.ratings
-        self._ratings = (train.user_index, train.item_index, train.ratings)
+        return train.user_index, train.item_index, train.ratings
 
     def _fit(self, train_part, valid, callbacks, epochs):
         ratings = train_part.ratings
         self._global_mean = float(ratings.ratings.mean()) if len(ratings) else 0.0
         return super()._fit(train_part, valid, callbacks, epochs)
 
-    def epoch_batches(self, rng: np.random.Generator) -> Iterator[tuple]:
-        order = rng.permutation(len(self._ratings[0]))
-        tensors = [torch.from_numpy(a[order]).to(self.device) for a in self._ratings]
+    def epoch_batches(self, training: TorchTraining) -> Iterator[tuple]:
+        order = training.rng.permutation(len(training.data[0]))
+        tensors = [torch.from_numpy(a[order]).to(self.device) for a in training.data]
         for start in range(0, len(order), self.config.batch_size):
             yield tuple(t[start : start + self.config.batch_size] for t in tensors)
 

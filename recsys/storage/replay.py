@@ -56,8 +56,8 @@ class Replay:
 class ReplayRecorder:
     """An ``on_epoch_end`` callback that snapshots ``model``'s vectors after every epoch.
 
-    It also wraps the instance's ``train_epoch`` (the trainer's one per-epoch entry point) to
-    take the epoch-0 snapshot before the first epoch of each phase; :meth:`detach` undoes it.
+    Epoch 0 of each phase (a fit, then the refit) is the vectors that phase started from,
+    which the model kept when its training started (:meth:`Recommender.starting_vectors`).
     Models without item vectors or epochs record nothing.
     """
 
@@ -67,18 +67,12 @@ class ReplayRecorder:
         self.active = model.iterative and model.item_vectors
         self.phase, self.best_epoch = "fit", 0
         self.snapshots: dict[int, tuple[np.ndarray | None, np.ndarray]] = {}
-        if self.active:
-            self._train_epoch = model.train_epoch
-            model.train_epoch = self._before_epoch
-
-    def _before_epoch(self, epoch: int) -> float:
-        if epoch == 1:  # a new phase starts from fresh vectors: record only this one
-            self.snapshots = {0: _starting_vectors(self.model)}
-        return self._train_epoch(epoch)
 
     def __call__(self, epoch: int, stats: dict[str, Any]) -> None:
         if not self.active:
             return
+        if epoch == 1:  # a new phase started from fresh vectors: record only this one
+            self.snapshots = {0: _starting_vectors(self.model)}
         self.phase = stats.get("phase", "fit")
         self.best_epoch = int(stats.get("best_epoch", epoch))
         users = self.model.user_factors()
@@ -107,11 +101,6 @@ class ReplayRecorder:
 
     def _nbytes(self) -> int:
         return sum(i.nbytes + (0 if u is None else u.nbytes) for u, i in self.snapshots.values())
-
-    def detach(self) -> None:
-        """Gives the model back its own ``train_epoch``."""
-        if self.active:
-            vars(self.model).pop("train_epoch", None)
 
     def replay(self) -> Replay | None:
         """What was recorded (None when nothing was: a model fitted in one go)."""

@@ -109,7 +109,6 @@ def train_run(
     phase("fit")
     start = time.perf_counter()
     model.fit(*split.fit_parts(), (*callbacks, recorder))  # the test part is only ever evaluated on
-    recorder.detach()
     fit_seconds = time.perf_counter() - start
     phase("test")
     test = evaluate_model(model, split, k=k, part="test")
