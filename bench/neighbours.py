@@ -314,12 +314,12 @@ def fit_both(ml, protocol: str, name: str, small: bool, split=None):
 
 def before_after(rows: list[dict[str, Any]], names) -> list[dict[str, Any]]:
     """The app's lists per model: today's (cosine / item-kNN cosine) against the new
-    defaults (``DEFAULT_LENS`` / damped co-occurrence), test view."""
+    defaults (each model's ``default_lens`` / damped co-occurrence), test view."""
     found = {(r["model"], r["lens"]): r for r in rows}
     out = []
     pairs = [("co-occurrence (every model)", ("data", "cooc-cosine"), ("data", "cooc-damped"))]
     for name in names:
-        after = nb.DEFAULT_LENS.get(name)
+        after = MODELS[name].default_lens
         if after is not None and (name, "cosine") in found:
             pairs.append((name, (name, "cosine"), (name, after)))
     for label, old, new in pairs:
@@ -340,7 +340,7 @@ def defaults_report(tables, change_table: str, recall_table: str, info) -> str:
         f"- command: `{command_line()}`",
         f"- P2 = {PROTOCOLS['P2'].describe()}; P1 = {PROTOCOLS['P1'].describe()}",
         "- before = today's app lists (embedding cosine; item-kNN cosine of known positives); "
-        "after = `neighbours.DEFAULT_LENS` and `cooc-damped`; test view (models from "
+        "after = each model's `default_lens` and `cooc-damped`; test view (models from "
         "`train_run`, judged on the test positives). itemknn and popularity have no "
         "embedding list (co-occurrence only).",
         "",

@@ -14,7 +14,7 @@ from ui import display, links, shared, state  # noqa: E402
 from ui.text import plain  # noqa: E402
 
 KEY_PREFIX = "sim_"  # widget key prefix of this page
-state.carry(*(KEY_PREFIX + name for name in ("query", "movie", "k", "scoring", "nlist", "nprobe")))
+state.carry(*(KEY_PREFIX + name for name in ("query", "movie", "k", "lens", "nlist", "nprobe")))
 
 ml, run = shared.context()
 ctx = shared.catalog(run)
@@ -53,9 +53,9 @@ links.write(KEY_PREFIX, "movie", movie_id)
 c1, c2, _ = st.columns([1, 2, 1])
 k = c1.slider("Neighbours", 5, 30, 10, key=KEY_PREFIX + "k")
 lenses = list(serving.EMBEDDING_LENSES)
-if st.session_state.get(KEY_PREFIX + "scoring") not in lenses:
-    st.session_state[KEY_PREFIX + "scoring"] = serving.default_lens(ctx) or "cosine"
-lens = c2.radio("Embedding similarity (lens)", lenses, horizontal=True, key=KEY_PREFIX + "scoring",
+if st.session_state.get(KEY_PREFIX + "lens") not in lenses:
+    st.session_state[KEY_PREFIX + "lens"] = serving.default_lens(ctx)
+lens = c2.radio("Embedding similarity (lens)", lenses, horizontal=True, key=KEY_PREFIX + "lens",
                 help="  \n".join(f"**{n}**: {serving.LENS_DESCRIPTIONS[n]}" for n in lenses)
                 + f"  \nThe default for {run.train_config.model} is the lens measured best "
                   "for it (bench/NEIGHBOURS.md).")

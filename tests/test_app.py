@@ -146,7 +146,7 @@ def test_similar_movies_search_and_scoring(app):
     assert "Star Wars" in movie.format_func(movie.value)
     cosine = frame_with(app, "also_cooccurrence")["title"].tolist()
     assert not frame_with(app, "also_embedding").empty
-    app.radio(key="sim_scoring").set_value("dot").run()
+    app.radio(key="sim_lens").set_value("dot").run()
     assert frame_with(app, "also_cooccurrence")["title"].tolist() != cosine
     assert any(m.label == "IVF Recall@10" for m in app.metric)
 

@@ -8,6 +8,7 @@ import pytest
 import scipy.sparse as sp
 from scipy.stats import spearmanr
 
+from recsys.evaluation import lenses
 from recsys.evaluation import neighbours as nb
 from recsys.linalg import cosine_item_similarity
 from recsys.models import create_model
@@ -159,7 +160,7 @@ def test_debiased_lens_ignores_the_popularity_direction():
     items = np.arange(len(block))
     same = {}
     for name, lens in {"cosine": nb.cosine_lens(vectors),
-                       "debiased": nb.debiased_lens(vectors, known)}.items():
+                       "debiased": lenses.lens("debiased").similarity(vectors, known)}.items():
         neighbours = nb.top_k_neighbours(lens, items, k=3)
         same[name] = (block[neighbours] == block[:, None]).mean()
     assert same["debiased"] == 1.0
@@ -189,14 +190,14 @@ def test_debiased_vectors_have_no_mean_or_top_direction():
     rng = np.random.default_rng(1)
     vectors = rng.normal(size=(30, 5)) + np.outer(rng.normal(size=30) * 4, rng.normal(size=5))
     known = sp.csr_matrix(rng.random((40, 30)) < 0.3)
-    out = nb.debiased_vectors(vectors, known)
+    out = lenses.debiased_vectors(vectors, known)
     seen = nb.item_counts(known) > 0
     centred = vectors - vectors[seen].mean(axis=0)
     top = np.linalg.svd(centred[seen], full_matrices=False)[2][0]
     np.testing.assert_allclose(out @ top, 0.0, atol=1e-10)
     np.testing.assert_allclose(out[seen].mean(axis=0), 0.0, atol=1e-10)
     items = np.arange(30)
-    np.testing.assert_allclose(nb.debiased_lens(vectors, known)(items),
+    np.testing.assert_allclose(lenses.lens("debiased").similarity(vectors, known)(items),
                                nb.cosine_lens(out)(items))
 
 
@@ -222,9 +223,11 @@ def test_run_neighbour_quality_is_the_measure_of_the_models_own_lens(block_split
         [f"nq_{key}@10" for key in nb.RUN_KEYS])
 
 
-def test_default_lens_names_a_serving_lens_for_every_model():
+def test_every_model_names_a_serving_lens_exactly_when_it_has_item_vectors():
+    from recsys.evaluation.lenses import EMBEDDING_LENSES
     from recsys.models import MODELS
-    from recsys.serving.catalog import EMBEDDING_LENSES
 
-    assert set(nb.DEFAULT_LENS) == set(MODELS)
-    assert set(nb.DEFAULT_LENS.values()) <= {*EMBEDDING_LENSES, None}
+    for name, cls in MODELS.items():
+        assert (cls.default_lens in EMBEDDING_LENSES) == cls.item_vectors, name
+        assert cls.default_lens is not None or not cls.item_vectors, name
+    assert MODELS["mf-bpr"].default_lens == "debiased"  # measured in bench/NEIGHBOURS.md

@@ -6,8 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recsys.evaluation import lenses
 from recsys.evaluation import neighbours as nb
 from recsys.serving import catalog as serving
+from tests.numeric import assert_ranking_is_stable, dot_rounding_bound
 from tests.synthetic import (
     block_of_item,
     block_of_user,
@@ -167,17 +169,27 @@ def test_every_lens_finds_the_movies_block(svd, lens):
                                               serving.COOCCURRENCE_LENS}
 
 
-def test_debiased_lens_matches_numpy_on_the_debiased_vectors(bpr):
-    vectors = nb.debiased_vectors(bpr.item_factors("test"), bpr.seen)
-    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+@pytest.mark.parametrize("name", serving.EMBEDDING_LENSES)
+def test_one_lens_object_serving_and_the_measure_rank_alike(bpr, name):
+    """FAISS serving (float32) lists what the neighbour-quality measure ranks with the same
+    :class:`~recsys.evaluation.lenses.Lens` (numpy, float64): the same movies, in order, where
+    no two scores lie within float32 rounding (checked), and the same scores to that bound."""
+    lens = lenses.lens(name)
     item = bpr.item_index(4)
-    sims = unit @ unit[item]
+    sims = lens.similarity(bpr.item_factors("test"), bpr.seen)(np.array([item]))[0]
     sims[np.flatnonzero(bpr.item_counts < nb.MIN_POSITIVES)] = -np.inf
     sims[item] = -np.inf
-    expected = np.argsort(-sims, kind="stable")[:5]
-    result = serving.similar_movies(bpr, 4, k=5, lens="debiased")
-    assert result.embedding["item_id"].tolist() == bpr.run.item_ids[expected].tolist()
-    np.testing.assert_allclose(result.embedding["score"], sims[expected], rtol=1e-5, atol=1e-6)
+    expected = np.argsort(-sims, kind="stable")[:6]
+    searched = lens.vectors(bpr.item_factors("test"), bpr.seen)
+    if lens.metric == "cosine":
+        searched = searched / np.linalg.norm(searched, axis=1, keepdims=True)
+    bound = dot_rounding_bound(searched, searched)
+    assert_ranking_is_stable(sims[expected][None], bound)
+    result = serving.similar_movies(bpr, 4, k=5, lens=name)
+    assert result.lens == name
+    assert result.embedding["item_id"].tolist() == bpr.run.item_ids[expected[:5]].tolist()
+    np.testing.assert_allclose(result.embedding["score"], sims[expected[:5]], rtol=0,
+                               atol=bound)
 
 
 def test_cooccurrence_list_is_the_damped_one(knn):

@@ -113,7 +113,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
 
     catalog = _catalog(args)
     k = check_k(args.k, len(catalog.run.item_ids) - 1, "other movies")
-    lens = args.scoring or args.lens or default_lens(catalog) or "cosine"
+    lens = args.scoring or args.lens or default_lens(catalog)
     result = similar_movies(catalog, args.movie, k, lens)
     if args.json:
         _print_json(result.to_dict())

@@ -1,10 +1,11 @@
 """Neighbour quality: how well a "similar movies" list agrees with genres and held-out co-likes,
-and the similarity lenses (definitions of "similar") it compares.
+and the definitions of "similar" it compares.
 
-A lens is a function ``rows(items) -> (len(items), n_items)`` similarity array, so every
-definition, factor cosine or co-occurrence, goes through the same blocked top-k and the same
-measure. Everything is computed over a catalogue of items with enough known positives, never
-over hand-picked examples.
+Each definition is a :data:`Similarity`, a function ``rows(items) -> (len(items), n_items)``,
+so every one, the serving lenses of :mod:`recsys.evaluation.lenses` (through
+:meth:`~recsys.evaluation.lenses.Lens.similarity`, as FAISS ranks them) or co-occurrence, goes
+through the same blocked top-k and the same measure. Everything is computed over a catalogue
+of items with enough known positives, never over hand-picked examples.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys.errors import BadInputError
+from recsys.evaluation import lenses
 from recsys.linalg import average_ranks, spearman, unit_rows
 
-Lens = Callable[[np.ndarray], np.ndarray]
+# rows(block) -> (len(block), n_items) similarities: one way of ranking a movie's neighbours
+Similarity = Callable[[np.ndarray], np.ndarray]
 
 MIN_POSITIVES = 5  # items with fewer known positives have vectors too noisy to judge or show
 HEAD = 100  # "head" = the catalogue's most popular movies, the ones people actually open
@@ -47,7 +50,8 @@ def genre_matrix(genres: Sequence[str], skip: Sequence[str] = ("unknown", "")) -
 
 
 # ---------------------------------------------------------------------------- top-k
-def top_k_neighbours(lens: Lens, items: np.ndarray, k: int = 10, block: int = 256) -> np.ndarray:
+def top_k_neighbours(lens: Similarity, items: np.ndarray, k: int = 10,
+                     block: int = 256) -> np.ndarray:
     """The ``k`` most similar of ``items`` to each of ``items`` (never itself), best first.
 
     Scores blocks of queries at once; ties go to the lower position in ``items`` (stable
@@ -164,47 +168,27 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- lenses
-def cosine_lens(vectors: np.ndarray) -> Lens:
+def cosine_lens(vectors: np.ndarray) -> Similarity:
     """Cosine of item vectors: the app's current "similar movies"."""
     unit = unit_rows(np.asarray(vectors, np.float64))
     return lambda block: unit[block] @ unit.T
 
 
-def dot_lens(vectors: np.ndarray) -> Lens:
+def dot_lens(vectors: np.ndarray) -> Similarity:
     """Raw inner product of item vectors: long vectors (popular movies) win."""
     v = np.asarray(vectors, np.float64)
     return lambda block: v[block] @ v.T
 
 
-def centred_lens(vectors: np.ndarray, known: sp.csr_matrix) -> Lens:
+def centred_lens(vectors: np.ndarray, known: sp.csr_matrix) -> Similarity:
     """Cosine after subtracting the mean vector of the items with known positives, which
     carries the shared "everyone likes this" component."""
     v = np.asarray(vectors, np.float64)
     return cosine_lens(v - v[item_counts(known) > 0].mean(axis=0))
 
 
-def debiased_lens(vectors: np.ndarray, known: sp.csr_matrix) -> Lens:
-    """Cosine of :func:`debiased_vectors`: removes the popularity axis that otherwise makes
-    every famous movie the neighbour of every other."""
-    return cosine_lens(debiased_vectors(vectors, known))
-
-
-def debiased_vectors(vectors: np.ndarray, known: sp.csr_matrix) -> np.ndarray:
-    """Item vectors centred and without their top principal component ("all but the top",
-    Mu & Viswanath 2018), both taken over the items with known positives; float64 (n, d).
-
-    On MovieLens that component is popularity. Serving indexes these vectors for its
-    "debiased" lens, so the app and this measure rank with the same numbers.
-    """
-    v = np.asarray(vectors, np.float64)
-    seen = item_counts(known) > 0
-    v = v - v[seen].mean(axis=0)
-    top = np.linalg.svd(v[seen], full_matrices=False)[2][0]
-    return v - np.outer(v @ top, top)
-
-
 def cooccurrence_lens(known: sp.csr_matrix, beta: float = 0.5, shrink: float = 0.0,
-                      min_count: int = 1) -> Lens:
+                      min_count: int = 1) -> Similarity:
     """``co(a, b) / ((n_a n_b)^beta + shrink)`` over users' known positives.
 
     beta 0 ranks by raw co-likes (a popularity list), 0.5 is item-kNN cosine, 1 ranks by lift
@@ -222,7 +206,7 @@ def cooccurrence_lens(known: sp.csr_matrix, beta: float = 0.5, shrink: float = 0
     return rows
 
 
-def weights_lens(weights: np.ndarray | sp.spmatrix) -> Lens:
+def weights_lens(weights: np.ndarray | sp.spmatrix) -> Similarity:
     """Item-item weights (EASE's B, item-kNN's kept cosine) made symmetric: a is like b
     when each predicts the other."""
     w = weights.toarray() if sp.issparse(weights) else np.asarray(weights, np.float64)
@@ -230,19 +214,19 @@ def weights_lens(weights: np.ndarray | sp.spmatrix) -> Lens:
     return lambda block: sym[block]
 
 
-def popularity_lens(known: sp.csr_matrix) -> Lens:
+def popularity_lens(known: sp.csr_matrix) -> Similarity:
     """Every query gets the most popular movies: the floor a lens must beat."""
     counts = item_counts(known).astype(np.float64)
     return lambda block: np.broadcast_to(counts, (len(block), len(counts)))
 
 
-def random_lens(n_items: int, seed: int = 0) -> Lens:
+def random_lens(n_items: int, seed: int = 0) -> Similarity:
     """Seeded random similarities: the chance level of every number."""
     table = np.random.default_rng(seed).random((n_items, n_items))
     return lambda block: table[block]
 
 
-def lens_from_model(name: str, model: Any, known: sp.csr_matrix) -> Lens:
+def lens_from_model(name: str, model: Any, known: sp.csr_matrix) -> Similarity:
     """The lens ``name`` of :data:`LENSES` for a fitted model and the positives it knew."""
     if name not in LENSES:
         raise BadInputError(f"unknown lens {name!r}: choose one of {', '.join(LENSES)}")
@@ -264,11 +248,15 @@ def _weights(model: Any) -> np.ndarray | sp.spmatrix:
     return weights
 
 
-LENSES: dict[str, Callable[[Any, sp.csr_matrix], Lens]] = {
-    "cosine": lambda model, known: cosine_lens(_factors(model)),
-    "dot": lambda model, known: dot_lens(_factors(model)),
+def _serving(name: str) -> Callable[[Any, sp.csr_matrix], Similarity]:
+    """The serving lens ``name`` (:mod:`recsys.evaluation.lenses`), as this measure reads it."""
+    return lambda model, known: lenses.lens(name).similarity(_factors(model), known)
+
+
+# Every list this measure can score: the serving lenses, plus ones only the bench compares.
+LENSES: dict[str, Callable[[Any, sp.csr_matrix], Similarity]] = {
+    **{name: _serving(name) for name in lenses.EMBEDDING_LENSES},
     "centred": lambda model, known: centred_lens(_factors(model), known),
-    "debiased": lambda model, known: debiased_lens(_factors(model), known),
     "weights": lambda model, known: weights_lens(_weights(model)),
     "cooc-cosine": lambda model, known: cooccurrence_lens(known),
     "cooc-damped": lambda model, known: cooccurrence_lens(known, COOC_BETA, COOC_SHRINK,
@@ -278,12 +266,6 @@ LENSES: dict[str, Callable[[Any, sp.csr_matrix], Lens]] = {
 
 
 # ---------------------------------------------------------------------------- per run
-# The embedding lens the Similar movies page should select first, per model (measured in
-# bench/NEIGHBOURS.md); None: the model has no item vectors, co-occurrence only.
-DEFAULT_LENS: dict[str, str | None] = {
-    "mf-bpr": "debiased", "mf-bce": "debiased", "mf-mse": "cosine", "mf-als": "cosine",
-    "ncf": "cosine", "svd": "cosine", "ease": "cosine", "itemknn": None, "popularity": None,
-}
 RUN_KEYS = ("genre_lift", "head_genre_lift", "popularity_pct", "cowatch_lift", "head_cowatch_lift")
 
 

@@ -53,6 +53,9 @@ class Recommender:
     setting_help: ClassVar[dict[str, str]] = {}
     # The validation metric an iterative model's best epoch is chosen on, higher is better?
     monitor: ClassVar[tuple[str, bool]] = ("recall@10", True)
+    # The lens (recsys.evaluation.lenses) its similar-movie lists read best through, chosen
+    # on genre and co-like agreement (bench/NEIGHBOURS.md); None without item vectors.
+    default_lens: ClassVar[str | None] = None
 
     def __init__(self, config: TrainConfig | None = None) -> None:
         self.config = config or TrainConfig(model=self.name)
@@ -245,6 +248,7 @@ class FactorModel(Recommender):
     score = users @ items.T. Subclasses set ``self.users`` / ``self.items`` in ``_fit``."""
 
     user_vectors = item_vectors = folds_in = True
+    default_lens = "cosine"
     score_kind = "dot"
     users: np.ndarray
     items: np.ndarray

@@ -83,6 +83,7 @@ class EASE(Recommender):
     settings = ("ease_lambda", "refit")
     description = "Closed-form linear item-to-item model (Steck 2019), a strong baseline."
     item_vectors = True  # the columns of B
+    default_lens = "cosine"
     score_kind = "item-item"
 
     def _fit(self, train_part: Part, valid: Part | None, callbacks: Sequence[EpochCallback],

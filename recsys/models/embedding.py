@@ -28,6 +28,7 @@ class EmbeddingRecommender(Recommender):
     """
 
     user_vectors = item_vectors = iterative = True
+    default_lens = "cosine"
     settings = ("dim", "epochs", "lr", "negatives", "neg_sampling", "alpha", "weight_decay",
                 "batch_size", "patience", "refit", "seed", "threads", "device")
     module: nn.Module

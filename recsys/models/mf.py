@@ -46,6 +46,9 @@ class _SampledMF(_MF):
     """
 
     uses_user_bias = True
+    # Its vectors share a strong popularity direction: removing it gives lists that agree
+    # with genres and co-likes, where cosine leaks blockbusters (bench/NEIGHBOURS.md).
+    default_lens = "debiased"
 
     def _tables(self, training: TorchTraining) -> tuple[torch.Tensor, ...]:
         """The parameters and their gradient buffers as plain tensors, found once per fit (kept

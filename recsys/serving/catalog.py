@@ -21,8 +21,13 @@ from recsys.checks import check_choice, check_k
 from recsys.data.loading import MovieLens, movies_for
 from recsys.data.splits import Split
 from recsys.errors import BadInputError
+from recsys.evaluation import lenses
 from recsys.evaluation import neighbours as nb
-from recsys.evaluation.lenses import COOCCURRENCE_LENS, EMBEDDING_LENSES, LENS_DESCRIPTIONS  # noqa: F401
+from recsys.evaluation.lenses import (  # noqa: F401  (pages read them here)
+    COOCCURRENCE_LENS,
+    EMBEDDING_LENSES,
+    LENS_DESCRIPTIONS,
+)
 from recsys.linalg import cosine_item_similarity, unit_rows
 from recsys.models import model_names
 from recsys.models.base import BIASED_SCORES
@@ -98,14 +103,16 @@ class Catalog:
         return cosine_item_similarity(self.seen.astype(np.float32))
 
     @cached_property
-    def damped_cooccurrence(self) -> nb.Lens:
+    def damped_cooccurrence(self) -> nb.Similarity:
         """The "cooc-damped" lens over the known positives: similar movies' reference list."""
         return nb.cooccurrence_lens(self.seen, nb.COOC_BETA, nb.COOC_SHRINK, nb.COOC_MIN_COUNT)
 
     @cached_property
     def debiased_item_factors(self) -> np.ndarray:
-        """Item factors without their popularity direction (:func:`nb.debiased_vectors`)."""
-        return nb.debiased_vectors(self.item_factors("the debiased lens"), self.seen)
+        """Item factors without their popularity direction (the "items-debiased" space of
+        :class:`~recsys.evaluation.lenses.Lens`)."""
+        return lenses.LENSES["debiased"].vectors(self.item_factors("the debiased lens"),
+                                                 self.seen)
 
     @cached_property
     def search_keys(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -150,6 +157,12 @@ class Catalog:
                              f"{purpose} needs: pick a run of "
                              f"{', '.join(model_names(user_vectors=True))}")
         return factors
+
+    def lens_index(self, lens: lenses.Lens) -> tuple[VectorIndex, np.ndarray]:
+        """The exact FAISS index that ``lens`` searches, and the vectors it holds."""
+        vectors = (self.debiased_item_factors if lens.space == "items-debiased"
+                   else self.item_factors("similar movies"))
+        return self.index(lens.metric, of=lens.space), vectors
 
     def index(self, metric: str = "cosine", kind: str = "flat", of: str = "items",
               **params) -> VectorIndex:
@@ -333,20 +346,15 @@ def similar_movies(
                          None if embedding is None else lens)
 
 
-def default_lens(catalog: Catalog) -> str | None:
-    """The lens the Similar movies page selects first for this run's model
-    (:data:`recsys.evaluation.neighbours.DEFAULT_LENS`); None when the model has no item
-    embeddings."""
-    if catalog.model.item_factors() is None:
-        return None
-    return nb.DEFAULT_LENS.get(catalog.run.train_config.model) or "cosine"
+def default_lens(catalog: Catalog) -> str:
+    """The lens similar-movie lists of this run read best through: its model's own
+    (``default_lens``, measured in bench/NEIGHBOURS.md); cosine for a model without item
+    embeddings, whose lists are co-occurrence only."""
+    return type(catalog.model).default_lens or "cosine"
 
 
 def _embedding_neighbours(catalog: Catalog, item: int, k: int, lens: str, banned: np.ndarray):
-    if lens == "debiased":
-        index, vectors = catalog.index("cosine", of="items-debiased"), catalog.debiased_item_factors
-    else:
-        index, vectors = catalog.index(lens), catalog.item_factors("similar movies")
+    index, vectors = catalog.lens_index(lenses.lens(lens))
     ids, scores = index.search(vectors[item], k, exclude=banned)
     keep = ids[0] >= 0
     return ids[0][keep], scores[0][keep]
