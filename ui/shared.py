@@ -2,8 +2,10 @@
 
 Cached objects (the dataset, loaded runs, serving catalogs, projections) are shared by every
 visitor and never mutated. What differs per visitor (the active run, widget values, training
-jobs) lives in ``st.session_state``. One cache-key rule for runs: the run folder's path plus
-the modification time of its weights, so a retrained folder is never served stale.
+jobs) lives in ``st.session_state``. One cache rule for everything derived from a run
+(:func:`per_run`): a Run argument is keyed by its folder's path plus the modification time of
+its weights (:func:`run_key`), so a retrained folder is never served stale; every page's
+cached data and figures use it.
 
 Which run a visitor sees: the one they picked (or trained) in this session, else ``?run=``,
 else the **pinned** run (``recsys pin RUN`` or the Train page), else the best embedding model
@@ -14,8 +16,10 @@ never become anyone's model.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -77,8 +81,20 @@ def runs_dir() -> Path:
 
 
 def _stamp(path: str | Path) -> int:
-    """Part of every cache key of a run: when its weights were last written (ns)."""
+    """When a run folder's weights were last written (ns)."""
     return (Path(path) / "weights.npz").stat().st_mtime_ns
+
+
+def run_key(run: Run) -> tuple[str, int]:
+    """The cache key of a run: its folder, and when its weights were last written."""
+    return str(run.path), _stamp(run.path)
+
+
+def per_run(cache: Callable = st.cache_data, **options: Any) -> Callable:
+    """``cache`` (``st.cache_data`` or, for objects shared read-only, ``st.cache_resource``)
+    with the one rule for data derived from a run: every :class:`Run` argument is keyed by
+    :func:`run_key`, never hashed by its arrays."""
+    return cache(hash_funcs={Run: run_key}, **options)
 
 
 @st.cache_resource(show_spinner=False, max_entries=256)  # every run is listed on every page
@@ -234,44 +250,32 @@ def split_for(config: SplitConfig) -> Split:
     return prepare_split(dataset(), config)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def _catalogue(run_path: str, stamp: int) -> pd.DataFrame:
-    return movies_for(dataset(), run_by_path(run_path).item_ids)
-
-
+@per_run(show_spinner=False, max_entries=32)
 def catalogue(run: Run) -> pd.DataFrame:
     """Movies aligned with the run's item indices (a copy: safe to change)."""
-    return _catalogue(str(run.path), _stamp(run.path))
+    return movies_for(dataset(), run.item_ids)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def _users(run_path: str, stamp: int) -> pd.DataFrame:
-    return user_tables.user_table(dataset(), run_by_path(run_path))
-
-
+@per_run(show_spinner=False, max_entries=32)
 def users(run: Run) -> pd.DataFrame:
-    return _users(str(run.path), _stamp(run.path))
+    return user_tables.user_table(dataset(), run)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def _user_labels(run_path: str, stamp: int) -> dict[int, str]:
-    return user_tables.user_labels(_users(run_path, stamp))
-
-
+@per_run(show_spinner=False, max_entries=32)
 def user_labels(run: Run) -> dict[int, str]:
-    return _user_labels(str(run.path), _stamp(run.path))
+    return user_tables.user_labels(users(run))
 
 
-@st.cache_resource(show_spinner="Preparing the model for serving…", max_entries=16)
-def _catalog(path: str, stamp: int) -> Catalog:
-    return Catalog.build(_load_run(path, stamp), dataset())
+@per_run(st.cache_resource, show_spinner="Preparing the model for serving…", max_entries=16)
+def _catalog(run: Run) -> Catalog:
+    return Catalog.build(run, dataset())
 
 
 def catalog(run: Run) -> Catalog:
     """The serving catalog of ``run`` (shared, read-only), or an error box and a stopped page
     when the run does not fit the loaded data."""
     try:
-        return _catalog(str(run.path), _stamp(run.path))
+        return _catalog(run)
     except RecsysError as err:  # RunError included: other data, or a changed item mapping
         st.error(f"Cannot serve run {short(run.name)}: {plain(err)}. Pick another run in the "
                  "sidebar.")
@@ -287,55 +291,36 @@ def has_item_embeddings(run: Run, purpose: str) -> bool:
     return False
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _compare_reranking(run_path: str, stamp: int, config) -> pd.DataFrame:
-    ctx = _catalog(run_path, stamp)
-    table = funnel.compare_reranking(ctx, config)
+@per_run(show_spinner=False, max_entries=64)
+def compare_reranking(run: Run, config) -> pd.DataFrame:
+    """Funnel test metrics without and with ``config``'s re-ranking (cached per knobs)."""
+    table = funnel.compare_reranking(_catalog(run), config)
     keep = ["recall@10", "ndcg@10", "coverage@10", "novelty@10", "intra_list_diversity@10",
             "candidate_recall"]
     return table[[c for c in keep if c in table]]
 
 
-def compare_reranking(run: Run, config) -> pd.DataFrame:
-    """Funnel test metrics without and with ``config``'s re-ranking (cached per knobs)."""
-    return _compare_reranking(str(run.path), _stamp(run.path), config)
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def _ann_report(run_path: str, stamp: int, nlist: int, nprobe: int) -> dict:
-    factors = _load_run(run_path, stamp).model.item_factors()
-    return index.ann_recall_report(factors, nlist=nlist, nprobe=nprobe)
-
-
+@per_run(show_spinner=False, max_entries=64)
 def ann_report(run: Run, nlist: int, nprobe: int) -> dict:
     """IVF recall and latency against exact search on the run's item factors."""
-    return _ann_report(str(run.path), _stamp(run.path), nlist, nprobe)
+    return index.ann_recall_report(run.model.item_factors(), nlist=nlist, nprobe=nprobe)
 
 
-@st.cache_data(show_spinner="Measuring the lists over the whole catalogue…", max_entries=64)
-def _lens_quality(run_path: str, stamp: int, lens: str) -> dict:
-    run = _load_run(run_path, stamp)
-    return neighbours.run_neighbour_quality(run.model, split_for(run.split_config),
-                                            _catalogue(run_path, stamp), lens=lens)
-
-
+@per_run(show_spinner="Measuring the lists over the whole catalogue…", max_entries=64)
 def lens_quality(run: Run, lens: str) -> dict:
     """Neighbour quality of ``run``'s similar-movie lens ``lens`` over the whole catalogue
     (``nq_*@10`` keys, None where it cannot be measured)."""
-    return _lens_quality(str(run.path), _stamp(run.path), lens)
+    return neighbours.run_neighbour_quality(run.model, split_for(run.split_config),
+                                            catalogue(run), lens=lens)
 
 
 # ---------------------------------------------------------------------- projections
-@st.cache_resource(show_spinner=False, max_entries=32)
-def _projection(path: str, stamp: int, method: str) -> proj.Projection:
-    return proj.project_run(_load_run(path, stamp), method, movies=_catalogue(path, stamp))
-
-
+@per_run(st.cache_resource, show_spinner=False, max_entries=32)
 def projection(run: Run, method: str = "pca") -> proj.Projection:
     """The run's 2-D item map (cached in memory and in the run dir); never mutate it.
 
-    ValueError when the run has no item embeddings (check ``run.model.item_factors()``)."""
-    return _projection(str(run.path), _stamp(run.path), method)
+    A RecsysError when the run has no item embeddings (check ``run.model.item_factors()``)."""
+    return proj.project_run(run, method, movies=catalogue(run))
 
 
 def projection_is_cached(run: Run, method: str) -> bool:
@@ -344,15 +329,10 @@ def projection_is_cached(run: Run, method: str) -> bool:
     return folder.is_dir() and any(folder.glob(f"items-{method}-*.npz"))
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def _projection_frame(path: str, stamp: int, method: str) -> pd.DataFrame:
-    frame = _projection(path, stamp, method).frame
-    return display.map_frame(frame, _catalogue(path, stamp))
-
-
+@per_run(show_spinner=False, max_entries=32)
 def projection_frame(run: Run, method: str = "pca") -> pd.DataFrame:
     """The map's frame with ``genre`` and ``ratings`` columns (a copy: safe to extend)."""
-    return _projection_frame(str(run.path), _stamp(run.path), method)
+    return display.map_frame(projection(run, method).frame, catalogue(run))
 
 
 # ---------------------------------------------------------------------- sidebar

@@ -12,7 +12,6 @@ import html
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -118,13 +117,8 @@ def step_text(step: Step, ctx: serving.Catalog) -> str:
 
 
 # ---------------------------------------------------------------------- cached data
-def _stamp(run: Run) -> int:
-    return (Path(run.path) / "weights.npz").stat().st_mtime_ns
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def _negatives(run_path: str, stamp: int, alpha: float, negatives: int) -> pd.DataFrame:
-    run = shared.run_by_path(run_path)
+@shared.per_run(show_spinner=False, max_entries=16)
+def _negatives(run: Run, alpha: float, negatives: int) -> pd.DataFrame:
     positives = shared.split_for(run.split_config).train_pos
     uniform = negative_mix(positives, negatives, "uniform", alpha)
     popular = negative_mix(positives, negatives, "popularity", alpha)
@@ -133,16 +127,15 @@ def _negatives(run_path: str, stamp: int, alpha: float, negatives: int) -> pd.Da
                          f"popularity^{alpha:g}": popular["negatives"]})
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def _cold_start(run_path: str, stamp: int, likes: tuple[int, ...]) -> pd.DataFrame:
-    ctx = shared.catalog(shared.run_by_path(run_path))
+@shared.per_run(show_spinner=False, max_entries=16)
+def _cold_start(run: Run, likes: tuple[int, ...]) -> pd.DataFrame:
+    ctx = shared.catalog(run)
     return display.readable(cold_start(ctx, list(likes), k=8))
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def _funnel(run_path: str, stamp: int,
-            user: int) -> tuple[pd.DataFrame, pd.DataFrame, float, float]:
-    ctx = shared.catalog(shared.run_by_path(run_path))
+@shared.per_run(show_spinner=False, max_entries=16)
+def _funnel(run: Run, user: int) -> tuple[pd.DataFrame, pd.DataFrame, float, float]:
+    ctx = shared.catalog(run)
     config = FunnelConfig(mmr_lambda=RERANK_MMR, popularity_penalty=RERANK_POPULARITY)
     before = run_funnel(ctx, user, config.ranking_only(), k=10)
     after = run_funnel(ctx, user, config, k=10)
@@ -238,7 +231,7 @@ def draw_dot_product(run: Run, ctx: serving.Catalog):
 def draw_negatives(run: Run, ctx: serving.Catalog):
     config = run.train_config
     alpha = config.alpha if config.neg_sampling == "popularity" else 0.75
-    mix = _negatives(str(run.path), _stamp(run), alpha, config.negatives)
+    mix = _negatives(run, alpha, config.negatives)
     colours = {"positives": POSITIVES_BLUE, "uniform": NEGATIVES_ORANGE}  # as the Train page
     fig = go.Figure([go.Bar(x=mix["decile"], y=mix[column], name=column,
                             marker_color=colours.get(column, "#E45756"),
@@ -335,7 +328,7 @@ def draw_cold_start(run: Run, ctx: serving.Catalog):
     likes = examples(ctx).likes
     liked = ", ".join(_title(ctx, i) for i in likes)
     try:
-        recs = _cold_start(str(run.path), _stamp(run), likes)
+        recs = _cold_start(run, likes)
     except RecsysError as err:
         st.info(plain(err), icon=":material/info:")
     else:
@@ -352,7 +345,7 @@ def draw_reranking(run: Run, ctx: serving.Catalog):
                 f"needs. Pick a run of {', '.join(shared.EMBEDDING_MODELS)} in the sidebar.",
                 icon=":material/info:")
     else:
-        before, after, div_before, div_after = _funnel(str(run.path), _stamp(run), user)
+        before, after, div_before, div_after = _funnel(run, user)
         left, right = st.columns(2)
         for col, title, frame, diversity in ((left, "Ranked by score", before, div_before),
                                              (right, f"Re-ranked (MMR λ {RERANK_MMR}, "

@@ -1,14 +1,12 @@
 """The Train page's four lessons, their cached numbers and one drawing function each:
 negative sampling by popularity decile, training curves of several runs, vector length against
 popularity, and Recall@10 by user activity (who the model serves). The numbers come from
-``recsys``, cached per run folder (its path plus the mtime of its weights, like ``ui.shared``,
-so a retrained folder is never served stale); here only caching, widgets and charts."""
+``recsys``, cached per run by ``ui.shared.per_run``; here only caching, widgets and charts."""
 
 
 from __future__ import annotations
 
 import html
-from pathlib import Path
 
 import pandas as pd
 import plotly.express as px
@@ -28,10 +26,6 @@ from ui import shared, state
 from ui.text import plain
 
 
-def _stamp(run: Run) -> int:
-    return (Path(run.path) / "weights.npz").stat().st_mtime_ns
-
-
 @st.cache_data(show_spinner=False, max_entries=64)
 def negative_mix_table(split_config: SplitConfig, negatives: int, neg_sampling: str,
                  alpha: float) -> pd.DataFrame:
@@ -41,15 +35,10 @@ def negative_mix_table(split_config: SplitConfig, negatives: int, neg_sampling: 
     return nm.negative_mix(split.train_pos, negatives, neg_sampling, alpha, seed=0)
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def _recall_by_activity(path: str, stamp: int) -> pd.DataFrame:
-    run = shared.run_by_path(path)
-    return segments.run_recall_by_activity(run.model, shared.split_for(run.split_config))
-
-
+@shared.per_run(show_spinner=False, max_entries=256)
 def recall_by_activity_table(run: Run) -> pd.DataFrame:
     """Test Recall@10 of ``run`` per user-activity tercile (cached per run)."""
-    return _recall_by_activity(str(run.path), _stamp(run))
+    return segments.run_recall_by_activity(run.model, shared.split_for(run.split_config))
 
 
 def activity_board_table(runs: list[Run]) -> pd.DataFrame:
@@ -63,9 +52,9 @@ def activity_board_table(runs: list[Run]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _norms(path: str, stamp: int) -> pd.DataFrame:
-    run = shared.run_by_path(path)
+@shared.per_run(show_spinner=False, max_entries=64)
+def norms_table(run: Run) -> pd.DataFrame:
+    """Per movie of ``run``: likes in training, vector length and title (cached per run)."""
     movies = shared.catalogue(run)
     # the likes the saved model was fitted on: train + validation after a refit, else train
     split = shared.split_for(run.split_config)
@@ -74,10 +63,6 @@ def _norms(path: str, stamp: int) -> pd.DataFrame:
     frame["title"] = movies["title"].to_numpy()
     return frame
 
-
-def norms_table(run: Run) -> pd.DataFrame:
-    """Per movie of ``run``: likes in training, vector length and title (cached per run)."""
-    return _norms(str(run.path), _stamp(run))
 
 
 K = "train_lesson_"  # widget key prefix of the lessons
