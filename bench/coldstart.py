@@ -200,10 +200,10 @@ def _wide(table: pd.DataFrame) -> str:
 
 
 def constants(results: list[dict]) -> str:
-    """The schedule and the test curve as Python, for ``recsys/serving/coldstart.py``."""
-    lines = ["BLEND_BY_LIKES = {"]
-    lines += [f'    "{r["model"]}": {r["schedule"]},' for r in results]
-    lines += ["}", "CURVE = {"]
+    """The schedules, for each model class's ``blend_by_likes``, and the test curve as Python,
+    for ``recsys/serving/coldstart.py``."""
+    lines = [f'# {r["model"]}: blend_by_likes = {r["schedule"]}' for r in results]
+    lines += ["CURVE = {"]
     for r in results:
         lines.append(f'    "{r["model"]}": {{"collaborative": ({_curve(r, "collaborative")}), '
                      f'"blend": ({_curve(r, "blend (chosen)")})}},')

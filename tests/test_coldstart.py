@@ -3,10 +3,9 @@ import pytest
 
 from bench.coldstart import choose_weights, measure, reveal
 from recsys.data.interactions import Interactions
+from recsys.errors import BadInputError
 from recsys.serving.coldstart import (
-    BLEND_BY_LIKES,
     CURVE_LIKES,
-    DEFAULT_SCHEDULE,
     ColdStartConfig,
     blend,
     blend_weight,
@@ -98,15 +97,22 @@ def test_a_hand_set_blend_overrides_the_schedule(svd):
 
 
 def test_the_measured_schedule_is_used(svd):
-    schedule = BLEND_BY_LIKES[DEFAULT_SCHEDULE]
+    from recsys.models import MODELS
+    from recsys.models.base import Recommender
+
+    schedule = Recommender.blend_by_likes  # what a model the bench has not measured uses
     likes = sorted(schedule)
-    for model, table in BLEND_BY_LIKES.items():
+    for model, cls in MODELS.items():
+        table = cls.blend_by_likes
         assert [blend_weight(n, model) for n in sorted(table)] == [table[n] for n in sorted(table)]
         assert min(table.values()) >= 0.4  # measured: content never dominates
         assert table[1] >= 0.9  # not even from one like
         assert blend_weight(1000, model) == table[max(table)]
-    assert blend_weight(4, "no-such-model") == pytest.approx((schedule[3] + schedule[5]) / 2)
+    assert MODELS["mf-bpr"].blend_by_likes != schedule  # measured for itself
+    assert blend_weight(4, "ncf") == pytest.approx((schedule[3] + schedule[5]) / 2)
     assert blend_weight(likes[-1] + 50, "ncf") == schedule[likes[-1]]
+    with pytest.raises(BadInputError, match="unknown model"):
+        blend_weight(4, "no-such-model")
     # svd's run reads its own measured weights (or the default schedule when unmeasured)
     for n in (1, 3, 5):
         got = cold_start(svd, SCI_FI[:n], k=3)

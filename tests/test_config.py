@@ -4,7 +4,7 @@ import pytest
 
 from recsys.data.protocol import SplitConfig
 from recsys.models import MODELS
-from recsys.models.config import MODEL_DEFAULTS, TrainConfig, migrate_train_values
+from recsys.models.config import MODEL_DEFAULTS, TrainConfig
 from recsys.settings import field_specs, from_dict, to_dict
 
 
@@ -38,7 +38,7 @@ def test_an_old_mf_als_weight_decay_becomes_its_lambda_and_nothing_else_moves():
     assert from_dict(TrainConfig, old) == TrainConfig(model="mf-als", als_lambda=7.0, epochs=3)
     for untouched in ({"model": "mf-bpr", "weight_decay": 7.0},
                       {"model": "mf-als", "weight_decay": 7.0, "als_lambda": 2.0}):
-        assert migrate_train_values(untouched) == untouched
+        assert TrainConfig.migrate_values(untouched) == untouched
 
 
 def test_models_read_only_declared_fields_and_no_field_has_two_meanings():

@@ -224,11 +224,22 @@ class ALS(FactorModel):
     """
 
     name = "mf-als"
+    blend_by_likes = {1: 0.9, 2: 0.8, 3: 0.7, 5: 0.5, 10: 0.6, 20: 0.5}
     settings = ("dim", "epochs", "als_lambda", "als_alpha", "patience", "refit", "seed",
                 "threads")
     setting_help = {"epochs": "ALS sweeps (all users, then all items)"}
     description = "Alternating least squares on confidence-weighted implicit feedback."
     iterative = True
+
+    @classmethod
+    def migrate_config(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """Configs saved before mf-als had its own ``als_lambda`` kept its lambda in
+        ``weight_decay``, which now means only the torch models' per-example L2."""
+        if "als_lambda" in values or "weight_decay" not in values:
+            return values
+        moved = {**values, "als_lambda": values["weight_decay"]}
+        del moved["weight_decay"]
+        return moved
 
     def _fit(self, train_part: Part, valid: Part | None, callbacks: Sequence[EpochCallback],
              epochs: int) -> list[dict[str, Any]]:

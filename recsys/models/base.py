@@ -56,6 +56,16 @@ class Recommender:
     # The lens (recsys.evaluation.lenses) its similar-movie lists read best through, chosen
     # on genre and co-like agreement (bench/NEIGHBOURS.md); None without item vectors.
     default_lens: ClassVar[str | None] = None
+    # Cold start: the weight of this model's fold-in scores against content (TF-IDF of genres
+    # and titles) by number of likes, the w in 0, 0.1, ..., 1 with the best Recall@10 on
+    # validation users held out of training (bench/COLDSTART.md, `python -m bench.coldstart`).
+    # Per model because the z-scored fold-in scores spread differently (mf-bpr loses a fifth of
+    # its Recall@10 at w = 0.5 with 5 likes, where mf-als is flat); per count the choice is noisy
+    # (189 users), the curves flat within about 0.1 of it. Content alone is far worse than
+    # fold-in at every count, so w stays >= 0.5: a little content breaks ties. This default is
+    # mf-als's measured schedule, which models the bench has not measured (ncf) use.
+    blend_by_likes: ClassVar[dict[int, float]] = {1: 0.9, 2: 0.8, 3: 0.7, 5: 0.5, 10: 0.6,
+                                                  20: 0.5}
 
     def __init__(self, config: TrainConfig | None = None) -> None:
         self.config = config or TrainConfig(model=self.name)
@@ -64,6 +74,12 @@ class Recommender:
         self.history: list[dict[str, Any]] = []  # per-epoch stats of the validated fit
         self.refit_epochs = 0
         self._start: tuple[np.ndarray | None, np.ndarray | None] | None = None
+
+    @classmethod
+    def migrate_config(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """This model's TrainConfig values as saved by an older version (a run's or a job's
+        ``config.json``), rewritten to today's fields; by default unchanged."""
+        return values
 
     # ------------------------------------------------------------------ training
     def fit(self, train: Part | Split, valid: Part | None = None,

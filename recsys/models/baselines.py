@@ -42,6 +42,7 @@ class ItemKNN(Recommender):
     """
 
     name = "itemknn"
+    blend_by_likes = {1: 0.9, 2: 1.0, 3: 0.7, 5: 0.9, 10: 0.7, 20: 0.7}
     settings = ("knn_neighbours", "refit")
     description = "Co-occurrence neighbours: items liked by the same users (cosine)."
     score_kind = "item-item"
@@ -80,6 +81,7 @@ class EASE(Recommender):
     """
 
     name = "ease"
+    blend_by_likes = {1: 1.0, 2: 0.6, 3: 0.7, 5: 0.6, 10: 0.6, 20: 0.4}
     settings = ("ease_lambda", "refit")
     description = "Closed-form linear item-to-item model (Steck 2019), a strong baseline."
     item_vectors = True  # the columns of B
@@ -124,6 +126,7 @@ class SVD(FactorModel):
     """Truncated SVD of the binary training matrix: the classic linear embedding."""
 
     name = "svd"
+    blend_by_likes = {1: 1.0, 2: 0.8, 3: 0.7, 5: 0.5, 10: 0.6, 20: 0.6}
     settings = ("dim", "seed", "refit")
     setting_help = {"dim": "number of singular vectors kept (the embedding dimension)"}
     description = "Truncated SVD of the user x item matrix: embeddings without training."

@@ -114,21 +114,15 @@ class TrainConfig:
 
     @classmethod
     def migrate_values(cls, values: dict[str, Any]) -> dict[str, Any]:
-        """Saved values of older versions, rewritten (:func:`migrate_train_values`)."""
-        return migrate_train_values(values)
+        """Saved values of older versions, rewritten by their model's own
+        ``migrate_config`` (values of an unknown model are left to the checks)."""
+        from recsys.models.registry import MODELS  # the model classes, imported when loading
+
+        model = values.get("model")
+        return MODELS[model].migrate_config(values) if model in MODELS else values
 
     def layer_sizes(self) -> tuple[int, ...]:
         return tuple(int(x) for x in str(self.ncf_layers).split(",") if x.strip())
-
-
-def migrate_train_values(values: dict[str, Any]) -> dict[str, Any]:
-    """TrainConfig values saved before mf-als had its own ``als_lambda``: its lambda was kept
-    in ``weight_decay``, which now means only the torch models' per-example L2."""
-    if values.get("model") != "mf-als" or "als_lambda" in values or "weight_decay" not in values:
-        return values
-    moved = {**values, "als_lambda": values["weight_decay"]}
-    del moved["weight_decay"]
-    return moved
 
 
 def resolve_device(device: str) -> str:

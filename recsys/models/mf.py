@@ -124,6 +124,7 @@ class _SampledMF(_MF):
 
 class MFBPR(_SampledMF):
     name = "mf-bpr"
+    blend_by_likes = {1: 0.9, 2: 0.9, 3: 0.8, 5: 0.8, 10: 0.6, 20: 0.8}
     description = "Dot product + item bias, trained to rank a liked item above a sampled one (BPR)."
     uses_user_bias = False  # it cancels in s(u, i) - s(u, j): its gradient is exactly zero
 
@@ -142,6 +143,7 @@ class MFBPR(_SampledMF):
 
 class MFBCE(_SampledMF):
     name = "mf-bce"
+    blend_by_likes = {1: 1.0, 2: 1.0, 3: 0.9, 5: 0.7, 10: 0.6, 20: 0.6}
     description = "Dot product + user/item biases, liked vs sampled items as a yes/no task (BCE)."
 
     def pair_loss(self, positive, negative):
@@ -159,6 +161,7 @@ class MFMSE(_MF):
     """Explicit rating prediction: r(u, i) = mu + b_u + b_i + <p_u, q_i>, squared error + L2."""
 
     name = "mf-mse"
+    blend_by_likes = {1: 0.9, 2: 0.8, 3: 0.9, 5: 0.8, 10: 0.7, 20: 0.7}
     settings = ("dim", "epochs", "lr", "weight_decay", "batch_size", "patience", "refit",
                 "seed", "threads", "device")
     description = "Predicts star ratings (global mean + biases + dot), squared error; RMSE."

@@ -12,7 +12,7 @@ Content: TF-IDF over title words and genres, cosine to the liked movies.
 
 Both scores are z-scored over the rankable movies and blended, ``w * collaborative +
 (1 - w) * content``; the weight ``w`` for a number of likes is the one measured best on users
-held out of training (:data:`BLEND_BY_LIKES`, ``bench/COLDSTART.md``), or set by hand
+held out of training (each model's ``blend_by_likes``, ``bench/COLDSTART.md``), or set by hand
 (``ColdStartConfig.blend``). With no likes the list is the most popular movies. Every row says
 which term placed it.
 """
@@ -29,33 +29,19 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from recsys.checks import check_k
+from recsys.checks import check_choice, check_k
 from recsys.errors import BadInputError
 from recsys.linalg import ridge_fold_in
-from recsys.models import model_names
+from recsys.models import MODELS, model_names
 from recsys.serving.catalog import Catalog
 from recsys.settings import check_fields
 from recsys.settings import option as _opt
 
 _CONTENT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Catalog -> TF-IDF matrix
 
-# Collaborative weight w by number of likes, per model: the w in 0, 0.1, ..., 1 with the best
-# Recall@10 on validation users held out of training (bench/COLDSTART.md, made by
-# `python -m bench.coldstart`). Linear in between, the last value beyond the last count.
-# Content alone is far worse than fold-in at every count, so w stays >= 0.5: a little content
-# breaks ties. Keyed by model because the z-scored fold-in scores spread differently (mf-bpr
-# loses a fifth of its Recall@10 at w = 0.5 with 5 likes, where mf-als is flat); per count the
-# choice is noisy (189 users), the curves are flat within about 0.1 of it.
-BLEND_BY_LIKES: dict[str, dict[int, float]] = {
-    "mf-bpr": {1: 0.9, 2: 0.9, 3: 0.8, 5: 0.8, 10: 0.6, 20: 0.8},
-    "mf-als": {1: 0.9, 2: 0.8, 3: 0.7, 5: 0.5, 10: 0.6, 20: 0.5},
-    "mf-bce": {1: 1.0, 2: 1.0, 3: 0.9, 5: 0.7, 10: 0.6, 20: 0.6},
-    "mf-mse": {1: 0.9, 2: 0.8, 3: 0.9, 5: 0.8, 10: 0.7, 20: 0.7},
-    "svd": {1: 1.0, 2: 0.8, 3: 0.7, 5: 0.5, 10: 0.6, 20: 0.6},
-    "itemknn": {1: 0.9, 2: 1.0, 3: 0.7, 5: 0.9, 10: 0.7, 20: 0.7},
-    "ease": {1: 1.0, 2: 0.6, 3: 0.7, 5: 0.6, 10: 0.6, 20: 0.4},
-}
-DEFAULT_SCHEDULE = "mf-als"  # for models the bench did not measure
+# The collaborative weight w by number of likes is each model's own: its class's
+# ``blend_by_likes`` (recsys.models.base.Recommender), measured by `python -m bench.coldstart`
+# (bench/COLDSTART.md); linear in between, the last value beyond the last count.
 
 # Test Recall@10 of the same protocol (bench/COLDSTART.md), for the page to plot, one value
 # per count in CURVE_LIKES: per model its fold-in ("collaborative") and its chosen "blend";
@@ -89,7 +75,7 @@ class ColdStartConfig:
 
     blend: float | None = _opt(None, "collaborative weight w of w * collaborative + (1 - w) * "
                                "content, 0 to 1; None: the measured weight for the number of "
-                               "likes (BLEND_BY_LIKES)", bounds=(0.0, 1.0))
+                               "likes (the model's blend_by_likes)", bounds=(0.0, 1.0))
     reg: float = _opt(0.1, "ridge penalty, in units of the mean squared item-vector norm",
                       bounds=(1e-12, math.inf))
     unobserved_weight: float = _opt(0.05, "confidence that an unrated movie is not liked",
@@ -108,11 +94,12 @@ class ColdStartConfig:
 
 def blend_weight(n_liked: int, model: str, config: ColdStartConfig | None = None) -> float:
     """Collaborative weight for ``n_liked`` likes: the hand-set ``config.blend``, else the
-    measured schedule of ``model`` (:data:`DEFAULT_SCHEDULE`'s when it was not measured)."""
+    schedule model ``model`` (a name) declares as its ``blend_by_likes``."""
     config = config or ColdStartConfig()
     if config.blend is not None:
         return float(config.blend)
-    schedule = BLEND_BY_LIKES.get(model, BLEND_BY_LIKES[DEFAULT_SCHEDULE])
+    check_choice("model", model, tuple(MODELS))
+    schedule = MODELS[model].blend_by_likes
     likes = sorted(schedule)
     return float(np.interp(n_liked, likes, [schedule[n] for n in likes]))
 
