@@ -16,7 +16,7 @@ from plotly.subplots import make_subplots  # noqa: E402
 
 from recsys.data.protocol import SplitConfig  # noqa: E402
 from recsys.errors import RecsysError  # noqa: E402
-from recsys.jobs.manager import CANCELLED, DONE, FAILED, QUEUED  # noqa: E402
+from recsys.jobs.manager import CANCELLED, DONE, FAILED, QUEUED, VisitorLimits  # noqa: E402
 from recsys.lessons import leaderboard as lb  # noqa: E402
 from recsys.models import MODELS, model_names  # noqa: E402
 from recsys.models.config import DEFAULT_MODEL, TrainConfig  # noqa: E402
@@ -146,8 +146,9 @@ if submitted and not busy:
         st.error(f"Cannot train with these settings: {plain(err)}")
     else:
         try:
+            limits = None if shared.is_lecturer() else VisitorLimits()
             job = manager.submit(owner, split_config, train_config, shared.runs_dir(),
-                                 fingerprint=ml.fingerprint())
+                                 fingerprint=ml.fingerprint(), limits=limits)
         except (RecsysError, OSError) as err:  # e.g. too many jobs waiting on this server
             st.error(f"Cannot start training: {plain(err)}")
         else:
@@ -198,7 +199,9 @@ def job_panel(job_id: str, was_polling: bool) -> None:
     job = manager.snapshot(job_id)
     if job is None:
         return
-    st.subheader(f"Your job: {plain(job.model)}")
+    mine = job.owner == owner
+    st.subheader(f"{'Your job' if mine else 'A job started in another browser'}: "
+                 f"{plain(job.model)}")
     if job.status == QUEUED:
         st.info(f"{plain(job.phase).capitalize()}. This server trains one job at a time so "
                 "that training keeps its speed.", icon=":material/hourglass_top:")
@@ -213,7 +216,10 @@ def job_panel(job_id: str, was_polling: bool) -> None:
         st.progress(job.progress, text=text)
     if job.history or job.refit:
         st.plotly_chart(curves(job), key=KEY_PREFIX + "curves")
-    if not job.is_finished:
+    if not job.is_finished and not shared.may_control(job):
+        st.caption("Progress only: the browser tab that started this job (or the lecturer) "
+                   "may stop or cancel it.")
+    elif not job.is_finished:
         c1, c2, _ = st.columns([1, 1, 3])
         if c1.button("Stop early, keep the best", key=KEY_PREFIX + "stop",
                      help="Ends after the current epoch, keeps the best epoch so far, then "
@@ -429,9 +435,12 @@ with c1:
                     "and links without a run see the pinned model; your own runs stay yours "
                     "until you pin one.")
 with c2:
-    if pinned != run.name and st.button(f"Pin {plain(run.name)} for everyone",
-                                        key=KEY_PREFIX + "pin",
-                                        help="Same as `recsys pin RUN` in a terminal."):
+    if pinned != run.name and not shared.may_pin_for_everyone():
+        st.caption("Only the lecturer may pin the default for everyone (the sidebar's "
+                   "Lecturer section).")
+    elif pinned != run.name and st.button(f"Pin {plain(run.name)} for everyone",
+                                          key=KEY_PREFIX + "pin",
+                                          help="Same as `recsys pin RUN` in a terminal."):
         shared.pin(run)
         st.rerun()
 if book.other_data:

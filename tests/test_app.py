@@ -279,7 +279,10 @@ def test_form_shows_only_the_fields_the_model_reads(app):
     assert "EASE λ" in labels and "Learning rate" not in labels
 
 
-def test_a_reload_finds_the_job_again_from_the_link(runs_dir):
+def test_a_job_link_shows_progress_to_others_and_stop_only_to_its_owner(runs_dir, monkeypatch):
+    """The ?job= link of a running job (shared, or a reload: a new browser session) shows its
+    progress and the form it was trained with, but Stop and Cancel stay with the session that
+    started it, and the lecturer's."""
     at = open_page("pages/train.py")
     at.selectbox(key="train_model").select("mf-bpr").run()
     at.number_input(key="train_mf-bprepochs").set_value(200)
@@ -287,15 +290,40 @@ def test_a_reload_finds_the_job_again_from_the_link(runs_dir):
     at.button(key="train_submit").click().run()
     job_id = ok(at).query_params["job"]
     job_id = job_id[0] if isinstance(job_id, list) else job_id
-    reloaded = open_page("pages/train.py", job=job_id)
-    assert reloaded.button(key="train_cancel")  # the job and its buttons are back
-    # ... and so is the form the job was trained with, not the default model's
-    assert reloaded.selectbox(key="train_model").value == "mf-bpr"
-    assert reloaded.number_input(key="train_mf-bprepochs").value == 200
-    assert reloaded.number_input(key="train_mf-bprlr").value == pytest.approx(0.02)
-    reloaded.button(key="train_cancel").click().run()
-    poll(reloaded, lambda a: any("Cancelled" in i.value for i in a.info))
+    assert {"train_stop", "train_cancel"} <= {b.key for b in at.button}  # the owner's
+
+    other = open_page("pages/train.py", job=job_id)
+    assert any("another browser" in h.value for h in other.subheader)
+    assert not {"train_stop", "train_cancel"} & {b.key for b in other.button}
+    assert any("Progress only" in c.value for c in other.caption)
+    # ... and the form the job was trained with, not the default model's
+    assert other.selectbox(key="train_model").value == "mf-bpr"
+    assert other.number_input(key="train_mf-bprepochs").value == 200
+    assert other.number_input(key="train_mf-bprlr").value == pytest.approx(0.02)
+
+    monkeypatch.setenv("RECSYS_LECTURER_KEY", "k3y-of-the-lecturer")
+    other.run()
+    other.text_input(key="lecturer_entry").input("wrong").run()
+    assert not {"train_cancel"} & {b.key for b in ok(other).button}
+    other.text_input(key="lecturer_entry").input("k3y-of-the-lecturer").run()
+    other.button(key="train_cancel").click().run()  # the lecturer may cancel anyone's job
+    poll(other, lambda a: any("Cancelled" in i.value for i in a.info))
     assert not [p for p in runs_dir.iterdir() if p.name.startswith(".mf-bpr")]
+
+
+def test_with_a_lecturer_key_only_the_lecturer_pins(app, runs_dir, monkeypatch):
+    if not (runs_dir / "popularity-pin").exists():
+        train_run(ML, SplitConfig(), TrainConfig.for_model("popularity"),
+                  runs_dir / "popularity-pin")
+    app.run()
+    app.sidebar.selectbox(key="sb_run").select("popularity-pin").run()
+    page(app, "pages/train.py")
+    assert app.button(key="train_pin")  # no key set: one person's app, anyone may pin
+    assert any("No lecturer key is set" in c.value for c in app.sidebar.caption)
+    monkeypatch.setenv("RECSYS_LECTURER_KEY", "k3y")
+    app.run()
+    assert "train_pin" not in {b.key for b in ok(app).button}
+    assert any("Only the lecturer may pin" in c.value for c in app.caption)
 
 
 def test_a_reload_of_an_old_mf_als_job_shows_its_lambda(runs_dir):

@@ -338,3 +338,76 @@ def test_old_finished_jobs_are_pruned_running_and_recent_ones_kept(tmp_path):
     manager = JobManager(jobs)
     assert sorted(p.name for p in jobs.iterdir()) == ["aaaaaaaaaaa2"]
     assert manager.prune() == []
+
+
+@pytest.fixture
+def stub_python(tmp_path) -> str:
+    """A stand-in for the worker's interpreter: waits (as a queued job does) until cancelled,
+    so that admission can be tested without starting any training."""
+    stub = tmp_path / "stub-python"
+    stub.write_text("#!/bin/sh\nsleep 120\n")
+    stub.chmod(0o755)
+    return str(stub)
+
+
+def test_simultaneous_presses_in_two_servers_admit_exactly_the_cap(tmp_path, stub_python):
+    """Twelve visitors press Train at once through two managers (two server processes sharing
+    the jobs folder): exactly MAX_WAITING jobs start, each with its own place in the queue."""
+    import threading
+
+    from recsys.errors import BadInputError
+    from recsys.jobs.manager import MAX_WAITING, VisitorLimits
+
+    managers = [JobManager(tmp_path / "jobs", python=stub_python) for _ in range(2)]
+    results, barrier = [], threading.Barrier(12)
+
+    def press(n: int) -> None:
+        barrier.wait()
+        try:
+            results.append(managers[n % 2].submit(f"visitor-{n}", SPLIT, tiny_config(),
+                                                  tmp_path / "runs", limits=VisitorLimits()).id)
+        except BadInputError as err:
+            results.append(err)
+
+    presses = [threading.Thread(target=press, args=(n,)) for n in range(12)]
+    for thread in presses:
+        thread.start()
+    for thread in presses:
+        thread.join()
+    accepted = [r for r in results if isinstance(r, str)]
+    try:
+        assert len(accepted) == MAX_WAITING
+        assert all("already running or waiting" in str(r) for r in results
+                   if not isinstance(r, str))
+        places = [managers[0].snapshot(job_id).queue_position for job_id in accepted]
+        assert sorted(places) == list(range(1, MAX_WAITING + 1))
+    finally:
+        for job_id in accepted:
+            managers[0].cancel(job_id)
+
+
+def test_a_visitor_gets_one_job_a_fair_size_and_no_more_threads_than_cores(tmp_path,
+                                                                          stub_python):
+    from recsys.errors import BadInputError
+    from recsys.jobs.manager import VisitorLimits
+
+    manager = JobManager(tmp_path / "jobs", python=stub_python)
+    first = manager.submit("ann", SPLIT, tiny_config(), tmp_path / "runs", limits=VisitorLimits())
+    try:
+        with pytest.raises(BadInputError, match="already have a training job"):
+            manager.submit("ann", SPLIT, tiny_config(), tmp_path / "runs",
+                           limits=VisitorLimits())
+        with pytest.raises(BadInputError, match="above this server's limit of 12,800"):
+            manager.submit("bob", SPLIT, tiny_config(model="mf-als", dim=1024, epochs=1000),
+                           tmp_path / "runs", limits=VisitorLimits())
+        cores = os.cpu_count() or 1
+        with pytest.raises(BadInputError, match=f"this server has {cores} CPU cores"):
+            manager.submit("bob", SPLIT, tiny_config(threads=cores + 1), tmp_path / "runs")
+        # the lecturer (no limits) may queue a second job and a big one
+        second = manager.submit("ann", SPLIT, tiny_config(model="mf-als", dim=1024,
+                                                          epochs=1000), tmp_path / "runs")
+        manager.cancel(second.id)
+    finally:
+        manager.cancel(first.id)
+    assert not list((tmp_path / "runs").glob("*")) or all(
+        not p.name.startswith(".") for p in (tmp_path / "runs").iterdir())

@@ -15,6 +15,8 @@ never become anyone's model.
 
 from __future__ import annotations
 
+import hmac
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -376,6 +378,59 @@ def sidebar(ml: MovieLens, run: Run, book: RunBook) -> None:
         st.caption(f"**Data:** {plain(ml.name)} · {len(ml.ratings):,} ratings · "
                    f"{ml.n_users:,} users · {ml.n_items:,} movies  \n"
                    f"Source: {short(ml.source, 120)}")
+        lecturer_controls()
+
+
+# ---------------------------------------------------------------------- the lecturer
+LECTURER = "lecturer"  # session key: this browser has unlocked the lecturer's controls
+LECTURER_ENV = "RECSYS_LECTURER_KEY"
+
+
+def lecturer_key() -> str | None:
+    """The key that unlocks the lecturer's controls (``$RECSYS_LECTURER_KEY``); None when
+    no lecturer is configured: one person's app, where anyone may pin the default."""
+    return os.environ.get(LECTURER_ENV) or None
+
+
+def is_lecturer() -> bool:
+    """Whether this browser session has entered the lecturer's key."""
+    key = lecturer_key()
+    return key is not None and st.session_state.get(LECTURER) == key
+
+
+def may_pin_for_everyone() -> bool:
+    """Pinning sets the default model of every visitor: the lecturer's, where there is one."""
+    return lecturer_key() is None or is_lecturer()
+
+
+def may_control(job: JobSnapshot) -> bool:
+    """Stop and Cancel: the browser session that started the job (its id is a secret kept in
+    the session, never in the URL a student shares), or the lecturer."""
+    return job.owner == state.owner() or is_lecturer()
+
+
+def lecturer_controls() -> None:
+    """The sidebar's lecturer section: the key to unlock, or a note that none is set."""
+    key = lecturer_key()
+    with st.expander("Lecturer", icon=":material/school:"):
+        if key is None:
+            st.caption(f"No lecturer key is set ({LECTURER_ENV}), so this is one person's "
+                       "app: anyone may pin the default model. Set it before sharing the URL "
+                       "with a class; then only the lecturer may pin, and stop or cancel "
+                       "anyone's training job.")
+        elif is_lecturer():
+            st.caption("Lecturer controls are on in this browser: pin the default for "
+                       "everyone, stop or cancel any job, train without visitor limits.")
+            if st.button("Lock", key="lecturer_lock"):
+                st.session_state.pop(LECTURER, None)
+                st.rerun()
+        else:
+            entered = st.text_input("Lecturer key", type="password", key="lecturer_entry")
+            if entered and hmac.compare_digest(entered, key):
+                st.session_state[LECTURER] = key
+                st.rerun()
+            elif entered:
+                st.error("That is not the lecturer key.")
 
 
 def metric_text(run: Run, name: str) -> str:

@@ -11,6 +11,8 @@ shares an interpreter with the app, and nothing here imports Streamlit.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -21,7 +23,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -49,7 +51,29 @@ PHASE_TEXT = {"load": "loading MovieLens", "split": "preparing the split", "fit"
 CANCEL_GRACE = 10.0  # seconds a worker gets to clean up after SIGTERM before SIGKILL
 MAX_WAITING = 8  # training jobs running or queued at once on one server, all visitors together
 START_GRACE = 30.0  # a job without a recorded pid counts as starting for this long
+SUBMIT_LOCK = "submit.lock"  # held while a job is admitted: the caps hold across processes
 _JOB_ID = re.compile(r"[0-9a-f]{12}")
+
+
+@dataclass(frozen=True)
+class VisitorLimits:
+    """What one visitor of a shared server may ask of it, so that nobody holds the machine for
+    a whole lesson (the lecturer, and the server's own jobs, pass none)."""
+
+    jobs: int = 1  # of their own jobs running or waiting at once
+    # dimension x epochs of an iterative model: 64 x 200 = 12,800 (the default models use
+    # 960-1,280; a 1,024-dimensional mf-als for 1,000 sweeps, 1,024,000, held a 2-core server
+    # for 40 minutes)
+    work: int = 12_800
+
+    def check(self, train_config: TrainConfig, iterative: bool) -> None:
+        """BadInputError, saying what fits, when ``train_config`` asks for more work."""
+        work = train_config.dim * train_config.epochs
+        if iterative and work > self.work:
+            raise BadInputError(
+                f"dimension x epochs is {train_config.dim:,} x {train_config.epochs:,} = "
+                f"{work:,}, above this server's limit of {self.work:,} per visitor (e.g. "
+                f"dimension 128 for {self.work // 128} epochs): lower one, or ask the lecturer")
 
 
 def new_run_dir(root: str | Path, model: str) -> Path:
@@ -103,8 +127,8 @@ class _Record:
     alive: bool
 
     @property
-    def order(self) -> tuple[float, str]:
-        return (float(self.job.get("submitted", 0.0)), self.id)
+    def order(self) -> tuple[float, int, str]:
+        return (float(self.job.get("submitted", 0.0)), int(self.job.get("seq", 0)), self.id)
 
 
 class JobManager:
@@ -127,6 +151,7 @@ class JobManager:
         # A finished job whose worker has exited never changes again: keep it, unread.
         self._final: dict[str, tuple[_Record, JobSnapshot]] = {}
         self._lock = threading.Lock()
+        self._admitting = threading.Lock()  # this process's side of SUBMIT_LOCK
         self.prune()
 
     def prune(self, older_than: float = KEEP_FINISHED_SECONDS) -> list[str]:
@@ -151,16 +176,27 @@ class JobManager:
                runs_dir: str | Path, out_dir: Path | None = None, data_dir: str | None = None,
                fingerprint: str | None = None,
                maps: Sequence[str] = ("pca", "tsne", "umap"),
-               pin_if_unpinned: bool = False) -> JobSnapshot:
+               pin_if_unpinned: bool = False,
+               limits: VisitorLimits | None = None) -> JobSnapshot:
         """Starts a worker process for this job and returns its first snapshot at once.
 
         ``fingerprint`` (of the data the caller shows) makes the worker refuse other data;
         ``maps`` are computed and cached in the run after it is saved; ``pin_if_unpinned``
-        makes the saved run the pinned default when no run is pinned then (first launch).
-        Refuses (ValueError) when :data:`MAX_WAITING` jobs already wait or train."""
-        if len(self.unfinished()) >= MAX_WAITING:
-            raise BadInputError(f"{MAX_WAITING} training jobs are already running or waiting on "
-                             "this server: try again when one has finished")
+        makes the saved run the pinned default when no run is pinned then (first launch);
+        ``limits`` are the visitor's (None: the lecturer's or the server's own job).
+
+        Refuses (BadInputError) more CPU threads than the machine has cores, a job over the
+        visitor's ``limits``, and any job once :data:`MAX_WAITING` wait or train. Admission
+        holds a lock on ``jobs_dir/submit.lock``: the caps hold for simultaneous presses in
+        any number of server processes, and jobs queue in the order they were admitted."""
+        cores = os.cpu_count() or 1
+        if train_config.threads > cores:
+            raise BadInputError(f"threads is {train_config.threads}, but this server has "
+                                f"{cores} CPU cores: use at most {cores}")
+        if limits is not None:
+            from recsys.models import MODELS
+
+            limits.check(train_config, MODELS[train_config.model].iterative)
         unknown = [m for m in maps if m not in MAP_METHODS]
         if unknown:
             raise BadInputError(f"unknown map method {unknown[0]!r}: choose from "
@@ -168,21 +204,45 @@ class JobManager:
         out = Path(out_dir or new_run_dir(runs_dir, train_config.model)).expanduser().resolve()
         if out.exists():
             raise BadInputError(f"{out} already exists: choose another run directory")
-        job_id = uuid.uuid4().hex[:12]
-        job_dir = self.jobs_dir / job_id
-        job_dir.mkdir()
-        job = {
-            "id": job_id, "owner": owner, "split": to_dict(split_config),
-            "train": to_dict(train_config), "out_dir": str(out),
-            "data_dir": str(Path(data_dir).expanduser().resolve()) if data_dir else None,
-            "fingerprint": fingerprint, "maps": list(maps), "max_running": self.max_running,
-            "submitted": time.time(), "pid": None, "pin_if_unpinned": pin_if_unpinned,
-        }
-        _write_json(job_dir / JOB_FILE, job)
-        with self._lock:
-            self._workers[job_id] = self._launch(job_dir, train_config.threads)
-            _write_json(job_dir / JOB_FILE, {**job, "pid": self._workers[job_id].pid})
+        with self._admission():
+            records = self._records()
+            waiting = [r for r in records if _status(r) not in FINISHED]
+            if len(waiting) >= MAX_WAITING:
+                raise BadInputError(f"{MAX_WAITING} training jobs are already running or "
+                                    "waiting on this server: try again when one has finished")
+            own = sum(r.job.get("owner") == owner for r in waiting)
+            if limits is not None and own >= limits.jobs:
+                raise BadInputError("you already have a training job running or waiting: "
+                                    "stop or cancel it first (one at a time per visitor)")
+            job_id = uuid.uuid4().hex[:12]
+            job_dir = self.jobs_dir / job_id
+            job_dir.mkdir()
+            job = {
+                "id": job_id, "owner": owner, "split": to_dict(split_config),
+                "train": to_dict(train_config), "out_dir": str(out),
+                "data_dir": str(Path(data_dir).expanduser().resolve()) if data_dir else None,
+                "fingerprint": fingerprint, "maps": list(maps),
+                "max_running": self.max_running, "submitted": time.time(), "pid": None,
+                "pin_if_unpinned": pin_if_unpinned,
+                # admission order: ties of the clock never give two jobs the same place
+                "seq": 1 + max((int(r.job.get("seq", 0)) for r in records), default=0),
+            }
+            _write_json(job_dir / JOB_FILE, job)
+            with self._lock:
+                self._workers[job_id] = self._launch(job_dir, train_config.threads)
+                _write_json(job_dir / JOB_FILE, {**job, "pid": self._workers[job_id].pid})
         return self.snapshot(job_id)
+
+    @contextlib.contextmanager
+    def _admission(self) -> Iterator[None]:
+        """One admission at a time: threads of this process, and other server processes
+        sharing ``jobs_dir`` (an exclusive lock the OS drops if the holder dies)."""
+        with self._admitting, open(self.jobs_dir / SUBMIT_LOCK, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _launch(self, job_dir: Path, threads: int) -> subprocess.Popen:
         package_root = str(Path(__file__).resolve().parents[1])  # the worker runs this recsys
