@@ -311,6 +311,26 @@ def test_a_job_link_shows_progress_to_others_and_stop_only_to_its_owner(runs_dir
     assert not [p for p in runs_dir.iterdir() if p.name.startswith(".mf-bpr")]
 
 
+def test_a_runs_folder_that_cannot_hold_jobs_says_so(app, monkeypatch):
+    """A read-only (or full) runs folder: the Train page says training is unavailable and why,
+    with no traceback (as root, a chmod cannot make one, so the folder's refusal is faked)."""
+    from recsys.jobs.manager import JobManager
+    from ui import shared
+
+    def refuse(self, jobs_dir, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(jobs_dir))
+
+    shared._job_manager.clear()
+    monkeypatch.setattr(JobManager, "__init__", refuse)
+    try:
+        page(app, "pages/train.py")
+        assert any("Training is unavailable here" in e.value and "Permission denied" in e.value
+                   for e in app.error)
+    finally:
+        monkeypatch.undo()
+        shared._job_manager.clear()
+
+
 def test_with_a_lecturer_key_only_the_lecturer_pins(app, runs_dir, monkeypatch):
     if not (runs_dir / "popularity-pin").exists():
         train_run(ML, SplitConfig(), TrainConfig.for_model("popularity"),

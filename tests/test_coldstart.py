@@ -225,3 +225,10 @@ def test_fold_in_from_two_likes_finds_the_rest_of_the_block(svd):
     assert got.loc[("blend", 1.0), "recall@10"] == 1.0
     assert got["recall@10"].between(0, 1).all()
     assert choose_weights(got.reset_index()) == {2: 1.0}  # ties go to fold-in
+
+
+def test_liking_every_movie_leaves_nothing_and_says_so(svd):
+    everything = svd.run.item_ids.tolist()
+    with pytest.raises(BadInputError, match="none is left to recommend"):
+        cold_start(svd, everything[:-3], everything[-3:], k=5)
+    assert len(cold_start(svd, everything[:-1], k=5)) == 1  # one left: that one

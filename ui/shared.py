@@ -194,9 +194,22 @@ def pinned_name() -> str | None:
 
 # ---------------------------------------------------------------------- training jobs
 @st.cache_resource
-def job_manager() -> JobManager:
-    """One manager per server: workers run in their own processes, one at a time."""
+def _job_manager() -> JobManager:
     return JobManager(runs_dir() / ".jobs", max_running=1)
+
+
+def job_manager() -> JobManager:
+    """One manager per server: workers run in their own processes, one at a time. Where the
+    runs folder cannot hold jobs (read-only, full), an error box that says so and a stopped
+    page (the manager is tried again on the next visit)."""
+    try:
+        return _job_manager()
+    except OSError as err:
+        where = err.filename or runs_dir() / ".jobs"
+        st.error(f"Training is unavailable here: {plain(str(where))} cannot be created or "
+                 f"written ({plain(err.strerror or str(err))}). Start the app with "
+                 "RECSYS_RUNS_DIR set to a folder you can write to.")
+        st.stop()
 
 
 @st.cache_resource

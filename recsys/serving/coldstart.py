@@ -172,6 +172,9 @@ def cold_start(catalog: Catalog, liked: Sequence[int], disliked: Sequence[int] =
     liked_idx, disliked_idx = _indices(catalog, liked, disliked)
     banned = np.union1d(liked_idx, disliked_idx)
     n = catalog.model.n_items
+    if len(banned) >= n:
+        raise BadInputError(f"you liked or disliked all {n:,} movies this run knows, so none is "
+                            "left to recommend: remove some from your lists")
     weight, vector = 0.0, None
     collab = content = np.full(n, np.nan)
     if len(liked_idx) == 0:
