@@ -437,7 +437,7 @@ def test_first_launch_trains_and_pins_the_default_in_a_worker(tmp_path, monkeypa
     monkeypatch.setenv("RECSYS_RUNS_DIR", str(tmp_path))
     from ui import shared
 
-    shared.job_manager.clear()  # a manager over this runs folder
+    shared._job_manager.clear()  # a manager over this runs folder
     try:
         at = ok(AppTest.from_file(APP, default_timeout=120).run())
         assert any("First launch" in i.value for i in at.info)
@@ -449,4 +449,4 @@ def test_first_launch_trains_and_pins_the_default_in_a_worker(tmp_path, monkeypa
         ok(AppTest.from_file(APP, default_timeout=120).run())
         assert pinned_run_name(tmp_path) is None
     finally:
-        shared.job_manager.clear()
+        shared._job_manager.clear()

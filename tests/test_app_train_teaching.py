@@ -210,7 +210,7 @@ def test_after_training_a_link_opens_the_map_coloured_by_length(runs_dir):
     # last in this file: it adds a run to the folder the other tests count
     from ui import shared
 
-    shared.job_manager.clear()  # a manager over this module's runs folder
+    shared._job_manager.clear()  # a manager over this module's runs folder
     at = open_train(**{"train_model": "mf-bpr"})
     at.number_input(key="train_mf-bprepochs").set_value(1)
     at.button(key="train_submit").click().run()
@@ -221,4 +221,4 @@ def test_after_training_a_link_opens_the_map_coloured_by_length(runs_dir):
     assert links[0].proto.page.endswith("embedding_map")
     assert links[0].proto.query_string in (f"colour=length&run={run_name}",
                                            f"run={run_name}&colour=length")
-    shared.job_manager.clear()
+    shared._job_manager.clear()
