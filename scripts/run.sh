@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 port="${PORT:-8501}"
-# A busy port is found before any set-up or training, not after it.
-if ! "${PYTHON:-$(command -v python3.11 || command -v python3)}" -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1])))" "$port" 2>/dev/null; then
+# A busy port is found before any set-up or training, not after it (a server that stopped a
+# moment ago, leaving only TIME-WAIT connections, does not count as busy).
+if ! "${PYTHON:-$(command -v python3.11 || command -v python3)}" scripts/port_is_free.py "$port"; then
   echo "Port $port is busy (another app already running?). Start on another one with: PORT=8600 bash scripts/run.sh" >&2
   exit 1
 fi

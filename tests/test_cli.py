@@ -234,3 +234,28 @@ def test_setup_does_nothing_the_second_time():
         assert (result.stdout + result.stderr).strip() == "" or "Chromium" in result.stdout
         assert time.perf_counter() - start < 5
     assert sorted((ROOT / ".venv").glob(".installed-*")) == stamps
+
+
+def test_the_busy_port_check_is_not_fooled_by_time_wait():
+    """scripts/run.sh's check: a port whose server has just stopped (its connections in
+    TIME-WAIT) is free, one with a listening server is busy."""
+    import socket
+
+    check = [sys.executable, str(ROOT / "scripts" / "port_is_free.py")]
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        assert subprocess.run([*check, str(port)]).returncode == 1  # listening: busy
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = server.accept()
+        accepted.close()  # the server closes first: its side of the connection waits
+        client.close()
+    states = subprocess.run(["ss", "-tan", f"sport = :{port}"], capture_output=True,
+                            text=True).stdout
+    if "TIME-WAIT" in states:
+        old_check = [sys.executable, "-c", "import socket,sys; s=socket.socket(); "
+                     "s.bind(('127.0.0.1', int(sys.argv[1])))", str(port)]
+        assert subprocess.run(old_check, stderr=subprocess.DEVNULL).returncode != 0
+    assert subprocess.run([*check, str(port)]).returncode == 0  # stopped: free again

@@ -52,6 +52,7 @@ CANCEL_GRACE = 10.0  # seconds a worker gets to clean up after SIGTERM before SI
 MAX_WAITING = 8  # training jobs running or queued at once on one server, all visitors together
 START_GRACE = 30.0  # a job without a recorded pid counts as starting for this long
 SUBMIT_LOCK = "submit.lock"  # held while a job is admitted: the caps hold across processes
+MAPS_LOCK = "maps.lock"  # held by the one worker computing maps (jobs/worker.py)
 _JOB_ID = re.compile(r"[0-9a-f]{12}")
 
 
@@ -321,7 +322,10 @@ class JobManager:
         if job is None:
             return None
         events = read_events(job_dir)
-        return _Record(job_id, job_dir, job, events, self._alive(job_id, job, events))
+        alive = self._alive(job_id, job, events)
+        if not alive and not _has(events, "exit", "died"):
+            events = read_events(job_dir)  # reaping it may have just written why it died
+        return _Record(job_id, job_dir, job, events, alive)
 
     def _records(self) -> list[_Record]:
         names = [p.name for p in self.jobs_dir.iterdir() if _JOB_ID.fullmatch(p.name)]
@@ -335,6 +339,9 @@ class JobManager:
                 if worker.poll() is None:
                     return True
                 del self._workers[job_id]  # reaped: no zombie left behind
+                if worker.returncode < 0 and not _has(events, "exit", "failed", "cancelled"):
+                    # killed before it could say a word: the parent alone knows by what
+                    append_event(self.jobs_dir / job_id, "died", signal=-worker.returncode)
                 return False
         pid = _pid(job, events)
         if pid is None:  # the submitting process has not recorded the pid yet
@@ -446,7 +453,8 @@ def summarise(job_dir: Path, job: dict[str, Any], events: list[dict[str, Any]], 
     saved = next((e for e in events if e["event"] == "saved"), None)
     done_maps = tuple(e["method"] for e in events
                       if e["event"] == "map" and e.get("state") == "done")
-    over = {e["method"] for e in events if e["event"] == "map" and e.get("state") != "start"}
+    over = {e["method"] for e in events
+            if e["event"] == "map" and e.get("state") not in ("start", "waiting")}
     ending = alive and not _has(events, "cancelled", "failed", "exit")
     pending = tuple(m for m in job.get("maps", ()) if m not in over) if ending else ()
     slot_taken = next((e["t"] for e in events if e["event"] == "phase" and e["name"] != "waiting"),
@@ -491,6 +499,8 @@ def _phase(record: _Record, status: str, pending: tuple[str, ...], ahead: int) -
             return "starting the training process"
         return f"waiting for a free training slot ({ahead} job{'s' * (ahead != 1)} ahead)"
     if status == DONE:
+        if pending and _map_waiting(record.events):
+            return "waiting to compute the maps (one job's maps at a time)"
         if pending:
             return f"computing maps: {MAP_LABELS.get(pending[0], pending[0])}"
         return "finished (maps cancelled)" if _has(record.events, "cancelled") else "finished"
@@ -527,7 +537,7 @@ def _progress(job: dict[str, Any], events: list[dict[str, Any]]) -> float:
             stage, part = "refit", stats["epoch"] / max(stats.get("refit_epochs", 1), 1)
         elif kind == "saved":
             stage, part = ("maps", 0.0) if maps else ("save", 1.0)
-        elif kind == "map" and e.get("state") != "start" and maps:
+        elif kind == "map" and e.get("state") not in ("start", "waiting") and maps:
             maps_over += 1
             stage, part = "maps", maps_over / len(maps)
     order = list(shares)
@@ -541,7 +551,24 @@ def _error(record: _Record, status: str) -> str | None:
     failed = next((e for e in record.events if e["event"] == "failed"), None)
     if failed is not None:
         return str(failed.get("error") or "training failed")
+    died = next((e for e in record.events if e["event"] == "died"), None)
+    if died is not None:
+        return _death(int(died.get("signal", 0)))
     return f"the training process ended unexpectedly (see {record.dir / LOG_FILE})"
+
+
+def _death(number: int) -> str:
+    """Why a worker killed by signal ``number`` died, in words a person can act on."""
+    if number == signal.SIGKILL:
+        return ("the training process was killed (SIGKILL): most often the machine ran out of "
+                "memory, or someone ended it by hand; try a smaller dimension or batch size")
+    if number == signal.SIGSEGV:
+        return "the training process crashed (SIGSEGV, a fault in native code)"
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        name = f"signal {number}"
+    return f"the training process was ended by {name} before it could report why"
 
 
 def _finished(record: _Record, status: str) -> float | None:
@@ -551,6 +578,12 @@ def _finished(record: _Record, status: str) -> float | None:
     if status == FAILED:  # died without a word: the last sign of life
         return float(record.events[-1]["t"]) if record.events else time.time()
     return None
+
+
+def _map_waiting(events: list[dict[str, Any]]) -> bool:
+    """Whether the worker waits for the map slot: its last map event says so."""
+    last = next((e for e in reversed(events) if e["event"] == "map"), None)
+    return last is not None and last.get("state") == "waiting"
 
 
 def _queue(record: _Record, records: list[_Record]) -> tuple[int, int]:

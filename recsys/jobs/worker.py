@@ -20,6 +20,7 @@ from typing import Any
 from recsys.data.protocol import SplitConfig
 from recsys.jobs.manager import (
     MAP_LABELS,
+    MAPS_LOCK,
     STOP_FILE,
     append_event,
     queued_ahead,
@@ -154,6 +155,31 @@ def _compute_maps(job_dir: Path, job: dict[str, Any], run: Any, ml: Any) -> None
     from recsys.lessons.projection import project_run
 
     movies = movies_for(ml, run.item_ids)
+    append_event(job_dir, "map", method=methods[0], state="waiting")
+    with _map_slot(job_dir.parent):
+        _project_each(job_dir, run, methods, movies, project_run)
+
+
+def _map_slot(jobs_dir: Path):
+    """The one map slot of the server (``jobs_dir/maps.lock``): finished jobs compute their
+    maps one at a time, at low priority, never all at once (ten at once, measured, made every
+    page take 13 s). The OS drops the lock when the holder dies."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def held():
+        fd = os.open(jobs_dir / MAPS_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    return held()
+
+
+def _project_each(job_dir: Path, run: Any, methods: list[str], movies: Any,
+                  project_run: Any) -> None:
     for method in methods:
         append_event(job_dir, "map", method=method, state="start")
         start = time.perf_counter()
