@@ -200,8 +200,7 @@ def job_panel(job_id: str, was_polling: bool) -> None:
     if job is None:
         return
     mine = job.owner == owner
-    st.subheader(f"{'Your job' if mine else 'A job started in another browser'}: "
-                 f"{plain(job.model)}")
+    st.subheader(f"{'Your job' if mine else 'Training job'}: {plain(job.model)}")
     if job.status == QUEUED:
         st.info(f"{plain(job.phase).capitalize()}. This server trains one job at a time so "
                 "that training keeps its speed.", icon=":material/hourglass_top:")

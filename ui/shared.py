@@ -417,9 +417,11 @@ def may_pin_for_everyone() -> bool:
 
 
 def may_control(job: JobSnapshot) -> bool:
-    """Stop and Cancel: the browser session that started the job (its id is a secret kept in
-    the session, never in the URL a student shares), or the lecturer."""
-    return job.owner == state.owner() or is_lecturer()
+    """Stop and Cancel: where a lecturer is configured (a class shares the server), the
+    browser session that started the job (its id is a secret kept in the session, never in
+    the URL a student shares) and the lecturer; in one person's app, anyone (a reload, a new
+    session, still finds its Stop button)."""
+    return lecturer_key() is None or job.owner == state.owner() or is_lecturer()
 
 
 def lecturer_controls() -> None:
@@ -428,9 +430,10 @@ def lecturer_controls() -> None:
     with st.expander("Lecturer", icon=":material/school:"):
         if key is None:
             st.caption(f"No lecturer key is set ({LECTURER_ENV}), so this is one person's "
-                       "app: anyone may pin the default model. Set it before sharing the URL "
-                       "with a class; then only the lecturer may pin, and stop or cancel "
-                       "anyone's training job.")
+                       "app: anyone may pin the default model and stop any training job. Set "
+                       "it before sharing the URL with a class: then only the lecturer may "
+                       "pin, and a job's Stop and Cancel stay with the browser tab that "
+                       "started it (and the lecturer).")
         elif is_lecturer():
             st.caption("Lecturer controls are on in this browser: pin the default for "
                        "everyone, stop or cancel any job, train without visitor limits.")
