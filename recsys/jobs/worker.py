@@ -8,12 +8,14 @@ SIGTERM (a cancel) unwinds as an exception, so a half-saved run never stays behi
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -160,22 +162,17 @@ def _compute_maps(job_dir: Path, job: dict[str, Any], run: Any, ml: Any) -> None
         _project_each(job_dir, run, methods, movies, project_run)
 
 
-def _map_slot(jobs_dir: Path):
+@contextlib.contextmanager
+def _map_slot(jobs_dir: Path) -> Iterator[None]:
     """The one map slot of the server (``jobs_dir/maps.lock``): finished jobs compute their
     maps one at a time, at low priority, never all at once (ten at once, measured, made every
     page take 13 s). The OS drops the lock when the holder dies."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def held():
-        fd = os.open(jobs_dir / MAPS_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
-
-    return held()
+    fd = os.open(jobs_dir / MAPS_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _project_each(job_dir: Path, run: Any, methods: list[str], movies: Any,
