@@ -205,8 +205,9 @@ def job_panel(job_id: str, was_polling: bool) -> None:
         st.info(f"{plain(job.phase).capitalize()}. This server trains one job at a time so "
                 "that training keeps its speed.", icon=":material/hourglass_top:")
     elif job.status == FAILED:
-        st.error(f"Training failed: {plain(job.error)}\n\nTry a lower learning rate or fewer "
-                 "negatives, then train again.")
+        hint = ("\n\nTry a lower learning rate or fewer negatives, then train again."
+                if job.diverged else "")
+        st.error(f"Training failed: {plain(job.error)}{hint}")
     elif job.status == CANCELLED:
         st.info("Cancelled: nothing was saved.", icon=":material/cancel:")
     else:

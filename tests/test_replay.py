@@ -192,3 +192,34 @@ def test_a_folder_that_refuses_the_replay_gives_none_and_no_stray_file(bpr_run, 
     assert [p.name for p in tmp_path.iterdir()] == [replay.FILE]
     np.testing.assert_array_equal(load_replay(tmp_path, run.model.n_items, 4).items,
                                   recorded.items)
+
+
+def test_a_full_disk_saves_no_half_run(tmp_path, monkeypatch):
+    """The replay is written inside the run's temporary folder: when the disk fills up there,
+    the save fails with the OSError and leaves neither a run without its replay (which the
+    map would call "trained before replays were recorded") nor a temporary folder."""
+    import errno
+
+    from recsys.storage import runs
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(runs, "write_replay", full)
+    with pytest.raises(OSError, match="No space left"):
+        train_run(WORLD, SplitConfig(), config("mf-bpr", epochs=2), tmp_path / "r")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_worker_says_the_disk_is_full_and_only_divergence_gets_the_lr_hint(tmp_path):
+    import errno
+
+    from recsys.jobs.manager import summarise
+    from recsys.jobs.worker import _one_line
+
+    full = _one_line(OSError(errno.ENOSPC, "No space left on device", "/runs/x/weights.npz"))
+    assert full.startswith("the disk is full: nothing of the run was saved")
+    job = {"id": "0123456789ab", "train": {"epochs": 3, "refit": False}, "maps": []}
+    for kind, diverged in (("OSError", False), ("TrainingDivergedError", True)):
+        events = [{"t": 1.0, "event": "failed", "error": "x", "kind": kind}]
+        assert summarise(tmp_path, job, events, alive=False).diverged == diverged

@@ -104,6 +104,7 @@ class JobSnapshot:
     finished: float | None  # when the run was saved, or the job failed or was cancelled
     worker_alive: bool = False  # whether the worker process was running at the snapshot
     stop_requested: bool = False  # stop() was asked: the current epoch is the last
+    diverged: bool = False  # it failed because training diverged (NaN/inf): lower the lr
     pid: int | None = None
     # The settings as submitted: {"split": SplitConfig fields, "train": TrainConfig fields}.
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -472,6 +473,8 @@ def summarise(job_dir: Path, job: dict[str, Any], events: list[dict[str, Any]], 
         started=slot_taken or float(job.get("submitted", 0.0)),
         finished=_finished(record, status), worker_alive=alive,
         stop_requested=(Path(job_dir) / STOP_FILE).exists(), pid=_pid(job, events),
+        diverged=any(e["event"] == "failed" and e.get("kind") == "TrainingDivergedError"
+                     for e in events),
         configs={part: dict(job[part]) for part in ("split", "train")
                  if isinstance(job.get(part), dict)},
     )

@@ -9,6 +9,7 @@ SIGTERM (a cancel) unwinds as an exception, so a half-saved run never stays behi
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import signal
@@ -79,7 +80,7 @@ def run_job(job_dir: Path, job: dict[str, Any]) -> int:
         return 1
     except Exception as err:  # reported as the job's error; the traceback goes to worker.log
         traceback.print_exc()
-        append_event(job_dir, "failed", error=_one_line(err))
+        append_event(job_dir, "failed", error=_one_line(err), kind=type(err).__name__)
         return 1
     finally:
         if slot is not None:
@@ -203,6 +204,10 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def _one_line(err: BaseException) -> str:
+    """The error in one line a person can act on (the traceback goes to worker.log)."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ("the disk is full: nothing of the run was saved; free some disk space (old "
+                "runs can go) and train again")
     lines = str(err).strip().splitlines()
     return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
 

@@ -120,11 +120,6 @@ class ReplayRecorder:
         return Replay(epochs, np.stack([self.snapshots[e][1] for e in epochs]),
                       np.array(with_users, np.int64), users, self.phase, self.best_epoch)
 
-    def save(self, folder: str | Path) -> Path | None:
-        """Writes :meth:`replay` into ``folder`` (a saved run); None when there is nothing to
-        write or the folder cannot take it (the replay is optional: the run stays usable)."""
-        recorded = self.replay()
-        return None if recorded is None else save_replay(recorded, folder)
 
 
 def _starting_vectors(model: Recommender) -> tuple[np.ndarray | None, np.ndarray]:
@@ -135,7 +130,17 @@ def _starting_vectors(model: Recommender) -> tuple[np.ndarray | None, np.ndarray
 
 # ---------------------------------------------------------------------------- the file
 def save_replay(replay: Replay, folder: str | Path) -> Path | None:
-    """Writes ``replay`` as ``folder/replay.npz`` atomically; None if the folder refuses."""
+    """Adds ``replay`` to a saved run's ``folder`` as ``replay.npz`` atomically; None if the
+    folder refuses (a read-only or full disk: the run itself stays saved and usable)."""
+    try:
+        return write_replay(replay, folder)
+    except OSError:
+        return None
+
+
+def write_replay(replay: Replay, folder: str | Path) -> Path:
+    """Writes ``replay`` as ``folder/replay.npz`` through a temporary file; an OSError (a
+    full disk) leaves no half file behind."""
     path = Path(folder) / FILE
     tmp = path.with_name(f".replay.tmp-{os.getpid()}-{time.time_ns()}.npz")
     try:
@@ -144,8 +149,6 @@ def save_replay(replay: Replay, folder: str | Path) -> Path | None:
                  best_epoch=np.array(replay.best_epoch, np.int64))
         os.replace(tmp, path)
         return path
-    except OSError:  # a read-only or full disk: the run itself is saved and usable
-        return None
     finally:  # also when the worker is cancelled mid-write: no half file stays behind
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)

@@ -33,7 +33,7 @@ from recsys.models import create_model
 from recsys.models.base import Recommender
 from recsys.models.config import TrainConfig
 from recsys.settings import from_dict, to_dict
-from recsys.storage.replay import ReplayRecorder
+from recsys.storage.replay import Replay, ReplayRecorder, write_replay
 
 FILES = ("config.json", "metrics.json", "history.json", "mappings.json", "dataset.json",
          "weights.npz")
@@ -134,14 +134,15 @@ def train_run(
     )
     if out_dir is not None:
         phase("save")
-        save_run(run, out_dir)
-        recorder.save(run.path)
+        save_run(run, out_dir, replay=recorder.replay())
     return run
 
 
-def save_run(run: Run, out_dir: str | Path, overwrite: bool = False) -> Path:
-    """Writes the run into a temporary sibling directory, then renames it into place, so an
-    interrupted save never leaves a half-written run.
+def save_run(run: Run, out_dir: str | Path, overwrite: bool = False,
+             replay: Replay | None = None) -> Path:
+    """Writes the run (with its training ``replay``, when there is one) into a temporary
+    sibling directory, then renames it into place, so an interrupted save, or a disk that
+    fills up, never leaves a half-written run: the OSError (ENOSPC) is raised instead.
 
     Without ``overwrite`` the rename itself claims the name: of two processes saving to the
     same folder at once exactly one succeeds, the other gets a :class:`RunError` and nothing
@@ -157,6 +158,8 @@ def save_run(run: Run, out_dir: str | Path, overwrite: bool = False) -> Path:
     tmp.mkdir()
     try:
         _write_run_files(run, tmp)
+        if replay is not None:
+            write_replay(replay, tmp)
         if overwrite and out.exists():
             trash = out.parent / f".{out.name}.old-{time.time_ns()}"
             out.rename(trash)
