@@ -10,6 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
+# setuptools' many-line "Editable installation" banner (as in setup.sh): not about this layout.
+export PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore:Editable installation"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 echo "==> resolving the newest versions pyproject.toml allows, in $tmp/venv"
