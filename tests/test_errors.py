@@ -26,11 +26,10 @@ def test_every_expected_error_is_a_recsys_error_and_keeps_its_old_builtin():
         assert issubclass(cls, RecsysError) and issubclass(cls, builtin), cls
 
 
-def test_checks_and_configs_raise_bad_input():
+def test_checks_and_the_split_config_raise_bad_input():
+    """(TrainConfig's: tests/test_models.py.)"""
     with pytest.raises(BadInputError, match="unknown split"):
         SplitConfig(split="sideways")
-    with pytest.raises(BadInputError, match="dim must be between"):
-        TrainConfig(dim=0)
     with pytest.raises(BadInputError, match="k must be at least 1"):
         checks.check_k(0)
 

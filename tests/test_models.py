@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from recsys.data.protocol import SplitConfig
-from recsys.errors import TrainingDivergedError
+from recsys.errors import BadInputError, TrainingDivergedError
 from recsys.evaluation.metrics import evaluate_model
 from recsys.models import MODELS, create_model
 from recsys.models.config import TrainConfig
@@ -174,14 +174,14 @@ def test_divergence_raises_a_clear_error(block_split, monkeypatch):
         model.fit(block_split)
 
 
-def test_unknown_model_and_bad_config_raise():
-    with pytest.raises(ValueError, match="unknown model"):
+def test_unknown_model_and_bad_config_raise_bad_input():
+    with pytest.raises(BadInputError, match="unknown model"):
         TrainConfig(model="nope")
-    with pytest.raises(ValueError, match="dim must be"):
+    with pytest.raises(BadInputError, match="dim must be"):
         TrainConfig(dim=0)
-    with pytest.raises(ValueError, match="negatives"):
+    with pytest.raises(BadInputError, match="negatives"):
         TrainConfig(negatives=21)
-    with pytest.raises(ValueError, match="ncf_layers"):
+    with pytest.raises(BadInputError, match="ncf_layers"):
         TrainConfig(ncf_layers="64,x")
 
 
