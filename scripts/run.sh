@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets everything up and starts the app: venv, install, MovieLens, a pinned default model,
-# Streamlit. Extra arguments go to Streamlit (e.g. --server.address 0.0.0.0).
+# Sets everything up and starts the app: venv, install, MovieLens, the class set (a pinned
+# default model, an mf-bpr run and the baselines, with their maps), Streamlit. Extra
+# arguments go to Streamlit (e.g. --server.address 0.0.0.0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 port="${PORT:-8501}"
@@ -12,19 +13,19 @@ if ! "${PYTHON:-$(command -v python3.11 || command -v python3)}" scripts/port_is
 fi
 bash scripts/setup.sh
 runs_dir="${RECSYS_RUNS_DIR:-runs}"
-default_run="$runs_dir/default"
-if [ ! -f "$default_run/weights.npz" ]; then
-  .venv/bin/recsys data  # where MovieLens comes from, and its counts, before the first training
-  echo "==> training the default model (mf-als) so every page works on first launch"
-  .venv/bin/recsys train --out "$default_run"
-fi
-if ! .venv/bin/recsys pin --show --runs-dir "$runs_dir" | grep -qv "no run is pinned"; then
-  .venv/bin/recsys pin "$default_run"
-fi
-if ! ls "$default_run"/projections/items-umap-*.npz >/dev/null 2>&1; then
-  echo "==> computing the default model's t-SNE and UMAP maps in the background (about a minute)"
-  (nice -n 10 .venv/bin/recsys project "$default_run" --method tsne >/dev/null 2>&1 || true
-   nice -n 10 .venv/bin/recsys project "$default_run" --method umap >/dev/null 2>&1 || true) &
+# The class set (recsys/jobs/class_set.py): the default model, pinned, an mf-bpr run for the
+# training lessons and every baseline, so every tour step and Train lesson has its figure.
+class_runs="default class-mf-bpr class-popularity class-itemknn class-ease class-svd"
+for run in $class_runs; do
+  if [ ! -f "$runs_dir/$run/weights.npz" ]; then
+    echo "==> preparing the class set: the default model (mf-als), mf-bpr and the baselines"
+    .venv/bin/recsys prepare-class --no-maps --runs-dir "$runs_dir"
+    break
+  fi
+done
+if ! ls "$runs_dir"/default/projections/items-umap-*.npz "$runs_dir"/class-mf-bpr/projections/items-umap-*.npz >/dev/null 2>&1; then
+  echo "==> computing the class set's maps in the background (about a minute; log: $runs_dir/.class.log)"
+  nice -n 10 .venv/bin/recsys prepare-class --maps-only --runs-dir "$runs_dir" >"$runs_dir/.class.log" 2>&1 &
 fi
 echo "==> starting the app on http://127.0.0.1:$port"
 exec .venv/bin/python -m streamlit run streamlit_app.py --server.port "$port" "$@"

@@ -31,6 +31,7 @@ from recsys.data.protocol import SplitConfig
 from recsys.data.splits import Split
 from recsys.errors import DataUnavailableError, RecsysError, RunError
 from recsys.evaluation import neighbours
+from recsys.jobs import class_set
 from recsys.jobs.manager import JobManager, JobSnapshot, new_run_dir
 from recsys.lessons import projection as proj
 from recsys.lessons.leaderboard import protocol_key
@@ -434,9 +435,11 @@ def lecturer_controls() -> None:
                        "it before sharing the URL with a class: then only the lecturer may "
                        "pin, and a job's Stop and Cancel stay with the browser tab that "
                        "started it (and the lecturer).")
+            prepare_class_control()
         elif is_lecturer():
             st.caption("Lecturer controls are on in this browser: pin the default for "
                        "everyone, stop or cancel any job, train without visitor limits.")
+            prepare_class_control()
             if st.button("Lock", key="lecturer_lock"):
                 st.session_state.pop(LECTURER, None)
                 st.rerun()
@@ -447,6 +450,61 @@ def lecturer_controls() -> None:
                 st.rerun()
             elif entered:
                 st.error("That is not the lecturer key.")
+
+
+# ---------------------------------------------------------------------- the class set
+def class_run(entry: class_set.ClassRun) -> Run | None:
+    """The class set's run for ``entry`` (e.g. ``class_set.TRAINING``, the mf-bpr run of the
+    training lessons), or None while it is not prepared."""
+    return class_set.find_class_run(run_book().usable, entry)
+
+
+def lesson_run(run: Run) -> tuple[Run, str | None]:
+    """The run a lesson on negatives, epochs or the replay should draw: the active ``run`` when
+    it trains with sampled negatives epoch by epoch, else the class set's mf-bpr run, with the
+    sentence that says so (or the active run and a hint to prepare the class set)."""
+    if "negatives" in run.model.settings and run.model.iterative:
+        return run, None
+    entry = class_set.TRAINING
+    lesson = class_run(entry)
+    if lesson is None:
+        return run, (f"The active run ({run.train_config.model}) samples no negatives; the "
+                     f"class set's {entry.model} run, which does, is not prepared yet: "
+                     f"{PREPARE_HINT}")
+    return lesson, (f"Shown on the class set's {entry.model} run ({short(lesson.name)}): the "
+                    f"active run, {run.train_config.model}, samples no negatives.")
+
+
+PREPARE_HINT = ("the lecturer's **Prepare the class** (sidebar, Lecturer) or `recsys "
+                "prepare-class` trains it with every baseline in about a minute.")
+
+
+def prepare_class_control() -> None:
+    """The lecturer's "Prepare the class": starts the background preparation of the class set
+    (:mod:`recsys.jobs.class_set`) and shows its progress; says when the set is complete."""
+    state_now = class_set.preparation(runs_dir())
+    missing = [e for e in class_set.CLASS_RUNS if class_run(e) is None]
+    if state_now is not None and state_now.running:
+        _preparation_progress()
+        return
+    if missing:
+        st.caption("Not prepared yet: " + ", ".join(f"{e.model} ({e.purpose})" for e in missing))
+    else:
+        st.caption("The class set is ready: the default model, an mf-bpr run for the training "
+                   "lessons and every baseline.")
+    if st.button("Prepare the class", key="prepare_class", icon=":material/school:",
+                 help="Trains what is missing of the class set and computes its maps, in the "
+                      "background at low priority (about a minute on 2 cores)."):
+        class_set.start_preparation(runs_dir())
+        st.rerun()
+
+
+@st.fragment(run_every=1.0)
+def _preparation_progress() -> None:
+    now = class_set.preparation(runs_dir())
+    if now is None or not now.running:
+        st.rerun(scope="app")
+    st.progress(now.fraction, text=f"Preparing the class: {plain(now.message)}")
 
 
 def metric_text(run: Run, name: str) -> str:

@@ -197,12 +197,13 @@ def draw_embedding(run: Run, ctx: serving.Catalog):
         _chart(anatomy_charts.vector_chart(vector, _title(ctx, first)), "tour_vector")
         st.caption("Blue: positive, red: negative. No single number has a name; what counts "
                    "is which movies end up with vectors pointing the same way.")
-    kept = run.history[-1].get("best_epoch", 0) if run.history else 0
-    if 0 < kept < 6:  # the replay of a model that settles this fast shows little movement
-        st.caption(f"{run.model.name} settled after {kept} epochs, so its replay is short: "
-                   "an mf-bpr run (Train page, 20 epochs) shows the space forming slowly.")
+    replay, _ = shared.lesson_run(run)  # a run whose replay shows the space forming slowly
+    if replay is not run:
+        st.caption(f"{run.model.name} settles in a few sweeps, so the link below opens the "
+                   f"replay of the class set's {replay.model.name} run: up to "
+                   f"{replay.train_config.epochs} epochs of the space forming.")
     return ("pages/embedding_map.py", "Watch the vectors form, epoch by epoch",
-            {"view": "replay", "movie": str(first)})
+            {"view": "replay", "movie": str(first), "run": replay.name})
 
 
 def draw_dot_product(run: Run, ctx: serving.Catalog):
@@ -229,9 +230,10 @@ def draw_dot_product(run: Run, ctx: serving.Catalog):
 
 
 def draw_negatives(run: Run, ctx: serving.Catalog):
-    config = run.train_config
+    lesson, note = shared.lesson_run(run)
+    config = lesson.train_config
     alpha = config.alpha if config.neg_sampling == "popularity" else 0.75
-    mix = _negatives(run, alpha, config.negatives)
+    mix = _negatives(lesson, alpha, config.negatives)
     colours = {"positives": POSITIVES_BLUE, "uniform": NEGATIVES_ORANGE}  # as the Train page
     fig = go.Figure([go.Bar(x=mix["decile"], y=mix[column], name=column,
                             marker_color=colours.get(column, "#E45756"),
@@ -245,16 +247,14 @@ def draw_negatives(run: Run, ctx: serving.Catalog):
     _chart(fig, "tour_negatives")
     uses = ("uniform" if config.neg_sampling == "uniform"
             else f"popularity^{config.alpha:g}")
-    uses = (f"The active run samples {uses}." if "negatives" in run.model.settings
-            else f"The active run ({run.model.name}) samples no negatives: it weighs every "
-                 "unliked movie at once or is fitted in one go.")
-    st.caption(f"One epoch's draws on this run's training data ({config.negatives} per "
-               f"like). {uses}")
+    st.caption(f"One epoch's draws on the training data ({config.negatives} per like). "
+               + (f"The active run samples {uses}." if note is None else note))
     return ("pages/train.py", "Compare the samplers on the Train page",
-            {"view": "negatives"})
+            {"view": "negatives", "run": lesson.name})
 
 
 def draw_training(run: Run, ctx: serving.Catalog):
+    run, note = shared.lesson_run(run)
     history = display.epochs_frame(run.history)
     if history.empty or "loss" not in history:
         st.info(f"{run.train_config.model} is fitted in one go: no epochs, no curve. Pick a run of "
@@ -275,7 +275,7 @@ def draw_training(run: Run, ctx: serving.Catalog):
         best = int(history["best_epoch"].iloc[-1]) if "best_epoch" in history else None
         st.caption(f"This run's {len(history)} epochs"
                    + (f"; the weights of epoch {best} were kept (best on validation)."
-                      if best else "."))
+                      if best else ".") + (f" {note}" if note else ""))
     return ("pages/train.py", "Overlay the curves of several runs", {"view": "curves"})
 
 
@@ -300,6 +300,9 @@ def draw_metrics(run: Run, ctx: serving.Catalog):
     _chart(fig, "tour_board")
     _, sentence = verdict(full, run.name)
     st.caption(f"Orange: the active run; grey: popularity. {plain(sentence)}")
+    if not (full["model"] == "popularity").any():
+        st.info(f"No baselines on this protocol yet: {shared.PREPARE_HINT}",
+                icon=":material/leaderboard:")
     return ("pages/train.py", "Who does each model serve? Recall@10 by user activity",
             {"view": "activity"})
 
@@ -398,5 +401,7 @@ STEPS = (
 
 
 def link_params(run: Run, params: dict[str, str]) -> dict[str, str]:
-    """A deep link's query params, with the active run so a shared link shows the same."""
-    return {**params, "run": run.name}
+    """A deep link's query params, with the active run so a shared link shows the same (a
+    step that drew another run, e.g. the class set's mf-bpr, names that one)."""
+    return {"run": run.name, **params}
+
