@@ -436,8 +436,11 @@ def test_a_bad_data_folder_gives_an_error_box(runs_dir, tmp_path, monkeypatch):
         shared._load_dataset.clear()
 
 
-def test_first_launch_trains_and_pins_the_default_in_a_worker(tmp_path, monkeypatch):
+def test_first_launch_trains_pins_the_default_then_prepares_the_class_set(tmp_path, monkeypatch):
+    """... then prepares the rest of the class set in the background (here without maps)."""
     monkeypatch.setenv("RECSYS_RUNS_DIR", str(tmp_path))
+    monkeypatch.setenv("RECSYS_CLASS_SET", "no-maps")
+    from recsys.jobs import class_set
     from ui import shared
 
     shared._job_manager.clear()  # a manager over this runs folder
@@ -446,8 +449,14 @@ def test_first_launch_trains_and_pins_the_default_in_a_worker(tmp_path, monkeypa
         assert any("First launch" in i.value for i in at.info)
         poll(at, lambda a: bool(list_runs(tmp_path)) and not any(
             "First launch" in i.value for i in a.info), timeout=180)
-        assert pinned_run_name(tmp_path) == list_runs(tmp_path)[0].name
+        assert pinned_run_name(tmp_path) == "default"
         assert at.sidebar.selectbox(key="sb_run").value == pinned_run_name(tmp_path)
+        deadline = time.time() + 180
+        while (now := class_set.preparation(tmp_path)) is None or now.running:
+            assert time.time() < deadline, now
+            time.sleep(0.5)
+        assert now.message == "the class set is ready", now
+        assert class_set.class_status(tmp_path, shared.dataset()).complete
         unpin_run(tmp_path)  # `recsys pin --clear`: the app must not pin it back
         ok(AppTest.from_file(APP, default_timeout=120).run())
         assert pinned_run_name(tmp_path) is None

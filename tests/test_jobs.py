@@ -30,7 +30,7 @@ from recsys.jobs.manager import (
     summarise,
 )
 from recsys.models.config import TrainConfig
-from recsys.storage.runs import list_runs, load_run, pinned_run_name
+from recsys.storage.runs import list_runs, load_run
 from tests.synthetic import block_ratings
 
 SPLIT = SplitConfig(test_fraction=0.25, valid_fraction=0.2)
@@ -146,18 +146,6 @@ def test_owners_see_only_their_own_jobs(data_dir, tmp_path):
     assert b.maps_done == () and b.maps_pending == ()  # popularity has no embeddings to map
     assert load_run(a.run_path).train_config.model == "mf-bpr"
     assert load_run(b.run_path).train_config.model == "popularity"
-
-
-def test_first_launch_job_pins_its_run_only_when_nothing_is_pinned(data_dir, tmp_path):
-    manager, runs = JobManager(tmp_path / "jobs"), tmp_path / "runs"
-    first = manager.submit("a", SPLIT, tiny_config(), runs, data_dir=data_dir, maps=(),
-                           pin_if_unpinned=True)
-    first = wait_until_over(manager, first.id)
-    assert first.status == DONE and pinned_run_name(runs) == first.run_path.name
-    second = manager.submit("a", SPLIT, tiny_config(), runs, data_dir=data_dir, maps=(),
-                            pin_if_unpinned=True)
-    assert wait_until_over(manager, second.id).status == DONE
-    assert pinned_run_name(runs) == first.run_path.name  # an existing pin is never replaced
 
 
 def test_stop_keeps_a_saved_run_with_fewer_epochs(data_dir, tmp_path):

@@ -32,11 +32,10 @@ from recsys.data.splits import Split
 from recsys.errors import DataUnavailableError, RecsysError, RunError
 from recsys.evaluation import neighbours
 from recsys.jobs import class_set
-from recsys.jobs.manager import JobManager, JobSnapshot, new_run_dir
+from recsys.jobs.manager import JobManager, JobSnapshot
 from recsys.lessons import projection as proj
 from recsys.lessons.leaderboard import protocol_key
 from recsys.models import model_names
-from recsys.models.config import DEFAULT_MODEL, TrainConfig
 from recsys.serving import funnel, index
 from recsys.serving import users as user_tables
 from recsys.serving.catalog import Catalog
@@ -54,7 +53,6 @@ from ui.text import plain, short
 
 RUN_KEY = "sb_run"  # the sidebar picker's key: the visitor's active run name
 PENDING_RUN = "pending_run"  # set by a page, applied by the picker before it is drawn
-FIRST_LAUNCH = "first-launch"  # owner of the job that trains the default model
 EMBEDDING_MODELS = model_names(user_vectors=True)
 
 
@@ -218,39 +216,47 @@ def _first_launch_lock() -> threading.Lock:
     return threading.Lock()
 
 
+CLASS_SET_ENV = "RECSYS_CLASS_SET"  # "no-maps": a first launch prepares the runs, not the maps
+
+
 def first_launch(book: RunBook) -> None:
-    """No usable run: start (once per server) the default model's training in a worker,
-    show its progress, and pin the result when it is saved. Stops the page meanwhile."""
-    manager = job_manager()
+    """No usable run: start (once per server) the preparation of the class set in its own
+    process (:mod:`recsys.jobs.class_set`: the default model first, pinned, then mf-bpr, the
+    baselines and the maps, as ``scripts/run.sh``) and show its progress until the default
+    model is saved. Stops the page meanwhile."""
     with _first_launch_lock():
-        job = next((j for j in manager.unfinished() if j.owner == FIRST_LAUNCH), None)
-        if job is None:
-            config = TrainConfig.for_model(DEFAULT_MODEL)
-            out = runs_dir() / "default"  # the name scripts/run.sh gives it too
-            if out.exists():  # e.g. a damaged or other-data run of that name
-                out = new_run_dir(runs_dir(), config.model)
-            job = manager.submit(FIRST_LAUNCH, SplitConfig(), config, runs_dir(), out_dir=out,
-                                 fingerprint=dataset().fingerprint(), pin_if_unpinned=True)
-    st.info("First launch: no trained model on this machine yet, so the default model is "
-            "being trained now (a few seconds). Every page works as soon as it is saved.",
-            icon=":material/model_training:")
+        now = class_set.preparation(runs_dir())
+        if now is None or not now.running:
+            try:
+                class_set.start_preparation(
+                    runs_dir(), maps=os.environ.get(CLASS_SET_ENV) != "no-maps")
+            except OSError as err:
+                st.error(f"Cannot prepare the default model: {plain(runs_dir())} cannot be "
+                         f"written ({plain(err.strerror or str(err))}). Start the app with "
+                         "RECSYS_RUNS_DIR set to a folder you can write to.")
+                st.stop()
+    st.info("First launch: no trained model on this machine yet, so the class set is being "
+            "prepared: the default model first (a few seconds; every page works as soon as it "
+            "is saved), then in the background an mf-bpr run for the training lessons, the "
+            "baselines and the maps.", icon=":material/model_training:")
     if book.other_data or book.damaged:
         st.caption(f"{len(book.other_data)} run(s) of other data and {len(book.damaged)} "
                    "damaged run(s) were found and are not used.")
-    _first_launch_progress(job.id)
+    _first_launch_progress()
     st.stop()
 
 
 @st.fragment(run_every=1.0)
-def _first_launch_progress(job_id: str) -> None:
-    job = job_manager().snapshot(job_id)
-    if job is None or job.run_path is not None:  # saved: redraw the page with it
+def _first_launch_progress() -> None:
+    if run_book().usable:  # the default model is saved: redraw the page with it
         st.rerun(scope="app")
-    if job.status == "failed":
-        st.error(f"Training the default model failed: {plain(job.error)}. Run `recsys train` "
-                 "in a terminal to see the full report, then reload.")
+    now = class_set.preparation(runs_dir())
+    if now is not None and not now.running:
+        st.error(f"Preparing the default model failed: {plain(now.message)}. Run `recsys "
+                 "prepare-class` in a terminal to see the full report, then reload.")
         return
-    st.progress(job.progress, text=f"{plain(job.phase)} · {job.seconds:.0f} s")
+    fraction, message = (now.fraction, now.message) if now else (0.0, "starting")
+    st.progress(fraction, text=plain(message))
 
 
 def job_from(job_id: str | None) -> JobSnapshot | None:

@@ -143,7 +143,7 @@ def prepare_class(ml: MovieLens, runs_dir: str | Path, progress: Progress | None
 
 def _prepare(ml: MovieLens, runs_dir: Path, report: Progress, maps: bool,
              train: bool) -> ClassStatus:
-    from recsys.storage.runs import pin_run, pinned_run_name, prepare_split, train_run
+    from recsys.storage.runs import prepare_split, train_run
 
     status = class_status(runs_dir, ml)
     todo_train = status.missing if train else ()
@@ -160,9 +160,9 @@ def _prepare(ml: MovieLens, runs_dir: Path, report: Progress, maps: bool,
         done += _COST.get(entry.model, 5)
         report(done / max(total, 1),
                f"trained {entry.model} in {time.perf_counter() - start:.1f} s -> {out.name}")
-    if DEFAULT.folder in found and pinned_run_name(runs_dir) is None:
-        pin_run(runs_dir, found[DEFAULT.folder].name)
-        report(done / max(total, 1), f"pinned {found[DEFAULT.folder].name} as the default model")
+        if entry.folder == DEFAULT.folder:  # pinned at once: the app serves it while the rest trains
+            _pin_unless_pinned(runs_dir, found, report, done / max(total, 1))
+    _pin_unless_pinned(runs_dir, found, report, done / max(total, 1))
     if maps:
         from recsys.lessons.projection import project_run
 
@@ -175,6 +175,17 @@ def _prepare(ml: MovieLens, runs_dir: Path, report: Progress, maps: bool,
                 done += _COST.get(method, 5)
     report(1.0, "the class set is ready")
     return ClassStatus(found, tuple(e for e in CLASS_RUNS if e.folder not in found))
+
+
+def _pin_unless_pinned(runs_dir: Path, found: dict[str, Run], report: Progress,
+                       fraction: float) -> None:
+    """Pins the class set's default run when no run is pinned (an existing pin is the
+    lecturer's choice and is kept)."""
+    from recsys.storage.runs import pin_run, pinned_run_name
+
+    if DEFAULT.folder in found and pinned_run_name(runs_dir) is None:
+        pin_run(runs_dir, found[DEFAULT.folder].name)
+        report(fraction, f"pinned {found[DEFAULT.folder].name} as the default model")
 
 
 def _free_folder(runs_dir: Path, entry: ClassRun) -> Path:

@@ -178,13 +178,11 @@ class JobManager:
                runs_dir: str | Path, out_dir: Path | None = None, data_dir: str | None = None,
                fingerprint: str | None = None,
                maps: Sequence[str] = ("pca", "tsne", "umap"),
-               pin_if_unpinned: bool = False,
                limits: VisitorLimits | None = None) -> JobSnapshot:
         """Starts a worker process for this job and returns its first snapshot at once.
 
         ``fingerprint`` (of the data the caller shows) makes the worker refuse other data;
-        ``maps`` are computed and cached in the run after it is saved; ``pin_if_unpinned``
-        makes the saved run the pinned default when no run is pinned then (first launch);
+        ``maps`` are computed and cached in the run after it is saved;
         ``limits`` are the visitor's (None: the lecturer's or the server's own job).
 
         Refuses (BadInputError) more CPU threads than the machine has cores, a job over the
@@ -225,7 +223,6 @@ class JobManager:
                 "data_dir": str(Path(data_dir).expanduser().resolve()) if data_dir else None,
                 "fingerprint": fingerprint, "maps": list(maps),
                 "max_running": self.max_running, "submitted": time.time(), "pid": None,
-                "pin_if_unpinned": pin_if_unpinned,
                 # admission order: ties of the clock never give two jobs the same place
                 "seq": 1 + max((int(r.job.get("seq", 0)) for r in records), default=0),
             }

@@ -134,11 +134,6 @@ def _train(job_dir: Path, job: dict[str, Any]) -> tuple[Any, Any]:
                     on_phase=lambda name: append_event(job_dir, "phase", name=name))
     # From this line on the run is the user's: a cancel keeps it.
     append_event(job_dir, "saved", path=str(run.path), fit_seconds=run.metrics["fit_seconds"])
-    if job.get("pin_if_unpinned"):  # first launch: the app's default model is what it trained
-        from recsys.storage.runs import pin_run, pinned_run_name
-
-        if pinned_run_name(run.path.parent) is None:
-            pin_run(run.path.parent, run.path.name)
     print(f"saved {run.path}", flush=True)
     return run, ml
 
