@@ -120,14 +120,26 @@ class RunBook:
 
 
 def run_book() -> RunBook:
-    """Every run folder, loaded (cached) and sorted into usable / other data / damaged."""
-    fingerprint = dataset().fingerprint()
-    book = RunBook()
+    """Every run folder, loaded (cached) and sorted into usable / other data / damaged: one
+    shared, read-only book per state of the folder (which runs, when their weights were
+    written), so a page view costs one listing of the folder, not a load check per run."""
+    listing = []
     for path in list_runs(runs_dir()):
+        try:
+            listing.append((str(path), _stamp(path)))
+        except OSError:  # deleted since it was listed
+            continue
+    return _run_book(tuple(listing), dataset().fingerprint())
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _run_book(listing: tuple[tuple[str, int], ...], fingerprint: str) -> RunBook:
+    book = RunBook()
+    for path, _ in listing:
         try:
             run = run_by_path(path)
         except (RunError, OSError) as err:
-            book.damaged.append((path.name, str(err)))
+            book.damaged.append((Path(path).name, str(err)))
             continue
         if run.dataset.get("fingerprint") == fingerprint:
             book.usable.append(run)
@@ -489,7 +501,8 @@ def prepare_class_control() -> None:
     """The lecturer's "Prepare the class": starts the background preparation of the class set
     (:mod:`recsys.jobs.class_set`) and shows its progress; says when the set is complete."""
     state_now = class_set.preparation(runs_dir())
-    missing = [e for e in class_set.CLASS_RUNS if class_run(e) is None]
+    usable = run_book().usable
+    missing = [e for e in class_set.CLASS_RUNS if class_set.find_class_run(usable, e) is None]
     if state_now is not None and state_now.running:
         _preparation_progress()
         return

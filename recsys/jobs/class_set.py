@@ -160,7 +160,7 @@ def _prepare(ml: MovieLens, runs_dir: Path, report: Progress, maps: bool,
         done += _COST.get(entry.model, 5)
         report(done / max(total, 1),
                f"trained {entry.model} in {time.perf_counter() - start:.1f} s -> {out.name}")
-        if entry.folder == DEFAULT.folder:  # pinned at once: the app serves it while the rest trains
+        if entry.folder == DEFAULT.folder:  # pinned at once: served while the rest trains
             _pin_unless_pinned(runs_dir, found, report, done / max(total, 1))
     _pin_unless_pinned(runs_dir, found, report, done / max(total, 1))
     if maps:
