@@ -4,7 +4,7 @@
 # at the exact version constraints.txt names (refreshed by scripts/lock.sh), so a fresh machine
 # gets the versions the suite last passed with.
 #   bash scripts/setup.sh          runtime dependencies
-#   bash scripts/setup.sh test     plus test tools (pytest, ruff, playwright) and Debian Chromium
+#   bash scripts/setup.sh test     plus test tools (pytest, ruff, playwright), Debian Chromium and Caddy
 # One venv serves both: an install with the test tools also satisfies the runtime call, and the
 # test tools are added to a runtime install without reinstalling the rest.
 # On Linux, PyPI's torch wheel is the CUDA build (several GB with its nvidia-* packages). For
@@ -69,10 +69,14 @@ else
   touch "$VENV/.installed-$key-$kind"
 fi
 
-if [ "$want" = "test" ] && [ ! -x /usr/bin/chromium ]; then
-  echo "==> installing Debian Chromium for the browser tests"
+# Debian packages of the tests: Chromium (browser tests) and Caddy (the classroom proxy).
+missing=""
+[ -x /usr/bin/chromium ] || missing="chromium"
+command -v caddy >/dev/null || missing="$missing caddy"
+if [ "$want" = "test" ] && [ -n "$missing" ]; then
+  echo "==> installing Debian's$missing for the browser and classroom tests"
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 fi
