@@ -13,6 +13,8 @@ measure for the 100 most popular of them (the movies people open).
     python -m bench.neighbours --results bench/NEIGHBOURS.md
     python -m bench.neighbours --defaults --results bench/NEIGHBOURS.md   # every model's
         # default config, the app's lists before / after (also writes bench/RESULTS.md)
+    python -m bench.neighbours --class-default --results bench/NEIGHBOURS.md   # issue 22:
+        # the class set's lists, candidate lenses for the default model, robustness, eyeball
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from bench.common import (
 from bench.quality import json_path
 from recsys.data.loading import load_movielens, movies_for
 from recsys.evaluation import neighbours as nb
+from recsys.evaluation.lenses import EMBEDDING_LENSES
 from recsys.evaluation.metrics import evaluate_model
 from recsys.models import MODELS, create_model
 from recsys.models.config import TrainConfig
@@ -80,7 +83,8 @@ EYEBALL = ("mf-bpr default/cosine", "mf-bpr default/debiased", "mf-als default/c
 QUALITY = ("genre lift", "genre lift head", "pop pct", "pop rho", "cowatch lift",
            "cowatch lift head", "cowatch share")
 COLUMNS = ("protocol", "model", "lens", "R@10", "NDCG@10", *QUALITY, "fit s")
-APP_LENSES = ("cosine", "debiased", "dot")  # serving.EMBEDDING_LENSES
+APP_LENSES = EMBEDDING_LENSES  # the app's lenses, so a new one (and a default_lens naming
+# it) is measured by --defaults without a change here
 BEFORE_AFTER = ("model", "list", "before", "after", *(f"{q} {w}" for q in QUALITY[:6]
                                                      for w in ("before", "after")))
 RECALL_MODELS = ("mf-bpr", "mf-als")  # Recall/NDCG on both protocols
@@ -92,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     ml = load_movielens(download=not args.offline, progress=False)
     if args.defaults:
         return defaults_main(ml, args, info)
+    if args.class_default:
+        return class_default_main(ml, args, info)
     rows: dict[str, list[dict[str, Any]]] = {"valid": [], "test": []}
     eyeball_lines: list[str] = []
     for protocol in protocol_names("P2" if args.small else args.protocols):
@@ -127,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--defaults", action="store_true", help="every model at its default config: "
                    "the app's lists before (cosine + item-kNN cosine) and after (default lens "
                    "+ damped co-occurrence), P2; mf-bpr / mf-als recall on P1 and P2")
+    p.add_argument("--class-default", action="store_true",
+                   help="issue 22: the class set's similar-movie lists and candidate lenses of "
+                   "the default model (mf-als) against today's cosine, P2 (P1 and seeds 1-3 as "
+                   "robustness checks unless --small), with the eyeballed lists")
     return p
 
 
@@ -374,6 +384,237 @@ def results_section(change_table: str, recall_table: str) -> str:
         "",
         recall_table,
     ]) + "\n"
+
+
+# ---------------------------------------------------------------------------- --class-default
+# Issue 22: the Similar movies page's default list, now that the class set (the default mf-als,
+# mf-bpr, popularity, itemknn, ease, svd, all on the default protocol) is always trained.
+CLASS_SET = ("mf-als", "mf-bpr", "ease", "svd", "itemknn")  # popularity has no list of its own
+HYBRID = "hybrid w=1"  # the chosen list (see hybrid_lens)
+CLASS_LENSES = {
+    "mf-als": ("cosine", "debiased", "centred", "debiased floor 20", "cosine-0.05z(log n)",
+               "hybrid w=0.5", HYBRID, "hybrid w=2"),
+    "mf-bpr": ("cosine", "debiased"),
+    "ease": ("cosine", "debiased", "weights"),
+    "svd": ("cosine", "debiased"),
+    "itemknn": ("weights",),
+}
+ROBUST_LENSES = ("cosine", "debiased", HYBRID)  # mf-als on P1 and over seeds 1-3
+CLASS_FILMS = ("Toy Story (1995)", "Pulp Fiction (1994)", "Fargo (1996)", "Die Hard (1988)",
+               "Star Wars (1977)", "Godfather, The (1972)", "Schindler's List (1993)")
+CLASS_EYEBALL = ("mf-als/cosine", "mf-als/debiased", f"mf-als/{HYBRID}", "data/cooc-damped",
+                 "ease/debiased")
+CLASS_COLUMNS = ("protocol", "model", "lens", "genre lift", "genre lift head", "cowatch lift",
+                 "cowatch lift head", "pop pct", "pop rho", "meets")
+TODAY = ("mf-als", "cosine")  # today's default list: the constraints' reference
+
+
+def class_default_main(ml, args, info: dict[str, Any]) -> int:
+    """Every list the class set can show on the Similar movies page, the candidate lenses of
+    the default model, and which meet issue 22's constraints (pop pct no higher than a random
+    list's, genre lift and head genre lift at least today's mf-als cosine); P2 validation to
+    choose, test to report; mf-als on P1 and over seeds 1-3 as robustness checks."""
+    small = args.small
+    names = ("mf-als", "ease") if small else CLASS_SET
+    p2 = class_views(ml, "P2", names, small)
+    rows = {part: p2[part].rows for part in ("valid", "test")}
+    robust: list[dict[str, Any]] = []
+    if not small:
+        p1 = class_views(ml, "P1", ("mf-als",), small, lenses=ROBUST_LENSES)
+        robust += [{**r, "part": part} for part in ("valid", "test") for r in p1[part].rows]
+        robust += seed_rows(ml, (1, 2, 3))
+    tables = {part: markdown_table(r, CLASS_COLUMNS) for part, r in rows.items()}
+    robust_table = markdown_table(robust, ("part", *CLASS_COLUMNS))
+    lines = eyeball_films(p2["test"], CLASS_EYEBALL, CLASS_FILMS)
+    matters = lens_matters(p2["test"], "mf-als/cosine", f"mf-als/{HYBRID}", CLASS_FILMS)
+    for title, table in (("P2 valid", tables["valid"]), ("P2 test", tables["test"]),
+                         ("robustness", robust_table)):
+        print(f"\n### {title}\n\n{table}")
+    print("\n" + "\n".join(lines + matters))
+    if args.results:
+        body = class_default_report(tables, robust_table, lines, matters, info)
+        write_section(Path(args.results), "neighbours-class-default", body)
+        write_json(json_path(args.results, "neighbours-class-default"),
+                   {"command": command_line(), "small": small, "robust": robust, **rows})
+        print(f"wrote the neighbours-class-default section of {args.results}")
+    return 0
+
+
+def class_views(ml, protocol: str, names, small: bool, lenses=None) -> dict[str, View]:
+    """Valid and test views of ``protocol`` with the random and cooc-damped references and
+    each model's candidate lenses (``lenses`` for every model if given), "meets" filled in."""
+    split = prepare_split(ml, PROTOCOLS[protocol])
+    movies = movies_for(ml, split.train.item_ids)
+    views = {"valid": View(split.train_pos.to_csr(), split.valid_pos.to_csr(), movies),
+             "test": View(split.seen_at_test.to_csr(), split.test_pos.to_csr(), movies)}
+    for view in views.values():
+        view.add(protocol, "data", "random", nb.random_lens(view.known.shape[1]), {})
+        view.add(protocol, "data", "cooc-damped",
+                 nb.lens_from_model("cooc-damped", None, view.known), {})
+    for name in names:
+        fitted, _ = fit_both(ml, protocol, name, small, split)
+        for part, model in fitted.items():
+            for lens in lenses or CLASS_LENSES[name]:
+                views[part].add(protocol, name, lens, class_lens(lens, model, views[part]), {})
+    for view in views.values():
+        mark_constraints(view.rows)
+    return views
+
+
+def seed_rows(ml, seeds) -> list[dict[str, Any]]:
+    """mf-als fitted on P2 train only with other seeds: the robust lenses on validation."""
+    split = prepare_split(ml, PROTOCOLS["P2"])
+    view = View(split.train_pos.to_csr(), split.valid_pos.to_csr(),
+                movies_for(ml, split.train.item_ids))
+    view.add("P2", "data", "random", nb.random_lens(view.known.shape[1]), {})
+    for seed in seeds:
+        config = replace(TrainConfig.for_model("mf-als"), threads=1, refit=False, seed=seed)
+        model = create_model(config).fit(*split.fit_parts())
+        for lens in ROBUST_LENSES:
+            view.add("P2", f"mf-als seed {seed}", lens, class_lens(lens, model, view), {})
+    rows = view.rows
+    for seed in seeds:  # each seed against its own cosine
+        mark_constraints([r for r in rows if r["model"] in ("data", f"mf-als seed {seed}")],
+                         today=(f"mf-als seed {seed}", "cosine"))
+    return [{**r, "part": "valid"} for r in rows if r["model"] != "data"]
+
+
+def class_lens(name: str, model, view: View) -> nb.Similarity:
+    """A candidate list by name: a :data:`nb.LENSES` entry, or one only this section tries."""
+    known = view.known
+    if name.startswith("hybrid w="):
+        return hybrid_lens(model, known, view.items, float(name.split("=")[1]))
+    if name == "debiased floor 20":  # neighbours need >= 20 known positives, not 5
+        debiased = nb.lens_from_model("debiased", model, known)
+        floor = np.where(view.popularity >= 20, 0.0, -np.inf)
+        return lambda block: debiased(block) + floor
+    if name == "cosine-0.05z(log n)":  # cosine shrunk towards rarer neighbours
+        cosine = nb.lens_from_model("cosine", model, known)
+        log_n = np.log1p(view.popularity.astype(np.float64))
+        z = (log_n - log_n[view.items].mean()) / log_n[view.items].std()
+        return lambda block: cosine(block) - 0.05 * z
+    return nb.lens_from_model(name, model, known)
+
+
+def hybrid_lens(model, known, pool: np.ndarray, weight: float = 1.0) -> nb.Similarity:
+    """``debiased(a, b) + weight * cooc(a, b) / max_c cooc(a, c)``: the model's debiased cosine
+    plus its damped co-occurrence (cooc-damped) relative to the query's most co-liked candidate
+    (``c`` over ``pool``, the catalogue, never ``a`` itself), so both terms are at most 1.
+
+    Where many people co-liked ``a`` the co-likes lead and the embedding breaks ties and fills
+    the list; where few did (rare movies, where co-occurrence is noise) the embedding leads.
+    """
+    debiased = nb.lens_from_model("debiased", model, known)
+    cooc = nb.lens_from_model("cooc-damped", model, known)
+    outside = np.ones(known.shape[1], bool)
+    outside[pool] = False
+
+    def rows(block: np.ndarray) -> np.ndarray:
+        c = cooc(block)
+        c[:, outside] = 0.0
+        c[np.arange(len(block)), block] = 0.0
+        best = c.max(axis=1, keepdims=True)
+        return debiased(block) + weight * c / np.where(best > 0, best, 1.0)
+
+    return rows
+
+
+def mark_constraints(rows: list[dict[str, Any]], today: tuple[str, str] = TODAY) -> None:
+    """Set each row's "meets": "yes", or which of issue 22's constraints it fails against
+    ``today``'s row (genre lift, head genre lift) and the random list (pop pct)."""
+    found = {(r["model"], r["lens"]): r for r in rows}
+    ref, chance = found.get(today), found.get(("data", "random"))
+    for r in rows:
+        if ref is None or r is ref or (r["model"], r["lens"]) == ("data", "random"):
+            r["meets"] = "today" if r is ref else ""
+            continue
+        fails = [label for label, bad in (
+            ("genre", r["genre lift"] < ref["genre lift"]),
+            ("head genre", r["genre lift head"] < ref["genre lift head"]),
+            ("pop", chance is not None and r["pop pct"] > chance["pop pct"])) if bad]
+        r["meets"] = "yes" if not fails else "no: " + ", ".join(fails)
+
+
+def eyeball_films(view: View, keys, films, n: int = 8) -> list[str]:
+    """Top-``n`` titles of ``films`` for each ``model/lens`` key, with each list's median
+    number of known positives (test view)."""
+    titles = view.movies["title"].to_numpy()
+    position = {t: j for j, t in enumerate(titles[view.items])}
+    lines = []
+    for title in films:
+        if title not in position:
+            continue
+        lines.append(f"**{title}**")
+        for key in keys:
+            if key in view.lists:
+                top = view.lists[key][position[title], :n]
+                lines.append(f"- {key} (median {np.median(view.popularity[top]):.0f} likes): "
+                             + "; ".join(titles[top]))
+        lines.append("")
+    return lines
+
+
+def lens_matters(view: View, old: str, new: str, films=(), n: int = 8, show: int = 8,
+                 reference: str = "data/cooc-damped") -> list[str]:
+    """How far ``new``'s top-``n`` differs from ``old``'s (and how much of it ``reference``, the
+    co-occurrence list beside it on the page, shares): mean overlaps over the catalogue and the
+    head, then ``films`` and the head movies whose two lists share the fewest titles (test
+    view)."""
+    titles = view.movies["title"].to_numpy()
+    a, b, c = (view.lists[key][:, :n] for key in (old, new, reference))
+    shared = np.array([len(set(x) & set(y)) for x, y in zip(a, b, strict=True)])
+    beside = np.array([len(set(x) & set(y)) for x, y in zip(b, c, strict=True)])
+    before = np.array([len(set(x) & set(y)) for x, y in zip(a, c, strict=True)])
+    position = {t: j for j, t in enumerate(titles[view.items])}
+    named = [position[t] for t in films if t in position]
+    fewest = view.head[np.argsort(shared[view.head], kind="stable")[:show]]
+    lines = [f"**Where the lens matters** ({old} vs {new}, top {n}): {shared.mean():.1f} titles "
+             f"shared on average, {shared[view.head].mean():.1f} over the {HEAD} most liked. "
+             f"Shared with {reference} (the list beside it): {before.mean():.1f} for {old}, "
+             f"{beside.mean():.1f} for {new} ({before[view.head].mean():.1f} and "
+             f"{beside[view.head].mean():.1f} over the head).", "",
+             "The issue's films, then the most liked movies with the fewest shared:", ""]
+    for j in [*named, *(j for j in fewest if j not in named)]:
+        pop_old, pop_new = (np.median(view.popularity[x[j]]) for x in (a, b))
+        lines.append(f"- {titles[view.items[j]]}: {shared[j]} shared; median likes "
+                     f"{pop_old:.0f} -> {pop_new:.0f}; shared with {reference} "
+                     f"{before[j]} -> {beside[j]}")
+    return lines + [""]
+
+
+def class_default_report(tables, robust_table: str, lines, matters, info) -> str:
+    return "\n".join([
+        "## The class set's lists (`bench/neighbours.py --class-default`)",
+        "",
+        *machine_lines(info),
+        f"- command: `{command_line()}`",
+        f"- P2 = {PROTOCOLS['P2'].describe()}; P1 = {PROTOCOLS['P1'].describe()}",
+        "- every model at its default config (`TrainConfig.for_model`); valid = fitted on train "
+        "only, judged on validation; test = `train_run` (the app's runs), judged on test. "
+        "\"meets\": pop pct no higher than the random list's, genre lift and head genre lift "
+        "at least today's mf-als cosine of the same part.",
+        f"- `{HYBRID}`: `debiased(a, b) + 1 * cooc(a, b) / max_c cooc(a, c)`, c over the "
+        "catalogue except a (`hybrid_lens`); `debiased floor 20`: debiased, neighbours need "
+        ">= 20 known positives; `cosine-0.05z(log n)`: cosine minus 0.05 x the catalogue "
+        "z-score of log(1 + known positives) of the neighbour.",
+        "",
+        "### P2 validation (choose on these)",
+        "",
+        tables["valid"],
+        "",
+        "### P2 test (report these)",
+        "",
+        tables["test"],
+        "",
+        "### Robustness: mf-als on P1, and P2 validation over seeds 1-3",
+        "",
+        robust_table,
+        "",
+        "### Eyeball: top-8 lists of the issue's films (P2, test view = the app's runs)",
+        "",
+        *lines,
+        *matters,
+    ]).rstrip() + "\n"
 
 
 if __name__ == "__main__":

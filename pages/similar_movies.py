@@ -8,6 +8,7 @@ frame.page("Similar movies")
 
 from recsys.errors import RecsysError  # noqa: E402
 from recsys.evaluation import neighbours  # noqa: E402
+from recsys.evaluation.lenses import lens as lens_named  # noqa: E402
 from recsys.lessons import leaderboard  # noqa: E402
 from recsys.serving import catalog as serving  # noqa: E402
 from ui import display, links, shared, state  # noqa: E402
@@ -85,12 +86,15 @@ config = {"score": st.column_config.NumberColumn(format="%.3f", width=56),
                                                       help="popularity: number of ratings"),
           "also_cooccurrence": st.column_config.CheckboxColumn("in both", width=56),
           "also_embedding": st.column_config.CheckboxColumn("in both", width=56)}
+mixed = lens_named(lens).co_likes > 0  # the hybrid lens: embedding plus co-likes
 with cols[0]:
-    st.subheader(f"Embedding neighbours ({lens})")
+    st.subheader(f"Embedding {'+ co-likes ' if mixed else ''}neighbours ({lens})")
     if result.embedding is None:
         st.info("This model has no movie embeddings.")
     else:
-        st.caption(serving.LENS_DESCRIPTIONS[lens])
+        st.caption(serving.LENS_DESCRIPTIONS[lens] + (
+            " So it shares more with the list beside it by construction: pick *cosine* or "
+            "*debiased* to compare a pure embedding list with the co-likes." if mixed else ""))
         st.dataframe(display.readable(result.embedding), hide_index=True,
                      key=KEY_PREFIX + "embedding",
                      column_config=config, column_order=ORDER)

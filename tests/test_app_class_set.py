@@ -84,3 +84,14 @@ def test_prepare_the_class_runs_in_its_own_process(runs_dir):
     assert now.message == "the class set is ready", now
     assert sorted(p.name for p in runs_dir.iterdir() if not p.name.startswith(".")) == sorted(
         [*(e.folder for e in class_set.CLASS_RUNS), "pinned.json"])
+
+
+def test_the_similar_step_shows_where_the_lens_matters(runs_dir):
+    """Die Hard on the default mf-als: plain cosine lists none of its sequels, the model's
+    default lens (hybrid) lists both."""
+    at = go_to(open_page("pages/tour.py"), 6)
+    plain_cosine, own = (frame.value for frame in at.main.dataframe[:2])
+    assert not plain_cosine["title"].str.startswith("Die Hard").any()
+    assert own["title"].str.startswith("Die Hard").sum() == 2
+    assert "hybrid lens" in " ".join(m.value for m in at.main.markdown)
+    assert link(at) == {"movie": "144", "run": "default"}

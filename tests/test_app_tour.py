@@ -34,7 +34,7 @@ STEP_LINKS = {  # step -> (page the deep link opens, the query params it must ca
     3: ("train", {"view": "negatives"}),
     4: ("train", {"view": "curves"}),
     5: ("train", {"view": "activity"}),
-    6: ("similar_movies", {"movie": "50"}),
+    6: ("similar_movies", {"movie": "144"}),
     7: ("profile", {"likes": "1,71,95"}),
     8: ("recommendations", {"user": "14"}),
 }

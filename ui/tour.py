@@ -36,6 +36,7 @@ from ui.text import plain
 USER = 14
 STAR_WARS = ("Star Wars (1977)", "Star Wars: Episode IV - A New Hope (1977)")  # 100K, 1M/latest
 TOY_STORY = ("Toy Story (1995)",)
+DIE_HARD = ("Die Hard (1988)",)  # where the lens matters: plain cosine shows none of its sequels
 LIKES = (TOY_STORY, ("Lion King, The (1994)",), ("Aladdin (1992)",))  # a new user's three likes
 RERANK_MMR, RERANK_POPULARITY = 0.7, 0.2  # the Recommendations page's default knobs
 GREY, BLUE, ORANGE = "#B8C2CC", "#2E86AB", "#E4572E"
@@ -59,14 +60,17 @@ class Examples:
     """The tour's examples in the active data (raw ids)."""
 
     user: int
-    movie: int  # Star Wars: the dot product, similar items
+    movie: int  # Star Wars: the dot product
     first: int  # Toy Story: the embedding
     likes: tuple[int, ...]  # a new visitor's likes: cold start
+    similar: int  # Die Hard: similar items, where the lens matters
 
     def names(self, ctx: serving.Catalog) -> dict[str, str]:
-        """The step texts' placeholders: ``{user}``, ``{movie}``, ``{first}`` (as markdown)."""
+        """The step texts' placeholders: ``{user}``, ``{movie}``, ``{first}``, ``{similar}``
+        (as markdown)."""
         return {"user": str(self.user), "movie": plain(_short_title(ctx, self.movie)),
-                "first": plain(_short_title(ctx, self.first))}
+                "first": plain(_short_title(ctx, self.first)),
+                "similar": plain(_short_title(ctx, self.similar))}
 
 
 def examples(ctx: serving.Catalog) -> Examples:
@@ -88,7 +92,7 @@ def examples(ctx: serving.Catalog) -> Examples:
 
     movie, first = find(STAR_WARS, 0), find(TOY_STORY, 1)
     likes = tuple(dict.fromkeys(find(t, rank) for rank, t in enumerate(LIKES, start=1)))
-    return Examples(_example_user(ctx, movie), movie, first, likes)
+    return Examples(_example_user(ctx, movie), movie, first, likes, find(DIE_HARD, 4))
 
 
 def _example_user(ctx: serving.Catalog, movie: int) -> int:
@@ -308,22 +312,31 @@ def draw_metrics(run: Run, ctx: serving.Catalog):
 
 
 def draw_similar(run: Run, ctx: serving.Catalog):
-    movie = examples(ctx).movie
-    similar = serving.similar_movies(ctx, movie, k=8)
+    movie = examples(ctx).similar
+    own = serving.default_lens(ctx)
     columns = ["rank", "title", "score"]
-    if similar.embedding is None:
-        st.info(plain(similar.note), icon=":material/info:")
-        _table(similar.cooccurrence[columns], "tour_similar")
+    plain_cosine = serving.similar_movies(ctx, movie, k=8, lens="cosine")
+    if plain_cosine.embedding is None:
+        st.info(plain(plain_cosine.note), icon=":material/info:")
+        _table(plain_cosine.cooccurrence[columns], "tour_similar")
     else:
+        if own == "cosine":  # the model's lists need no other lens: against the co-likes
+            other, title = plain_cosine.cooccurrence, "**Most often liked together**"
+        else:
+            other = serving.similar_movies(ctx, movie, k=8, lens=own).embedding
+            title = f"**Through the {own} lens** (this model's default)"
         left, right = st.columns(2)
         with left:
-            st.markdown(f"**Nearest vectors** ({plain(similar.lens)})")
-            _table(similar.embedding[columns], "tour_similar")
+            st.markdown("**Nearest vectors** (plain cosine)")
+            _table(plain_cosine.embedding[columns], "tour_similar")
         with right:
-            st.markdown("**Most often liked together**")
-            _table(similar.cooccurrence[columns], "tour_cooc")
-        st.caption(f"{len(similar.overlap)} of 8 movies are in both lists.")
-    return ("pages/similar_movies.py", "Search any movie's neighbours",
+            st.markdown(title)
+            _table(other[columns], "tour_cooc")
+        shared_titles = set(plain_cosine.embedding["item_id"]) & set(other["item_id"])
+        st.caption(f"{len(shared_titles)} of 8 movies are in both lists. "
+                   + (f"The {own} lens: {plain(serving.LENS_DESCRIPTIONS[own])}"
+                      if own != "cosine" else ""))
+    return ("pages/similar_movies.py", "Search any movie's neighbours, through every lens",
             {"movie": str(movie)})
 
 
@@ -386,8 +399,9 @@ STEPS = (
          "earns its vectors only if it beats the plain most-popular list.",
          draw_metrics),
     Step("Similar items", "Similar items",
-         "Movies whose vectors point the same way are liked by the same people: the nearest "
-         "vectors to {movie}, beside the movies most often liked together with it.",
+         "Movies whose vectors point the same way are liked by the same people. But plain "
+         "cosine also pulls in what everyone watched: {similar}'s nearest vectors, beside "
+         "the list through a **lens** that corrects for popularity.",
          draw_similar),
     Step("Cold start", "Cold start",
          "A new visitor has no vector yet. **Fold-in** solves for one from a few likes "

@@ -18,9 +18,11 @@ import sys
 import tempfile
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from http.client import HTTPException
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -104,23 +106,24 @@ class MovieLens:
     @property
     def n_users(self) -> int:
         """Distinct users in the ratings (the users table may be empty)."""
-        return int(self.ratings["user_id"].nunique())
+        return self._once("_n_users", lambda: int(self.ratings["user_id"].nunique()))
 
     @property
     def n_items(self) -> int:
         """Distinct items in the ratings."""
-        return int(self.ratings["item_id"].nunique())
+        return self._once("_n_items", lambda: int(self.ratings["item_id"].nunique()))
 
     def fingerprint(self) -> str:
-        """16-hex sha256 of the rating events plus name; independent of source and row order.
+        """16-hex sha256 of the rating events plus name; independent of source and row order."""
+        return self._once("_fingerprint", self._hash_events)
 
-        Computed once per object (about 40 ms on ML-100K; the app asks on every page view to
-        sort the runs folder), so the tables must not be changed in place afterwards."""
-        cached = self.__dict__.get("_fingerprint")
-        if cached is None:
-            cached = self._hash_events()
-            object.__setattr__(self, "_fingerprint", cached)  # frozen: memo outside the fields
-        return cached
+    def _once(self, name: str, compute: Callable[[], Any]) -> Any:
+        """``compute()`` the first time, then the kept value: the app asks for the counts and
+        the fingerprint (about 40 ms on ML-100K) on every page view. The tables are never
+        changed in place after loading, so the values stay true."""
+        if name not in self.__dict__:
+            object.__setattr__(self, name, compute())  # frozen: kept outside the fields
+        return self.__dict__[name]
 
     def _hash_events(self) -> str:
         r = self.ratings

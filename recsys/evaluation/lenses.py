@@ -35,6 +35,9 @@ class Lens:
     space: str  # "items": the item factors; "items-debiased": without the popularity axis
     metric: str  # "cosine": the angle only; "dot": the raw inner product (length counts)
     description: str  # one sentence for the CLI's help and the page
+    # Weight of the co-likes term added to the vector similarity (relative_co_likes: 1 for the
+    # query's most co-liked movie); 0 for a pure embedding lens, which FAISS searches.
+    co_likes: float = 0.0
 
     def vectors(self, item_factors: np.ndarray, known: sp.csr_matrix) -> np.ndarray:
         """The vectors this lens searches (``known``: the positives the model was fitted on,
@@ -54,7 +57,35 @@ class Lens:
         v = np.asarray(self.vectors(item_factors, known), np.float64)
         if self.metric == "cosine":
             v = unit_rows(v)
-        return lambda block: v[block] @ v.T
+        if not self.co_likes:
+            return lambda block: v[block] @ v.T
+        from recsys.evaluation import neighbours as nb  # here: neighbours imports this module
+
+        relative = relative_co_likes(nb.damped_cooccurrence(known), nb.item_counts(known))
+        return lambda block: v[block] @ v.T + self.co_likes * relative(block)
+
+
+def relative_co_likes(cooccurrence: Callable[[np.ndarray], np.ndarray],
+                      counts: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """``rows(block)``: each query's damped co-occurrence ("cooc-damped") divided by its
+    largest over the movies that may be neighbours (at least ``MIN_POSITIVES`` known
+    positives, never the query itself): 1 for its most co-liked movie, 0 without co-likes.
+    On that scale it adds to a cosine in [-1, 1] whatever the query's popularity."""
+    import numpy as np
+
+    from recsys.evaluation.neighbours import MIN_POSITIVES
+
+    rare = np.asarray(counts) < MIN_POSITIVES
+
+    def rows(block: np.ndarray) -> np.ndarray:
+        block = np.asarray(block, np.int64)
+        c = np.array(cooccurrence(block), np.float64)
+        c[:, rare] = 0.0
+        c[np.arange(len(block)), block] = 0.0
+        best = c.max(axis=1, keepdims=True)
+        return c / np.where(best > 0, best, 1.0)
+
+    return rows
 
 
 def debiased_vectors(vectors: np.ndarray, known: sp.csr_matrix) -> np.ndarray:
@@ -80,6 +111,11 @@ _EMBEDDING = (
     Lens("debiased", "items-debiased", "cosine",
          "Cosine after removing the embedding's shared popularity direction, so famous "
          "movies stop being everyone's neighbour."),
+    Lens("hybrid", "items-debiased", "cosine",
+         "Debiased cosine plus co-likes (each movie's damped co-occurrence over the query's "
+         "largest), equal weights: a movie leads where the embedding and the people who "
+         "liked both agree. Not a pure embedding list: it leans on the list beside it.",
+         co_likes=1.0),
     Lens("dot", "items", "dot",
          "Raw inner product of embeddings: long vectors, usually popular movies, rank high."),
 )

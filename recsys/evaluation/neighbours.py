@@ -206,6 +206,12 @@ def cooccurrence_lens(known: sp.csr_matrix, beta: float = 0.5, shrink: float = 0
     return rows
 
 
+def damped_cooccurrence(known: sp.csr_matrix) -> Similarity:
+    """The "cooc-damped" list: similar movies' reference list, and the co-likes term of the
+    hybrid lens (:func:`recsys.evaluation.lenses.relative_co_likes`)."""
+    return cooccurrence_lens(known, COOC_BETA, COOC_SHRINK, COOC_MIN_COUNT)
+
+
 def weights_lens(weights: np.ndarray | sp.spmatrix) -> Similarity:
     """Item-item weights (EASE's B, item-kNN's kept cosine) made symmetric: a is like b
     when each predicts the other."""
@@ -259,8 +265,7 @@ LENSES: dict[str, Callable[[Any, sp.csr_matrix], Similarity]] = {
     "centred": lambda model, known: centred_lens(_factors(model), known),
     "weights": lambda model, known: weights_lens(_weights(model)),
     "cooc-cosine": lambda model, known: cooccurrence_lens(known),
-    "cooc-damped": lambda model, known: cooccurrence_lens(known, COOC_BETA, COOC_SHRINK,
-                                                          COOC_MIN_COUNT),
+    "cooc-damped": lambda model, known: damped_cooccurrence(known),
     "popularity": lambda model, known: popularity_lens(known),
 }
 

@@ -230,6 +230,10 @@ class ALS(FactorModel):
     setting_help = {"epochs": "ALS sweeps (all users, then all items)"}
     description = "Alternating least squares on confidence-weighted implicit feedback."
     iterative = True
+    # Its plain cosine lists leak popularity (Toy Story -> Star Wars, Die Hard -> no sequel;
+    # neighbours' popularity percentile 60); the hybrid lens keeps the genre agreement, brings
+    # it to 49 and gives the lists a film buff signs (bench/NEIGHBOURS.md, issue 22).
+    default_lens = "hybrid"
 
     @classmethod
     def migrate_config(cls, values: dict[str, Any]) -> dict[str, Any]:

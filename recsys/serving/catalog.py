@@ -105,7 +105,7 @@ class Catalog:
     @cached_property
     def damped_cooccurrence(self) -> nb.Similarity:
         """The "cooc-damped" lens over the known positives: similar movies' reference list."""
-        return nb.cooccurrence_lens(self.seen, nb.COOC_BETA, nb.COOC_SHRINK, nb.COOC_MIN_COUNT)
+        return nb.damped_cooccurrence(self.seen)
 
     @cached_property
     def debiased_item_factors(self) -> np.ndarray:
@@ -163,6 +163,15 @@ class Catalog:
         vectors = (self.debiased_item_factors if lens.space == "items-debiased"
                    else self.item_factors("similar movies"))
         return self.index(lens.metric, of=lens.space), vectors
+
+    def lens_scores(self, lens: lenses.Lens, items: np.ndarray) -> np.ndarray:
+        """``(len(items), n_items)`` similarities through ``lens`` as the neighbour-quality
+        measure computes them (:meth:`Lens.similarity`, built once per catalogue): how a lens
+        that is not one vector space (``co_likes``) is served."""
+        key = ("similarity", lens.name)
+        if key not in self._indexes:
+            self._indexes[key] = lens.similarity(self.item_factors("similar movies"), self.seen)
+        return self._indexes[key](np.asarray(items, np.int64))
 
     def index(self, metric: str = "cosine", kind: str = "flat", of: str = "items",
               **params) -> VectorIndex:
@@ -354,7 +363,14 @@ def default_lens(catalog: Catalog) -> str:
 
 
 def _embedding_neighbours(catalog: Catalog, item: int, k: int, lens: str, banned: np.ndarray):
-    index, vectors = catalog.lens_index(lenses.lens(lens))
+    chosen = lenses.lens(lens)
+    if chosen.co_likes:  # not a pure vector space: every movie scored exactly (~1 ms)
+        scores = catalog.lens_scores(chosen, np.array([item]))[0]
+        scores[banned] = -np.inf
+        top = np.argsort(-scores, kind="stable")[:k]
+        top = top[np.isfinite(scores[top])]
+        return top, scores[top]
+    index, vectors = catalog.lens_index(chosen)
     ids, scores = index.search(vectors[item], k, exclude=banned)
     keep = ids[0] >= 0
     return ids[0][keep], scores[0][keep]
