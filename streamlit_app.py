@@ -12,10 +12,11 @@ from ui import frame
 
 frame.page("MovieLens embeddings", ":material/movie:")
 
-import plotly.express as px  # noqa: E402  (heavy imports after the heading is on screen)
-
+from ui import embedding_map as map_data  # noqa: E402  (heavy imports after the heading)
 from ui import shared  # noqa: E402
 from ui.text import plain, short  # noqa: E402
+
+HOME_GENRE = "Children's"  # in colour against grey: the region a class recognises first
 
 st.markdown(
     "An **embedding** is a short list of numbers learned for every user and every movie. "
@@ -29,16 +30,19 @@ left, right = st.columns([3, 2], gap="large")
 with left:
     st.subheader("The movies of the active model, in 2-D")
     if shared.has_item_embeddings(run, "to draw"):
-        frame_ = shared.projection_frame(run, "pca")
-        fig = px.scatter(frame_, x="x", y="y", color="popularity", hover_name="label",
-                         color_continuous_scale="Viridis", render_mode="webgl", height=380,
-                         labels={"popularity": "ratings"})
-        fig.update_traces(marker=dict(size=4))
-        fig.update_layout(margin=dict(l=0, r=0, t=10, b=0), xaxis_title="PC 1",
-                          yaxis_title="PC 2")
-        st.plotly_chart(fig, key="home_map")
-        st.caption("PCA of the movie vectors, coloured by popularity (number of ratings). "
-                   "Explore it on the Embedding map page.")
+        # t-SNE keeps the genre structure (bench/MAP_STRUCTURE.md); until the training worker
+        # or the class set has cached it, the instant PCA of the same vectors stands in.
+        method = "tsne" if shared.item_map_is_cached(run, "tsne") else "pca"
+        frame_ = shared.item_map_frame(run, method)
+        colouring = map_data.Colouring("genre", HOME_GENRE)
+        fig = map_data.map_chart(run, method, colouring, frame_["x"].to_numpy(),
+                                 frame_["y"].to_numpy(), item_map=True, height=420)
+        st.plotly_chart(fig, key="home_map", config={"displayModeBar": False})
+        how = ("t-SNE" if method == "tsne"
+               else "PCA (a rough view until the t-SNE map is computed)")
+        st.caption(f"{how} of the vectors of the {len(frame_):,} movies with enough "
+                   f"likes; {HOME_GENRE} movies in red. Each label names a region's genres and "
+                   "best-known titles. Explore it on the Embedding map page.")
 with right:
     st.subheader("The data")
     c1, c2 = st.columns(2)

@@ -20,7 +20,8 @@ from ui.embedding_map import ALL_GENRES, COLOURS, Colouring, genre_names  # noqa
 from ui.text import plain  # noqa: E402
 
 KEY_PREFIX = "map_"  # widget key prefix of this page
-METHODS = {"PCA": "pca", "t-SNE": "tsne", "UMAP": "umap"}
+METHODS = {"t-SNE": "tsne", "UMAP": "umap", "PCA": "pca"}  # the first is the default
+DEFAULT_GENRE = "Children's"  # one genre in colour against grey: a region the eye finds
 VIEWS = {"map": "Map", "axis": "Semantic axis", "replay": "Training replay"}
 AXIS_Y = ("popularity", "vector length", "second axis")
 # Measured for ML-100K on the 2-core machine, whole fresh processes (bench/APP_RESULTS.md):
@@ -73,6 +74,8 @@ if pair is not None:
         st.session_state[KEY_PREFIX + "view"] = "axis"
 if linked_genre is not None and linked_colour is None:  # ?genre= alone means "colour by it"
     st.session_state[KEY_PREFIX + "colour"] = "genre"
+if KEY_PREFIX + "genre" not in st.session_state and DEFAULT_GENRE in genres:
+    st.session_state[KEY_PREFIX + "genre"] = DEFAULT_GENRE
 
 
 def draw_replay(colouring: Colouring, movie: int | None) -> None:
@@ -102,10 +105,12 @@ def draw_replay(colouring: Colouring, movie: int | None) -> None:
 
 
 def draw_map(method: str, colouring: Colouring, x, y, movie: int | None, near: list[int], hits,
-             x_title=None, y_title=None, log_y=False) -> list[int]:
-    """The map of the ``method`` frame at positions ``x``, ``y``; returns the ids selected."""
+             x_title=None, y_title=None, log_y=False, regions: bool = False) -> list[int]:
+    """The map at positions ``x``, ``y``: the item map of ``method`` with its region labels
+    (``regions``), else the full PCA frame (the semantic axis); returns the ids selected."""
     fig = map_data.map_chart(run, method, colouring, x, y, movie=movie if near else None,
-                             near=near, hits=hits, x_title=x_title, y_title=y_title, log_y=log_y)
+                             near=near, hits=hits, x_title=x_title, y_title=y_title, log_y=log_y,
+                             item_map=regions)
     event = st.plotly_chart(fig, key=KEY_PREFIX + "chart", on_select="rerun",
                             selection_mode=("points", "box", "lasso"))
     return display.selected_ids(st.session_state.get(KEY_PREFIX + "chart") or event)
@@ -174,12 +179,15 @@ def map_section() -> None:
         else:
             links.write(KEY_PREFIX, param, value)
 
-    hits = None
-    if query.strip():
-        found = serving.find_movies(ctx, query, limit=None)
-        hits = movies["item_id"].isin(set(found["item_id"])).to_numpy()
-        if not hits.any():
-            st.info(f"No title contains “{plain(query)}”.")
+    found = set(serving.find_movies(ctx, query, limit=None)["item_id"]) if query.strip() \
+        else None
+    if found is not None and not found:
+        st.info(f"No title contains “{plain(query)}”.")
+
+    def hits_on(frame_data) -> np.ndarray | None:
+        """The search hits among the rows of a map's frame."""
+        return None if found is None else frame_data["item_id"].isin(found).to_numpy()
+
     near = map_data.neighbour_ids(ctx, movie) if movie is not None else []
     if movie is not None and not near and view != "replay":
         st.info(f"{plain(titles[movie])} has fewer than {neighbours.MIN_POSITIVES} known likes: "
@@ -222,26 +230,34 @@ def map_section() -> None:
         st.caption(f"x: each movie's vector projected on the direction from the mean {start} "
                    f"movie (0) to the mean {end} movie (1), like the Embedding Projector's custom "
                    "projection.")
-        chosen = draw_map("pca", colouring, x, np.asarray(y, np.float64), movie, near, hits,
-                          f"{start} → {end}", y_title, log_y)
+        chosen = draw_map("pca", colouring, x, np.asarray(y, np.float64), movie, near,
+                          hits_on(frame_data), f"{start} → {end}", y_title, log_y)
     else:
         method_label = st.radio("Projection", list(METHODS), horizontal=True,
                                 key=KEY_PREFIX + "method",
-                                help="PCA is instant and linear. t-SNE and UMAP keep local "
-                                     "neighbourhoods better; they are computed once and cached.")
+                                help="t-SNE keeps the most of the vectors' genre structure "
+                                     "(bench/MAP_STRUCTURE.md); UMAP a little less; PCA is "
+                                     "instant and linear, and keeps little of it. t-SNE and "
+                                     "UMAP are computed once per run and cached.")
         method = METHODS[method_label]
         try:
-            if method in SLOW and not shared.projection_is_cached(run, method):
+            if method in SLOW and not shared.item_map_is_cached(run, method):
                 with st.spinner(f"Computing the {method_label} map ({SLOW[method]}; "
                                 "once per run)…"):
-                    frame_data = shared.projection_frame(run, method)
+                    frame_data = shared.item_map_frame(run, method)
             else:
-                frame_data = shared.projection_frame(run, method)
+                frame_data = shared.item_map_frame(run, method)
         except RecsysError as err:
             st.error(f"Cannot draw the map: {plain(err)}")
             return
         chosen = draw_map(method, colouring, frame_data["x"].to_numpy(),
-                          frame_data["y"].to_numpy(), movie, near, hits)
+                          frame_data["y"].to_numpy(), movie, near, hits_on(frame_data),
+                          regions=True)
+        st.caption(f"The {len(frame_data):,} movies with at least {neighbours.MIN_POSITIVES} "
+                   "known likes (the rest have barely trained vectors), their vectors at unit "
+                   "length without the shared popularity direction: what the similar-movie "
+                   "lists read. Labels: each region's most over-represented genres and its "
+                   "best-known titles.")
 
     if view != "replay" and not chosen:
         st.caption("Tip: drag a lasso around a cluster to see what it is made of.")

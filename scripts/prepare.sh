@@ -16,8 +16,8 @@ for run in $class_runs; do
   fi
 done
 # RECSYS_CLASS_SET=no-maps leaves the maps to the pages (computed on first view), as in tests.
-if [ "${RECSYS_CLASS_SET:-}" != "no-maps" ] && ! ls "$runs_dir"/default/projections/items-umap-*.npz \
-        "$runs_dir"/class-mf-bpr/projections/items-umap-*.npz >/dev/null 2>&1; then
+if [ "${RECSYS_CLASS_SET:-}" != "no-maps" ] && ! ls "$runs_dir"/default/projections/items-debiased-min5-umap-*.npz \
+        "$runs_dir"/class-mf-bpr/projections/items-debiased-min5-tsne-*.npz >/dev/null 2>&1; then
   echo "==> computing the class set's maps in the background (about a minute; log: $runs_dir/.class.log)"
   nice -n 10 .venv/bin/recsys prepare-class --maps-only --runs-dir "$runs_dir" \
     >"$runs_dir/.class.log" 2>&1 &

@@ -17,6 +17,7 @@ import pytest
 from recsys.data.loading import load_movielens, movies_for
 from recsys.data.protocol import SplitConfig
 from recsys.errors import DataUnavailableError
+from recsys.evaluation.neighbours import MIN_POSITIVES
 from recsys.lessons import projection
 from recsys.models.config import TrainConfig
 from recsys.serving import catalog as serving
@@ -53,6 +54,14 @@ def runs_dir(tmp_path_factory):
 def saved(runs_dir):
     run = load_run(runs_dir / "mf-bpr-default")
     return run, movies_for(ML, run.item_ids)
+
+
+@pytest.fixture(scope="module")
+def mapped(saved):
+    """Item indices on the map: the movies with at least MIN_POSITIVES known positives."""
+    run, _ = saved
+    counts = serving.Catalog.build(run, ML).item_counts
+    return np.flatnonzero(counts >= MIN_POSITIVES)
 
 
 def open_map(**query: str) -> AppTest:
@@ -139,8 +148,9 @@ def test_damaged_or_missing_replay_is_said_and_the_run_still_works(runs_dir):
 
 
 # ---------------------------------------------------------------------- colours and lines
-def test_genre_colour_puts_a_movie_in_each_of_its_genres(runs_dir, saved):
+def test_genre_colour_puts_a_movie_in_each_of_its_genres(runs_dir, saved, mapped):
     _, movies = saved
+    movies = movies.iloc[mapped]  # the map holds the movies with enough likes
     at = open_map(colour="genre", genre="Horror")
     spec = figure(at)
     horror = ids_of(trace(spec, "Horror"))
@@ -158,12 +168,13 @@ def test_genre_colour_puts_a_movie_in_each_of_its_genres(runs_dir, saved):
     assert both <= ids_of(trace(spec, "Horror")) & ids_of(trace(spec, "Comedy"))
 
 
-def test_length_colour_is_the_vector_norm(runs_dir, saved):
+def test_length_colour_is_the_vector_norm(runs_dir, saved, mapped):
     run, _ = saved
     at = open_map(colour="length")
     points = figure(at)["data"][0]
     np.testing.assert_allclose(values(points["marker"]["color"]),
-                               np.linalg.norm(run.model.item_factors(), axis=1), rtol=1e-4)
+                               np.linalg.norm(run.model.item_factors()[mapped], axis=1),
+                               rtol=1e-4)
     assert at.query_params["colour"] in ("length", ["length"])
 
 
@@ -194,7 +205,8 @@ def test_semantic_axis_runs_from_one_genre_mean_to_the_other(runs_dir, saved):
     run, movies = saved
     at = open_map(axis="Children's..Horror")
     assert at.radio(key="map_view").value == "axis"
-    spec = figure(at)
+    at.selectbox(key="map_genre").set_value("all genres").run()
+    spec = figure(ok(at))
     children, horror = trace(spec, "Children's"), trace(spec, "Horror")
     assert values(children["x"]).mean() == pytest.approx(0.0, abs=1e-6)
     assert values(horror["x"]).mean() == pytest.approx(1.0, abs=1e-6)
@@ -258,3 +270,20 @@ def test_bad_link_values_are_ignored_with_a_warning(runs_dir, query):
     assert at.radio(key="map_view").value == "map"
     assert at.selectbox(key="map_colour").value == "genre"
     assert at.selectbox(key="map_movie").value is None
+
+
+def test_the_default_map_is_the_tsne_item_map_with_named_regions(runs_dir, saved, mapped):
+    """The default view (bench/MAP_STRUCTURE.md): t-SNE of the movies with enough likes, one
+    genre in colour against grey, each region labelled with its genres and famous titles."""
+    run, movies = saved
+    at = open_map()
+    assert at.radio(key="map_method").value == "t-SNE"
+    assert at.selectbox(key="map_genre").value == "Children's"
+    spec = figure(at)
+    shown = ids_of(trace(spec, "Children's")) | ids_of(trace(spec, "other movies"))
+    assert shown == set(run.item_ids[mapped])
+    labels = [a["text"] for a in spec["layout"]["annotations"]]
+    assert len(labels) >= 5 and all(label.startswith("<b>") for label in labels)
+    famous = set(movies.sort_values("popularity").tail(200)["title"].str.replace(
+        r"\s*\(\d{4}\)$", "", regex=True))
+    assert any(line in famous for label in labels for line in label.split("<br>")[1:])

@@ -82,6 +82,28 @@ def test_run_map_with_metadata_and_a_folded_in_user(svd):
     assert {"user_id", "activity"} <= set(users.frame)
 
 
+def test_the_app_map_holds_the_movies_with_enough_likes_and_is_cached(svd):
+    """project_app_map: only movies with >= MIN_POSITIVES known positives, each row naming
+    its item; the vector length is the model's, not the projected unit vector's."""
+    from recsys.evaluation.neighbours import MIN_POSITIVES
+
+    result = projection.project_app_map(svd.run, "pca", svd.seen, movies=svd.movies)
+    frame = result.frame
+    counts = np.asarray(svd.seen.sum(axis=0)).ravel()
+    expected = np.flatnonzero(counts >= MIN_POSITIVES)
+    assert 0 < len(expected) < len(counts)  # make_world's two unrated Star Trek films drop
+    assert frame["item_index"].tolist() == expected.tolist()
+    assert frame["item_id"].tolist() == svd.run.item_ids[expected].tolist()
+    assert (frame["popularity"].to_numpy() == counts[expected]).all()
+    factors = svd.run.model.item_factors()[expected]
+    assert np.allclose(frame["norm"], np.linalg.norm(factors, axis=1), rtol=1e-5)
+    assert np.allclose(np.linalg.norm(result.vectors, axis=1), 1.0, atol=1e-5)  # unit rows
+    assert frame["title"].tolist() == svd.movies["title"].iloc[expected].tolist()
+    assert projection.item_map_is_cached(svd.run.path, "pca")
+    assert not projection.item_map_is_cached(svd.run.path, "tsne")
+    assert projection.project_app_map(svd.run, "pca", svd.seen).from_cache
+
+
 def test_bad_requests_raise(blobs, tmp_path):
     with pytest.raises(ValueError, match="unknown projection"):
         project(blobs, "mds")

@@ -26,7 +26,9 @@ def map_frame(frame: pd.DataFrame, movies: pd.DataFrame) -> pd.DataFrame:
     ``year`` a float (missing years stay NaN);
     ``label`` is the title escaped for Plotly, which renders HTML tags in chart text."""
     out = frame.copy()
-    out["popularity"] = movies["popularity"].to_numpy(np.int64)
+    ratings = movies["popularity"].to_numpy(np.int64)
+    # an item map holds some movies (its item_index column), a full projection all of them
+    out["popularity"] = ratings[out["item_index"]] if "item_index" in out else ratings
     if "title" in out:
         out["label"] = [html.escape(str(t)) for t in out["title"]]
     if "year" in out:

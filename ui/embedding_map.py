@@ -8,6 +8,7 @@ from ``recsys``; here only drawing and caching."""
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from recsys.evaluation import neighbours
+from recsys.evaluation import map_structure, neighbours
 from recsys.lessons import projection
 from recsys.lessons.projection import genre_mask
 from recsys.serving import catalog as serving
@@ -26,6 +27,7 @@ from recsys.storage.runs import Run
 from ui import shared
 
 ALL_GENRES = "all genres"
+REGIONS = 7  # labelled regions of the item map: enough to name its parts, few enough to read
 COLOURS = {"genre": "genre", "popularity": "popularity (ratings)", "length": "vector length",
            "year": "year"}
 OTHERS = "#C9CCD1"  # movies outside the chosen genre
@@ -328,22 +330,56 @@ def _replay_chart(run: Run, replay_stamp: int, colouring: Colouring,
 def map_chart(run: Run, method: str, colouring: Colouring, x: np.ndarray, y: np.ndarray,
               movie: int | None = None, near: list[int] = (), hits: np.ndarray | None = None,
               x_title: str | None = None, y_title: str | None = None,
-              log_y: bool = False) -> go.Figure:
-    """:func:`map_figure` of the run's ``method`` frame at ``x``, ``y``: built
-    once per positions, colouring, movie and search hits, then shared read-only (a control
-    that comes back to an earlier choice redraws without rebuilding)."""
+              log_y: bool = False, item_map: bool = False, height: int = 620) -> go.Figure:
+    """:func:`map_figure` at ``x``, ``y`` of the run's item map of ``method`` with its region
+    labels (``item_map``), else of its full ``method`` projection: built once per positions,
+    colouring, movie and search hits, then shared read-only (a control that comes back to an
+    earlier choice redraws without rebuilding)."""
     return _map_chart(run, method, colouring, np.asarray(x, np.float64),
                       np.asarray(y, np.float64), movie, tuple(int(n) for n in near), hits,
-                      x_title, y_title, log_y)
+                      x_title, y_title, log_y, item_map, height)
 
 
 @shared.per_run(st.cache_resource, show_spinner=False, max_entries=32)
 def _map_chart(run: Run, method: str, colouring: Colouring, x: np.ndarray, y: np.ndarray,
                movie: int | None, near: tuple[int, ...], hits: np.ndarray | None,
-               x_title: str | None, y_title: str | None, log_y: bool) -> go.Figure:
-    frame = shared.projection_frame(run, method)
-    return map_figure(frame, colouring, x, y, movie=movie, neighbours=list(near), hits=hits,
-                      x_title=x_title, y_title=y_title, log_y=log_y)
+               x_title: str | None, y_title: str | None, log_y: bool,
+               item_map: bool, height: int) -> go.Figure:
+    frame = (shared.item_map_frame if item_map else shared.projection_frame)(run, method)
+    fig = map_figure(frame, colouring, x, y, movie=movie, neighbours=list(near), hits=hits,
+                     x_title=x_title, y_title=y_title, log_y=log_y, height=height)
+    if item_map:
+        label_regions(fig, map_regions(run, method))
+    return fig
+
+
+@shared.per_run(st.cache_resource, show_spinner=False, max_entries=32)
+def map_regions(run: Run, method: str) -> list[map_structure.Region]:
+    """The regions of the run's item map of ``method``: their dominant genres and best-known
+    titles (:func:`recsys.evaluation.map_structure.region_labels`)."""
+    frame = shared.item_map_frame(run, method)
+    return map_structure.region_labels(frame[["x", "y"]].to_numpy(), frame["genres"].tolist(),
+                                       frame["title"].tolist(), frame["popularity"].to_numpy(),
+                                       n_regions=REGIONS, years=frame["year"].to_numpy(),
+                                       n_titles=2)
+
+
+def label_regions(fig: go.Figure, regions: list[map_structure.Region]) -> None:
+    """Each region's name (its genres, or its era) in bold over two of its titles, written
+    at its centre on a translucent card, so the picture says what its parts hold."""
+    for region in regions:
+        name = " · ".join((*region.genres, region.era) if region.era else region.genres)
+        titles = "<br>".join(html.escape(_short(t)) for t in region.titles)
+        fig.add_annotation(x=region.centre[0], y=region.centre[1], showarrow=False,
+                           text=f"<b>{html.escape(name or 'mixed')}</b><br>{titles}",
+                           font=dict(size=11, color="#1F2933"), align="center",
+                           bgcolor="rgba(255,255,255,0.78)", borderpad=3)
+
+
+def _short(title: str, width: int = 26) -> str:
+    """A title without its year, cut to ``width`` characters for a label."""
+    bare = re.sub(r"\s*\(\d{4}\)$", "", str(title))
+    return bare if len(bare) <= width else bare[: width - 1] + "…"
 
 
 @shared.per_run(show_spinner=False, max_entries=64)

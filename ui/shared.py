@@ -19,7 +19,7 @@ import hmac
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -355,6 +355,25 @@ def projection(run: Run, method: str = "pca") -> proj.Projection:
 
     A RecsysError when the run has no item embeddings (check ``run.model.item_factors()``)."""
     return proj.project_run(run, method, movies=catalogue(run))
+
+
+@per_run(st.cache_resource, show_spinner=False, max_entries=32)
+def item_map(run: Run, method: str = "tsne") -> proj.Projection:
+    """The app's map of the movies (:func:`recsys.lessons.projection.project_item_map`: the
+    movies with enough likes, debiased unit vectors; cached in memory and in the run dir);
+    never mutate it. A RecsysError when the run has no item embeddings."""
+    settings = replace(proj.DEFAULT_MAP, method=method)
+    return proj.project_item_map(run, catalog(run).seen, settings, movies=catalogue(run))
+
+
+def item_map_is_cached(run: Run, method: str) -> bool:
+    return proj.item_map_is_cached(run.path, method)
+
+
+@per_run(show_spinner=False, max_entries=32)
+def item_map_frame(run: Run, method: str = "tsne") -> pd.DataFrame:
+    """The item map's frame with ``label`` and ``ratings`` columns (a copy: safe to extend)."""
+    return display.map_frame(item_map(run, method).frame, catalogue(run))
 
 
 def projection_is_cached(run: Run, method: str) -> bool:

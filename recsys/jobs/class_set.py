@@ -52,10 +52,10 @@ class ClassRun:
 
 
 DEFAULT = ClassRun("default", DEFAULT_MODEL, "the default model every page opens on",
-                   maps=("pca", "umap", "tsne"))
+                   maps=("tsne", "pca", "umap"))
 TRAINING = ClassRun("class-mf-bpr", "mf-bpr",
                     "the training lessons: sampled negatives, 20 epochs of curves, the replay",
-                    maps=("pca", "umap"))
+                    maps=("tsne", "pca"))
 CLASS_RUNS: tuple[ClassRun, ...] = (
     DEFAULT,
     TRAINING,
@@ -164,14 +164,15 @@ def _prepare(ml: MovieLens, runs_dir: Path, report: Progress, maps: bool,
             _pin_unless_pinned(runs_dir, found, report, done / max(total, 1))
     _pin_unless_pinned(runs_dir, found, report, done / max(total, 1))
     if maps:
-        from recsys.lessons.projection import project_run
+        from recsys.lessons.projection import project_app_map
 
+        known = (split or prepare_split(ml, SplitConfig())).seen_at_test.to_csr()
         for entry in CLASS_RUNS:
             run = found.get(entry.folder)
             for method in entry.maps:
                 if run is not None:
                     report(done / max(total, 1), f"{method} map of {run.name}")
-                    project_run(run, method)
+                    project_app_map(run, method, known)
                 done += _COST.get(method, 5)
     report(1.0, "the class set is ready")
     return ClassStatus(found, tuple(e for e in CLASS_RUNS if e.folder not in found))

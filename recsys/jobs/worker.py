@@ -150,12 +150,15 @@ def _compute_maps(job_dir: Path, job: dict[str, Any], run: Any, ml: Any) -> None
                          reason=f"{run.train_config.model} has no item embeddings")
         return
     from recsys.data.loading import movies_for
-    from recsys.lessons.projection import project_run
+    from recsys.lessons.projection import project_app_map
+    from recsys.storage.runs import prepare_split
 
     movies = movies_for(ml, run.item_ids)
+    known = prepare_split(ml, run.split_config).seen_at_test.to_csr()  # what the model saw
     append_event(job_dir, "map", method=methods[0], state="waiting")
     with _map_slot(job_dir.parent):
-        _project_each(job_dir, run, methods, movies, project_run)
+        _project_each(job_dir, methods,
+                      lambda method: project_app_map(run, method, known, movies))
 
 
 @contextlib.contextmanager
@@ -171,13 +174,12 @@ def _map_slot(jobs_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _project_each(job_dir: Path, run: Any, methods: list[str], movies: Any,
-                  project_run: Any) -> None:
+def _project_each(job_dir: Path, methods: list[str], project: Any) -> None:
     for method in methods:
         append_event(job_dir, "map", method=method, state="start")
         start = time.perf_counter()
         try:
-            project_run(run, method, movies=movies)
+            project(method)
         except Exception as err:
             traceback.print_exc()
             append_event(job_dir, "map", method=method, state="failed", error=_one_line(err))

@@ -19,7 +19,7 @@ import time
 import zipfile
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ import pandas as pd
 
 from recsys.data.loading import cache_folders
 from recsys.errors import BadInputError
+from recsys.evaluation.map_structure import DEFAULT_MAP, MapSettings, map_input
 from recsys.linalg import unit_rows
 from recsys.models import model_names
 from recsys.storage.runs import Run
@@ -143,6 +144,63 @@ def project_run(
         if known is not None:
             frame["activity"] = np.diff(known.indptr).astype(np.int64)
     return result
+
+
+def item_map_name(settings: MapSettings = DEFAULT_MAP) -> str:
+    """The cache-file prefix of an item map, e.g. ``items-debiased-min5`` (the full maps of
+    :func:`project_run` are ``items``)."""
+    return f"items-{settings.vectors}-min{settings.min_positives}"
+
+
+def project_item_map(run: Run, known: Any, settings: MapSettings = DEFAULT_MAP,
+                     movies: pd.DataFrame | None = None, seed: int = 0,
+                     progress: Progress | None = None) -> Projection:
+    """The app's map of the movies (Home's picture, the Embedding map): ``settings.method`` of
+    the ``settings.vectors`` of the movies with at least ``settings.min_positives`` known
+    positives, cached in the run directory. The default (t-SNE of debiased unit vectors, >= 5
+    known positives) keeps 87-95 % of the full space's genre structure on every model benched
+    and has no island of unrated movies (bench/MAP_STRUCTURE.md).
+
+    ``known`` (users x items csr) holds the positives the model was fitted on (e.g.
+    ``Catalog.seen``). The frame has one row per mapped movie: ``item_index``, ``item_id``,
+    x, y, ``norm`` (the length of its model vector, not of the projected unit vector),
+    ``popularity`` (known positives) and, with ``movies`` (aligned with item indices), title,
+    year and genres.
+    """
+    factors = run.model.item_factors()
+    if factors is None:
+        raise BadInputError(f"{run.train_config.model} has no item embeddings to map: pick a "
+                            f"run of {', '.join(model_names(item_vectors=True))}")
+    items, vectors = map_input(factors, known, settings)
+    cache_dir = Path(run.path) / "projections" if run.path else None
+    result = project(vectors, settings.method, seed, cache_dir, item_map_name(settings),
+                     progress)
+    frame = result.frame
+    frame["norm"] = np.linalg.norm(np.asarray(factors, np.float64)[items], axis=1)
+    frame.insert(0, "item_id", np.asarray(run.item_ids)[items])
+    frame.insert(0, "item_index", items)
+    frame["popularity"] = np.asarray(known.sum(axis=0)).ravel().astype(np.int64)[items]
+    if movies is not None:
+        for column in ("title", "year", "genres"):
+            if column in movies:
+                frame[column] = movies[column].iloc[items].reset_index(drop=True)
+    return result
+
+
+def project_app_map(run: Run, method: str, known: Any, movies: pd.DataFrame | None = None,
+                    progress: Progress | None = None) -> Projection:
+    """The item map the app opens on for ``method`` (:data:`DEFAULT_MAP`'s movies and vectors):
+    what the training worker and the class set compute ahead of the pages."""
+    return project_item_map(run, known, replace(DEFAULT_MAP, method=method), movies,
+                            progress=progress)
+
+
+def item_map_is_cached(run_path: str | Path, method: str,
+                       settings: MapSettings = DEFAULT_MAP) -> bool:
+    """Whether ``method``'s item map of the run at ``run_path`` is saved already (by the
+    training worker, the class set or an earlier visit)."""
+    folder = Path(run_path) / "projections"
+    return folder.is_dir() and any(folder.glob(f"{item_map_name(settings)}-{method}-*.npz"))
 
 
 def place_point(projection: Projection, vector: np.ndarray, k: int = 10) -> tuple[float, float]:
