@@ -11,6 +11,7 @@ import pytest
 
 from recsys.data.protocol import SplitConfig
 from recsys.jobs import class_set
+from recsys.lessons import projection
 from recsys.storage.runs import list_runs, load_run, pinned_run_name
 from tests.synthetic import tiny_movielens
 
@@ -35,7 +36,7 @@ def test_prepare_trains_pins_and_maps_every_class_run_once(tmp_path, pca_only):
         run = load_run(tmp_path / entry.folder)
         assert run.train_config.model == entry.model
         assert run.split_config == SplitConfig()
-        assert bool(list((tmp_path / entry.folder).glob("projections/items-pca-*.npz"))) \
+        assert projection.item_map_is_cached(tmp_path / entry.folder, "pca") \
             == bool(entry.maps)
     assert pinned_run_name(tmp_path) == "default"
     fractions = [f for f, _ in steps]

@@ -29,6 +29,7 @@ from recsys.jobs.manager import (
     remove_partial_run,
     summarise,
 )
+from recsys.lessons import projection
 from recsys.models.config import TrainConfig
 from recsys.storage.runs import list_runs, load_run
 from tests.synthetic import block_ratings
@@ -105,7 +106,7 @@ def test_job_trains_saves_and_reports_every_phase(data_dir, tmp_path):
     run = load_run(snap.run_path)
     assert run.train_config == tiny_config() and "recall@10" in run.metrics
     assert len(run.history) == 4
-    assert list((snap.run_path / "projections").glob("items-pca-*.npz"))
+    assert projection.item_map_is_cached(snap.run_path, "pca")  # the app's item map
 
     job_dir = manager.jobs_dir / snap.id
     events = read_events(job_dir)
