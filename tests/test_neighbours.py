@@ -231,3 +231,29 @@ def test_every_model_names_a_serving_lens_exactly_when_it_has_item_vectors():
         assert (cls.default_lens in EMBEDDING_LENSES) == cls.item_vectors, name
         assert cls.default_lens is not None or not cls.item_vectors, name
     assert MODELS["mf-bpr"].default_lens == "debiased"  # measured in bench/NEIGHBOURS.md
+
+
+def test_the_hybrid_lens_needs_and_adds_the_relative_co_likes():
+    """Co-likes relative to each query's largest: 1 for its most co-liked movie, 0 for the
+    query itself and for movies too rare to be neighbours; the hybrid lens is the debiased
+    cosine plus them, and refuses to be built without them."""
+    known, _, _ = two_blocks()
+    known = known.tolil()
+    known[:, 3] = 0.0  # a movie nobody liked: too rare to be anyone's neighbour
+    known = known.tocsr()
+    items = np.arange(known.shape[1])
+    relative = nb.relative_co_likes(known)(items)
+    damped = nb.damped_cooccurrence(known)(items)
+    rare = nb.item_counts(known) < nb.MIN_POSITIVES
+    assert rare[3] and (relative[:, rare] == 0).all() and (np.diag(relative) == 0).all()
+    for query in np.flatnonzero(~rare):
+        allowed = ~rare & (items != query)
+        best = damped[query, allowed].max()
+        np.testing.assert_allclose(relative[query, allowed], damped[query, allowed] / best)
+    hybrid = lenses.lens("hybrid")
+    factors = np.random.default_rng(0).normal(size=(known.shape[1], 4))
+    with pytest.raises(ValueError, match="co-likes"):
+        hybrid.similarity(factors, known)
+    plain = lenses.lens("debiased").similarity(factors, known)(items)
+    both = hybrid.similarity(factors, known, nb.relative_co_likes(known))(items)
+    np.testing.assert_allclose(both, plain + hybrid.co_likes * relative)

@@ -176,7 +176,8 @@ def test_one_lens_object_serving_and_the_measure_rank_alike(bpr, name):
     no two scores lie within float32 rounding (checked), and the same scores to that bound."""
     lens = lenses.lens(name)
     item = bpr.item_index(4)
-    sims = lens.similarity(bpr.item_factors("test"), bpr.seen)(np.array([item]))[0]
+    co_liked = nb.relative_co_likes(bpr.seen) if lens.co_likes else None  # the hybrid lens
+    sims = lens.similarity(bpr.item_factors("test"), bpr.seen, co_liked)(np.array([item]))[0]
     sims[np.flatnonzero(bpr.item_counts < nb.MIN_POSITIVES)] = -np.inf
     sims[item] = -np.inf
     expected = np.argsort(-sims, kind="stable")[:6]

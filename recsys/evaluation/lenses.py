@@ -35,8 +35,9 @@ class Lens:
     space: str  # "items": the item factors; "items-debiased": without the popularity axis
     metric: str  # "cosine": the angle only; "dot": the raw inner product (length counts)
     description: str  # one sentence for the CLI's help and the page
-    # Weight of the co-likes term added to the vector similarity (relative_co_likes: 1 for the
-    # query's most co-liked movie); 0 for a pure embedding lens, which FAISS searches.
+    # Weight of the co-likes term added to the vector similarity (1 for the query's most
+    # co-liked movie: neighbours.relative_co_likes); 0 for a pure embedding lens, which FAISS
+    # searches.
     co_likes: float = 0.0
 
     def vectors(self, item_factors: np.ndarray, known: sp.csr_matrix) -> np.ndarray:
@@ -46,10 +47,13 @@ class Lens:
             return debiased_vectors(item_factors, known)
         return item_factors
 
-    def similarity(self, item_factors: np.ndarray,
-                   known: sp.csr_matrix) -> Callable[[np.ndarray], np.ndarray]:
-        """``rows(block) -> (len(block), n_items)`` similarities in float64, ranked as FAISS
-        ranks them for serving: the neighbour-quality measure's view of this lens."""
+    def similarity(self, item_factors: np.ndarray, known: sp.csr_matrix,
+                   co_liked: Callable[[np.ndarray], np.ndarray] | None = None
+                   ) -> Callable[[np.ndarray], np.ndarray]:
+        """``rows(block) -> (len(block), n_items)`` similarities in float64, ranked as serving
+        ranks them: the neighbour-quality measure's view of this lens. A lens with
+        ``co_likes`` adds ``co_likes * co_liked(block)``, each query's co-likes relative to
+        its largest (:func:`recsys.evaluation.neighbours.relative_co_likes`)."""
         import numpy as np
 
         from recsys.linalg import unit_rows
@@ -59,33 +63,10 @@ class Lens:
             v = unit_rows(v)
         if not self.co_likes:
             return lambda block: v[block] @ v.T
-        from recsys.evaluation import neighbours as nb  # here: neighbours imports this module
-
-        relative = relative_co_likes(nb.damped_cooccurrence(known), nb.item_counts(known))
-        return lambda block: v[block] @ v.T + self.co_likes * relative(block)
-
-
-def relative_co_likes(cooccurrence: Callable[[np.ndarray], np.ndarray],
-                      counts: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """``rows(block)``: each query's damped co-occurrence ("cooc-damped") divided by its
-    largest over the movies that may be neighbours (at least ``MIN_POSITIVES`` known
-    positives, never the query itself): 1 for its most co-liked movie, 0 without co-likes.
-    On that scale it adds to a cosine in [-1, 1] whatever the query's popularity."""
-    import numpy as np
-
-    from recsys.evaluation.neighbours import MIN_POSITIVES
-
-    rare = np.asarray(counts) < MIN_POSITIVES
-
-    def rows(block: np.ndarray) -> np.ndarray:
-        block = np.asarray(block, np.int64)
-        c = np.array(cooccurrence(block), np.float64)
-        c[:, rare] = 0.0
-        c[np.arange(len(block)), block] = 0.0
-        best = c.max(axis=1, keepdims=True)
-        return c / np.where(best > 0, best, 1.0)
-
-    return rows
+        if co_liked is None:
+            raise BadInputError(f"the {self.name} lens also reads co-likes: pass co_liked "
+                                "(recsys.evaluation.neighbours.relative_co_likes)")
+        return lambda block: v[block] @ v.T + self.co_likes * co_liked(block)
 
 
 def debiased_vectors(vectors: np.ndarray, known: sp.csr_matrix) -> np.ndarray:

@@ -212,6 +212,26 @@ def damped_cooccurrence(known: sp.csr_matrix) -> Similarity:
     return cooccurrence_lens(known, COOC_BETA, COOC_SHRINK, COOC_MIN_COUNT)
 
 
+def relative_co_likes(known: sp.csr_matrix, min_positives: int = MIN_POSITIVES) -> Similarity:
+    """``rows(block)``: each query's damped co-occurrence (:func:`damped_cooccurrence`)
+    divided by its largest over the movies that may be neighbours (at least
+    ``min_positives`` known positives, never the query itself): 1 for its most co-liked
+    movie, 0 without co-likes. On that scale it adds to a cosine in [-1, 1] whatever the
+    query's popularity: the co-likes term of the hybrid lens (:class:`lenses.Lens`)."""
+    cooccurrence = damped_cooccurrence(known)
+    rare = item_counts(known) < min_positives
+
+    def rows(block: np.ndarray) -> np.ndarray:
+        block = np.asarray(block, np.int64)
+        c = np.array(cooccurrence(block), np.float64)
+        c[:, rare] = 0.0
+        c[np.arange(len(block)), block] = 0.0
+        best = c.max(axis=1, keepdims=True)
+        return c / np.where(best > 0, best, 1.0)
+
+    return rows
+
+
 def weights_lens(weights: np.ndarray | sp.spmatrix) -> Similarity:
     """Item-item weights (EASE's B, item-kNN's kept cosine) made symmetric: a is like b
     when each predicts the other."""
@@ -256,7 +276,9 @@ def _weights(model: Any) -> np.ndarray | sp.spmatrix:
 
 def _serving(name: str) -> Callable[[Any, sp.csr_matrix], Similarity]:
     """The serving lens ``name`` (:mod:`recsys.evaluation.lenses`), as this measure reads it."""
-    return lambda model, known: lenses.lens(name).similarity(_factors(model), known)
+    chosen = lenses.lens(name)
+    return lambda model, known: chosen.similarity(
+        _factors(model), known, relative_co_likes(known) if chosen.co_likes else None)
 
 
 # Every list this measure can score: the serving lenses, plus ones only the bench compares.

@@ -170,7 +170,8 @@ class Catalog:
         that is not one vector space (``co_likes``) is served."""
         key = ("similarity", lens.name)
         if key not in self._indexes:
-            self._indexes[key] = lens.similarity(self.item_factors("similar movies"), self.seen)
+            self._indexes[key] = lens.similarity(self.item_factors("similar movies"), self.seen,
+                                                 nb.relative_co_likes(self.seen))
         return self._indexes[key](np.asarray(items, np.int64))
 
     def index(self, metric: str = "cosine", kind: str = "flat", of: str = "items",
