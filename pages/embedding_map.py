@@ -8,7 +8,6 @@ from ui import frame
 frame.page("Embedding map")
 
 import numpy as np  # noqa: E402  (heavy imports after the heading is on screen)
-import plotly.express as px  # noqa: E402
 
 from recsys.errors import RecsysError  # noqa: E402
 from recsys.evaluation import neighbours  # noqa: E402
@@ -119,6 +118,8 @@ def draw_map(method: str, colouring: Colouring, x, y, movie: int | None, near: l
 def selected_panel(frame_data, chosen: list[int]) -> None:
     """The movies selected in the map, and the nearest neighbours of one of them."""
     picked = frame_data[frame_data["item_id"].isin(chosen)]
+    if picked.empty:  # e.g. a selection made on another view's points
+        return
     left, right = st.columns(2, gap="large")
     with left:
         st.subheader(f"{len(picked)} selected movies")
@@ -272,12 +273,7 @@ norms_frame = shared.projection_frame(run, "pca")  # lengths and popularity: one
 st.subheader("Why dot and cosine disagree: vector length vs popularity")
 left, right = st.columns([3, 2], gap="large")
 with left:
-    norm_fig = px.scatter(norms_frame, x="popularity", y="norm", hover_name="label", log_x=True,
-                          render_mode="webgl", height=360, opacity=0.6,
-                          labels={"popularity": "popularity: number of ratings (log scale)",
-                                  "norm": "length of the movie vector"})
-    norm_fig.update_layout(margin=dict(l=0, r=0, t=10, b=0))
-    st.plotly_chart(norm_fig, key=KEY_PREFIX + "norms")
+    st.plotly_chart(map_data.norms_chart(run), key=KEY_PREFIX + "norms")
 with right:
     corr = projection.norm_popularity_correlation(norms_frame)
     st.metric("Rank correlation of length and popularity", f"{corr:+.2f}")

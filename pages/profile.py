@@ -9,6 +9,7 @@ from ui import frame
 
 frame.page("Build your profile")
 
+import pandas as pd  # noqa: E402
 import plotly.express as px  # noqa: E402  (heavy imports after the heading)
 import plotly.graph_objects as go  # noqa: E402
 
@@ -48,6 +49,16 @@ def movie_ids(text: str) -> list[int]:
 # likes or dislikes are new, a list it leaves out is empty.
 PARAMS = {KEY_PREFIX + "liked": "likes", KEY_PREFIX + "disliked": "dislikes"}
 linked = {param: links.new_value(KEY_PREFIX, param, movie_ids) for param in PARAMS.values()}
+@st.cache_resource(show_spinner=False, max_entries=16)
+def curve_chart(curve: pd.DataFrame) -> go.Figure:
+    """Recall@10 against likes revealed, one line per method: the same for every visitor of
+    a model, so built once (shared read-only)."""
+    fig = px.line(curve, x="likes", y="recall@10", color="method", markers=True, log_x=True,
+                  height=320, labels={"likes": "likes revealed", "recall@10": "test Recall@10"})
+    fig.update_layout(margin=dict(l=0, r=0, t=10, b=0))
+    return fig
+
+
 from_link = any(value is not None for value in linked.values())
 for key, param in PARAMS.items():
     if linked[param] is not None or (from_link and param not in st.query_params):
@@ -121,20 +132,20 @@ with right:
         frame = shared.projection_frame(run, "pca")
         x, y = place_user(shared.projection(run, "pca"), vector)
         mine = frame[frame["item_id"].isin(liked)]
-        fig = go.Figure([
-            go.Scattergl(x=frame["x"], y=frame["y"], mode="markers", text=frame["label"],
-                         marker=dict(size=4, color="#B8C2CC"), name="movies",
-                         hovertemplate="%{text}<extra></extra>"),
-            go.Scattergl(x=mine["x"], y=mine["y"], mode="markers", text=mine["label"],
-                         marker=dict(size=9, color="#2E86AB"), name="liked",
-                         hovertemplate="%{text}<extra>liked</extra>"),
-            go.Scatter(x=[x], y=[y], mode="markers+text", text=["you"],
-                       textposition="top center", name="you",
-                       marker=dict(size=18, symbol="star", color="#E4572E",
-                                   line=dict(width=1, color="black"))),
-        ])
-        fig.update_layout(height=420, margin=dict(l=0, r=0, t=10, b=0),
-                          legend=dict(orientation="h"))
+        fig = display.figure([
+            dict(type="scattergl", x=frame["x"].to_numpy(), y=frame["y"].to_numpy(),
+                 mode="markers", text=frame["label"].to_numpy(),
+                 marker=dict(size=4, color="#B8C2CC"), name="movies",
+                 hovertemplate="%{text}<extra></extra>"),
+            dict(type="scattergl", x=mine["x"].to_numpy(), y=mine["y"].to_numpy(),
+                 mode="markers", text=mine["label"].to_numpy(),
+                 marker=dict(size=9, color="#2E86AB"), name="liked",
+                 hovertemplate="%{text}<extra>liked</extra>"),
+            dict(type="scatter", x=[x], y=[y], mode="markers+text", text=["you"],
+                 textposition="top center", name="you",
+                 marker=dict(size=18, symbol="star", color="#E4572E",
+                             line=dict(width=1, color="black"))),
+        ], dict(height=420, margin=dict(l=0, r=0, t=10, b=0), legend=dict(orientation="h")))
         st.plotly_chart(fig, key=KEY_PREFIX + "map")
         st.caption("PCA of the movie vectors; your folded-in vector goes through the same "
                    "linear map, scaled to a typical movie's length (only its direction "
@@ -149,10 +160,7 @@ else:
     note = ""
 left, right = st.columns([3, 2], gap="large")
 with left:
-    fig = px.line(curve, x="likes", y="recall@10", color="method", markers=True, log_x=True,
-                  height=320, labels={"likes": "likes revealed", "recall@10": "test Recall@10"})
-    fig.update_layout(margin=dict(l=0, r=0, t=10, b=0))
-    st.plotly_chart(fig, key=KEY_PREFIX + "curve")
+    st.plotly_chart(curve_chart(curve), key=KEY_PREFIX + "curve")
 with right:
     st.markdown(
         f"Users held out of training entirely were folded in from their first *n* likes; "

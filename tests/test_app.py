@@ -180,6 +180,9 @@ def test_embedding_map_draws_every_movie_and_lists_a_selection(app):
     assert app.title[0].value == "Embedding map"
     spec = json.loads(app.get("plotly_chart")[0].proto.spec)
     assert spec["data"][0]["type"] == "scattergl"
+    assert [t["name"] for t in spec["data"]] == ["other movies", "Children's"]
+    app.selectbox(key="map_genre").set_value("all genres").run()
+    spec = json.loads(app.get("plotly_chart")[0].proto.spec)
     assert len(spec["data"]) > 5  # one trace per genre colour
     app.text_input(key="map_search").input("star wars").run()
     spec = json.loads(app.get("plotly_chart")[0].proto.spec)
@@ -196,6 +199,8 @@ def test_embedding_map_draws_every_movie_and_lists_a_selection(app):
     assert len(frame_with(app, "score")) == 10
 
     # A movie almost nobody liked has no meaningful neighbours: said, not listed as cosine 0.
+    # (Only the semantic axis draws every movie; the map holds those with enough likes.)
+    app.radio(key="map_view").set_value("axis").run()
     app.session_state["map_chart"] = {"selection": {
         "points": [{"customdata": [1682]}], "point_indices": [0], "box": [], "lasso": []}}
     ok(app.run())

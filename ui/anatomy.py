@@ -11,6 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from recsys.lessons.anatomy import DOT, ScoreAnatomy
+from ui.display import figure
 
 UP, DOWN, TOTAL = "#2E86AB", "#E4572E", "#3B3B3B"
 MARGIN = dict(l=0, r=10, t=30, b=0)
@@ -23,37 +24,34 @@ def parts_chart(anatomy: ScoreAnatomy, height: int = 300) -> go.Figure:
     if names == [DOT]:
         names = ["dimensions raising it", "dimensions lowering it"]
         values = list(anatomy.dot_by_sign())
-    fig = go.Figure(go.Waterfall(
-        x=[*names, "score"], y=[*values, anatomy.score],
+    low = min(0.0, *np.cumsum(values), anatomy.score)
+    high = max(0.0, *np.cumsum(values), anatomy.score)
+    pad = 0.18 * (high - low or 1.0)
+    return figure([dict(
+        type="waterfall", x=[*names, "score"], y=[*values, anatomy.score],
         measure=["relative"] * len(names) + ["total"],
         text=[f"{v:+.3f}" for v in values] + [f"{anatomy.score:.3f}"], textposition="outside",
         increasing=dict(marker_color=UP), decreasing=dict(marker_color=DOWN),
         totals=dict(marker_color=TOTAL), connector=dict(line=dict(color="#BBBBBB")),
-        hovertemplate="%{x}: %{y:.4f}<extra></extra>"))
-    low = min(0.0, *np.cumsum(values), anatomy.score)
-    high = max(0.0, *np.cumsum(values), anatomy.score)
-    pad = 0.18 * (high - low or 1.0)
-    fig.update_layout(height=height, margin=MARGIN, showlegend=False,
-                      title=dict(text="The score, part by part", font_size=14),
-                      yaxis=dict(range=[low - pad, high + pad], zeroline=True))
-    return fig
+        hovertemplate="%{x}: %{y:.4f}<extra></extra>")],
+        dict(height=height, margin=MARGIN, showlegend=False,
+             title=dict(text="The score, part by part", font_size=14),
+             yaxis=dict(range=[low - pad, high + pad], zeroline=True)))
 
 
 def dimensions_chart(top: pd.DataFrame, height: int = 300) -> go.Figure:
     """Horizontal bars of u_d·v_d for the dimensions that raise (blue) or lower (red) the score;
     ``top`` is :meth:`ScoreAnatomy.top_dimensions`."""
     top = top.iloc[::-1]  # Plotly draws the first bar at the bottom
-    labels = [f"d{d}" for d in top["dimension"]]
-    fig = go.Figure(go.Bar(
-        x=top["contribution"], y=labels, orientation="h",
-        marker_color=[UP if c > 0 else DOWN for c in top["contribution"]],
+    return figure([dict(
+        type="bar", x=top["contribution"].to_numpy(), y=[f"d{d}" for d in top["dimension"]],
+        orientation="h", marker_color=[UP if c > 0 else DOWN for c in top["contribution"]],
         customdata=np.c_[top["user"], top["movie"]],
         hovertemplate="%{y}: user %{customdata[0]:+.3f} × movie %{customdata[1]:+.3f} = "
-                      "%{x:+.4f}<extra></extra>"))
-    fig.update_layout(height=height, margin=MARGIN, showlegend=False,
-                      title=dict(text="Dimensions that matter most (u_d × v_d)", font_size=14),
-                      xaxis=dict(zeroline=True, zerolinecolor="#888888"))
-    return fig
+                      "%{x:+.4f}<extra></extra>")],
+        dict(height=height, margin=MARGIN, showlegend=False,
+             title=dict(text="Dimensions that matter most (u_d × v_d)", font_size=14),
+             xaxis=dict(zeroline=True, zerolinecolor="#888888")))
 
 
 def heatmap_chart(heat: pd.DataFrame, labels: list[str], highlight: int | None = None
@@ -64,29 +62,31 @@ def heatmap_chart(heat: pd.DataFrame, labels: list[str], highlight: int | None =
     values = heat.to_numpy()
     limit = float(np.abs(values).max()) or 1.0
     rows = [html.escape(label) for label in labels]
-    fig = go.Figure(go.Heatmap(
-        z=values, x=list(heat.columns), y=rows, zmin=-limit, zmax=limit, zmid=0,
-        colorscale="RdBu", xgap=1, ygap=1, colorbar=dict(thickness=10, title="value"),
-        hovertemplate="%{y}<br>%{x}: %{z:+.3f}<extra></extra>"))
+    columns = len(heat.columns)
+    # the user above the movies: a line under the first row; the highlighted row framed
+    shapes = [dict(type="line", xref="paper", x0=0, x1=1, y0=0.5, y1=0.5,
+                   line=dict(color="black", width=2))]
     if highlight is not None:
-        fig.add_shape(type="rect", x0=-0.5, x1=len(heat.columns) - 0.5, y0=highlight - 0.5,
-                      y1=highlight + 0.5, line=dict(color="black", width=2))
-    fig.add_hline(y=0.5, line=dict(color="black", width=2))  # the user above, movies below
-    fig.update_layout(height=80 + 22 * len(rows), margin=dict(l=0, r=0, t=10, b=0),
-                      yaxis=dict(autorange="reversed", tickfont_size=11),
-                      xaxis=dict(tickfont_size=10, title="dimensions, most decisive first"))
-    return fig
+        shapes.append(dict(type="rect", x0=-0.5, x1=columns - 0.5, y0=highlight - 0.5,
+                           y1=highlight + 0.5, line=dict(color="black", width=2)))
+    return figure([dict(
+        type="heatmap", z=values, x=list(heat.columns), y=rows, zmin=-limit, zmax=limit,
+        zmid=0, colorscale="RdBu", xgap=1, ygap=1,
+        colorbar=dict(thickness=10, title=dict(text="value")),
+        hovertemplate="%{y}<br>%{x}: %{z:+.3f}<extra></extra>")],
+        dict(height=80 + 22 * len(rows), margin=dict(l=0, r=0, t=10, b=0), shapes=shapes,
+             yaxis=dict(autorange="reversed", tickfont_size=11),
+             xaxis=dict(tickfont_size=10, title=dict(text="dimensions, most decisive first"))))
 
 
 def vector_chart(vector: np.ndarray, name: str, height: int = 260) -> go.Figure:
     """One vector as bars, dimension by dimension."""
     vector = np.asarray(vector, np.float64)
-    fig = go.Figure(go.Bar(
-        x=[f"d{d}" for d in range(len(vector))], y=vector,
+    return figure([dict(
+        type="bar", x=[f"d{d}" for d in range(len(vector))], y=vector,
         marker_color=[UP if v >= 0 else DOWN for v in vector],
-        hovertemplate="%{x}: %{y:+.3f}<extra></extra>"))
-    fig.update_layout(height=height, margin=MARGIN, showlegend=False,
-                      title=dict(text=f"{html.escape(name)}: {len(vector)} numbers, "
-                                      f"length {np.linalg.norm(vector):.2f}", font_size=14),
-                      xaxis=dict(tickfont_size=9))
-    return fig
+        hovertemplate="%{x}: %{y:+.3f}<extra></extra>")],
+        dict(height=height, margin=MARGIN, showlegend=False,
+             title=dict(text=f"{html.escape(name)}: {len(vector)} numbers, "
+                             f"length {np.linalg.norm(vector):.2f}", font_size=14),
+             xaxis=dict(tickfont_size=9)))

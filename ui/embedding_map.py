@@ -382,6 +382,19 @@ def _short(title: str, width: int = 26) -> str:
     return bare if len(bare) <= width else bare[: width - 1] + "…"
 
 
+@shared.per_run(st.cache_resource, show_spinner=False, max_entries=32)
+def norms_chart(run: Run) -> go.Figure:
+    """Vector length against popularity, one point per movie: the same for every visitor of
+    a run, so built once (shared read-only)."""
+    frame = shared.projection_frame(run, "pca")
+    fig = px.scatter(frame, x="popularity", y="norm", hover_name="label", log_x=True,
+                     render_mode="webgl", height=360, opacity=0.6,
+                     labels={"popularity": "popularity: number of ratings (log scale)",
+                             "norm": "length of the movie vector"})
+    fig.update_layout(margin=dict(l=0, r=0, t=10, b=0))
+    return fig
+
+
 @shared.per_run(show_spinner=False, max_entries=64)
 def genre_axis(run: Run, start: str, end: str) -> np.ndarray:
     """(n_items,) positions on the axis from genre ``start`` to genre ``end`` (0 = the mean
