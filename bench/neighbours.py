@@ -205,20 +205,7 @@ class View:
 
 def eyeball(view: dict[str, Any], keys: list[str], n: int = 8) -> list[str]:
     """Top-``n`` neighbour titles of the famous movies for each ``model/lens`` key (test view)."""
-    v = view["view"]
-    titles = v.movies["title"].to_numpy()
-    position = {t: j for j, t in enumerate(titles[v.items])}
-    lines = []
-    for title in FAMOUS:
-        if title not in position:
-            continue
-        lines.append(f"**{title}**")
-        for key in keys:
-            if key in v.lists:
-                shown = "; ".join(titles[v.lists[key][position[title], :n]])
-                lines.append(f"- {key}: {shown}")
-        lines.append("")
-    return lines
+    return eyeball_films(view["view"], keys, FAMOUS, n)
 
 
 def report(tables: dict[str, str], eyeball_lines: list[str], info: dict[str, Any]) -> str:
