@@ -95,3 +95,9 @@ def test_the_similar_step_shows_where_the_lens_matters(runs_dir):
     assert own["title"].str.startswith("Die Hard").sum() == 2
     assert "hybrid lens" in " ".join(m.value for m in at.main.markdown)
     assert link(at) == {"movie": "144", "run": "default"}
+
+
+def test_the_vector_length_lesson_opens_on_two_weight_decays_of_mf_bpr(runs_dir):
+    at = open_page("pages/train.py", view="norms")
+    assert at.multiselect(key="train_lesson_norm_runs").value == [
+        "class-mf-bpr", "class-mf-bpr-decay"]

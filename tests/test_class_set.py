@@ -119,3 +119,22 @@ def test_the_cli_prepares_the_class(tmp_path, movielens, pca_only, capsys):
     assert "training mf-bpr" in out and "pinned default" in out
     assert "the class set is ready" in out
     assert sorted(p.name for p in list_runs(tmp_path)) == sorted(e.folder for e in pca_only)
+
+
+def test_run_sh_knows_every_class_run():
+    """scripts/prepare.sh checks the class set's folders before starting Python: the same
+    list as CLASS_RUNS."""
+    import re
+    from pathlib import Path
+
+    script = (Path(__file__).resolve().parents[1] / "scripts" / "prepare.sh").read_text()
+    listed = re.search(r'^class_runs="([^"]*)"', script, re.M)[1].split()
+    assert listed == [e.folder for e in class_set.CLASS_RUNS]
+
+
+def test_the_decay_run_differs_from_the_training_run_in_weight_decay_only():
+    decay = next(e for e in class_set.CLASS_RUNS if e.folder == "class-mf-bpr-decay")
+    a, b = class_set.TRAINING.config(), decay.config()
+    assert b.weight_decay == 10 * a.weight_decay
+    assert {f for f in a.__dataclass_fields__ if getattr(a, f) != getattr(b, f)} == {
+        "weight_decay"}

@@ -95,7 +95,7 @@ _EMBEDDING = (
     Lens("hybrid", "items-debiased", "cosine",
          "Debiased cosine plus co-likes (each movie's damped co-occurrence over the query's "
          "largest), equal weights: a movie leads where the embedding and the people who "
-         "liked both agree. Not a pure embedding list: it leans on the list beside it.",
+         "liked both agree. Not a pure embedding list: half of its score is co-likes.",
          co_likes=1.0),
     Lens("dot", "items", "dot",
          "Raw inner product of embeddings: long vectors, usually popular movies, rank high."),

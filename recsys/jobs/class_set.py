@@ -46,9 +46,10 @@ class ClassRun:
     model: str
     purpose: str
     maps: tuple[str, ...] = ()  # the 2-D maps computed for it (recsys.lessons.projection)
+    settings: tuple[tuple[str, Any], ...] = ()  # (field, value) beside the model's defaults
 
     def config(self) -> TrainConfig:
-        return TrainConfig.for_model(self.model)
+        return TrainConfig.for_model(self.model, **dict(self.settings))
 
 
 DEFAULT = ClassRun("default", DEFAULT_MODEL, "the default model every page opens on",
@@ -59,6 +60,10 @@ TRAINING = ClassRun("class-mf-bpr", "mf-bpr",
 CLASS_RUNS: tuple[ClassRun, ...] = (
     DEFAULT,
     TRAINING,
+    # Ten times the default weight decay: the vector-length lesson puts two weight decays of
+    # one model side by side (Spearman of length and popularity 0.97 against 0.73).
+    ClassRun("class-mf-bpr-decay", "mf-bpr", "the vector-length lesson: 10x the weight decay",
+             settings=(("weight_decay", 0.03),)),
     ClassRun("class-popularity", "popularity", "the baseline every model has to beat"),
     ClassRun("class-itemknn", "itemknn", "a baseline: movies liked together"),
     ClassRun("class-ease", "ease", "a baseline: the strongest linear model"),
