@@ -155,7 +155,7 @@ def default_run(book: RunBook) -> Run:
     pinned = pinned_run_name(runs_dir())
     if pinned in by_name:
         return by_name[pinned]
-    default_protocol = protocol_key(SplitConfig())
+    default_protocol = protocol_key(class_set.PROTOCOL)
     candidates = [r for r in book.usable if r.train_config.model in EMBEDDING_MODELS
                   and protocol_key(r.split_config) == default_protocol]
     if candidates:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from recsys.data.loading import MovieLens
     from recsys.storage.runs import Run
 
+PROTOCOL = SplitConfig()  # every class run is trained and evaluated on the default protocol
 CLASS_LOCK = ".class.lock"  # held by the one preparation of a runs folder
 Progress = Callable[[float, str], Any]  # (fraction done, what is happening now)
 
@@ -102,7 +103,7 @@ def class_run_names(runs: Iterable[str], entry: ClassRun) -> list[str]:
 def find_class_run(usable: Iterable[Run], entry: ClassRun) -> Run | None:
     """The usable run (this data, default protocol) that is ``entry``, or None."""
     by_name = {run.name: run for run in usable
-               if run.split_config == SplitConfig() and run.train_config.model == entry.model}
+               if run.split_config == PROTOCOL and run.train_config.model == entry.model}
     names = class_run_names(by_name, entry)
     return by_name[names[0]] if names else None
 
@@ -156,12 +157,12 @@ def _prepare(ml: MovieLens, runs_dir: Path, report: Progress, maps: bool,
     total += sum(_COST.get(m, 5) for e in CLASS_RUNS for m in e.maps) if maps else 0
     done = 0.0
     found = dict(status.found)
-    split = prepare_split(ml, SplitConfig()) if todo_train else None
+    split = prepare_split(ml, PROTOCOL) if todo_train else None
     for entry in todo_train:
         report(done / max(total, 1), f"training {entry.model} ({entry.purpose})")
         start = time.perf_counter()
         out = _free_folder(runs_dir, entry)
-        found[entry.folder] = train_run(ml, SplitConfig(), entry.config(), out, split=split)
+        found[entry.folder] = train_run(ml, PROTOCOL, entry.config(), out, split=split)
         done += _COST.get(entry.model, 5)
         report(done / max(total, 1),
                f"trained {entry.model} in {time.perf_counter() - start:.1f} s -> {out.name}")
@@ -171,7 +172,7 @@ def _prepare(ml: MovieLens, runs_dir: Path, report: Progress, maps: bool,
     if maps:
         from recsys.lessons.projection import project_app_map
 
-        known = (split or prepare_split(ml, SplitConfig())).seen_at_test.to_csr()
+        known = (split or prepare_split(ml, PROTOCOL)).seen_at_test.to_csr()
         for entry in CLASS_RUNS:
             run = found.get(entry.folder)
             for method in entry.maps:
