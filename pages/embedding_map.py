@@ -90,6 +90,13 @@ def draw_replay(colouring: Colouring, movie: int | None) -> None:
                    "The rest of the run works; retrain it to record a new replay.")
         return
     epochs = recorded.epochs
+    lesson, _ = shared.lesson_run(run)
+    if lesson is not run:  # a model that settles in a few sweeps: point at a slow one
+        st.page_link("pages/embedding_map.py", icon=":material/play_circle:",
+                     label=f"{run.train_config.model} settles in a few sweeps: watch the class "
+                           f"set's {lesson.train_config.model} run form the space over "
+                           f"{len(lesson.history)} epochs",
+                     query_params={"view": "replay", "run": lesson.name})
     st.plotly_chart(map_data.replay_chart(run, colouring, movie), key=KEY_PREFIX + "replay")
     fit = "refit on train + validation" if recorded.phase == "refit" else "validated fit"
     listed = [str(e) for e in epochs] if len(epochs) <= 5 else [

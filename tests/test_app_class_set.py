@@ -101,3 +101,10 @@ def test_the_vector_length_lesson_opens_on_two_weight_decays_of_mf_bpr(runs_dir)
     at = open_page("pages/train.py", view="norms")
     assert at.multiselect(key="train_lesson_norm_runs").value == [
         "class-mf-bpr", "class-mf-bpr-decay"]
+
+
+def test_the_replay_of_a_fast_model_points_at_the_class_sets_mf_bpr(runs_dir):
+    at = open_page("pages/embedding_map.py", view="replay")
+    links = {parse_qs(link.proto.query_string)["run"][0] for link in at.main.get("page_link")
+             if "replay" in link.proto.query_string}
+    assert links == {"class-mf-bpr"}
