@@ -36,7 +36,7 @@ NUMERIC = [
     "test_als.py", "test_coldstart.py", "test_evaluation.py", "test_index.py",
     "test_neighbours.py", "test_funnel.py", "test_serving.py", "test_anatomy.py",
     "test_projection.py", "test_replay.py", "test_segments.py", "test_vector_norms.py",
-    "test_negative_mix.py", "test_sampling.py",
+    "test_negative_mix.py", "test_sampling.py", "test_map_structure.py",
 ]
 
 OTHER_KERNELS = {
