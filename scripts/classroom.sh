@@ -56,10 +56,12 @@ for i in $(seq 1 "$servers"); do
     sleep 0.5
   done
 done
-RECSYS_PROXY_ADDRESS="$address:$port" RECSYS_UPSTREAMS="${upstreams# }" \
+RECSYS_PROXY_PORT="$port" RECSYS_PROXY_BIND="$address" RECSYS_UPSTREAMS="${upstreams# }" \
   caddy run --config deploy/Caddyfile --adapter caddyfile >>"$log" 2>&1 &
 pids+=($!)
-echo "==> serving the class on http://$address:$port ($servers Streamlit processes behind Caddy; Ctrl-C stops them)"
+shown="$address"
+[ "$address" = "0.0.0.0" ] && shown="$(hostname -I 2>/dev/null | cut -d' ' -f1)"
+echo "==> serving the class on http://${shown:-$address}:$port ($servers Streamlit processes behind Caddy; Ctrl-C stops them)"
 status=0
 wait -n "${pids[@]}" || status=$?  # the first process to stop ends the deployment
 echo "A server or the proxy stopped (exit $status): stopping the rest. Its output: $log" >&2

@@ -108,6 +108,28 @@ def test_pages_render_through_the_proxy(classroom):
             browser.close()
 
 
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses with a socket listening on ``port`` (IPv4 and IPv6, /proc/net)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as f:
+            for line in f.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                address, _, hex_port = local.partition(":")
+                if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                    found.add(address)
+    return found
+
+
+def test_the_proxy_listens_only_where_it_was_told(classroom):
+    """ADDRESS=127.0.0.1 (the default) keeps other machines off: only the loopback address
+    listens, and the servers behind it listen on loopback too."""
+    _, port, _ = classroom
+    loopback = "0100007F"  # 127.0.0.1 as /proc/net/tcp writes it
+    for p in range(port, port + SERVERS + 1):
+        assert listening_addresses(p) == {loopback}, p
+
+
 def test_new_visitors_are_spread_over_the_processes_and_kept_on_theirs(classroom):
     url, _, _ = classroom
     cookies = {fetch(f"{url}/")[1] for _ in range(16)}  # each a new visitor: no cookie sent
