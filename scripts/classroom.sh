@@ -56,7 +56,9 @@ for i in $(seq 1 "$servers"); do
     sleep 0.5
   done
 done
+static="$(.venv/bin/python -c 'import os, streamlit; print(os.path.join(os.path.dirname(streamlit.__file__), "static"))')"
 RECSYS_PROXY_PORT="$port" RECSYS_PROXY_BIND="$address" RECSYS_UPSTREAMS="${upstreams# }" \
+  RECSYS_STREAMLIT_STATIC="$static" \
   caddy run --config deploy/Caddyfile --adapter caddyfile >>"$log" 2>&1 &
 pids+=($!)
 shown="$address"

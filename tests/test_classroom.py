@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -128,6 +129,18 @@ def test_the_proxy_listens_only_where_it_was_told(classroom):
     loopback = "0100007F"  # 127.0.0.1 as /proc/net/tcp writes it
     for p in range(port, port + SERVERS + 1):
         assert listening_addresses(p) == {loopback}, p
+
+
+def test_streamlits_static_files_come_from_caddy(classroom):
+    """A new visitor's ~60 JavaScript and CSS files are Caddy's work, not a Python process's,
+    cached a year (their names change with each Streamlit release)."""
+    url, _, _ = classroom
+    page, _ = fetch(f"{url}/")
+    script = re.search(rb'src="\./(static/js/[^"]+\.js)"', page)[1].decode()
+    with urllib.request.urlopen(f"{url}/{script}", timeout=5) as response:
+        assert response.headers.get_all("Server") == ["Caddy"]  # no Streamlit (uvicorn) behind
+        assert "immutable" in response.headers["Cache-Control"]
+        assert len(response.read()) > 0
 
 
 def test_new_visitors_are_spread_over_the_processes_and_kept_on_theirs(classroom):
