@@ -55,8 +55,9 @@ def show_step() -> None:
                    disabled=number == N, on_click=go_to, args=(number + 1,), type="primary")
 
 
-st.caption(f"The lecture in {N} steps, live on the active model: "
-           f"**{plain(run.train_config.model)}** ({short(run.name)}). Every figure is computed "
-           "now from that model; the link under it opens the page that goes further, with the "
-           "same example.")
+if not frame.presenting():  # the presenter view keeps to the step itself
+    st.caption(f"The lecture in {N} steps, live on the active model: "
+               f"**{plain(run.train_config.model)}** ({short(run.name)}). Every figure is "
+               "computed now from that model; the link under it opens the page that goes "
+               "further, with the same example.")
 show_step()

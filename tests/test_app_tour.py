@@ -26,6 +26,7 @@ except DataUnavailableError as err:  # pragma: no cover - depends on the machine
 
 from streamlit.testing.v1 import AppTest  # noqa: E402  (after the skip: slow import)
 
+from recsys.serving import catalog as serving  # noqa: E402
 from tests.apptest import ok, open_page, runs_served  # noqa: E402
 
 STEP_LINKS = {  # step -> (page the deep link opens, the query params it must carry)
@@ -78,7 +79,7 @@ def test_the_tour_walks_every_step_with_a_figure_and_a_deep_link(runs_dir):
     for number, (page, params) in STEP_LINKS.items():
         assert step_heading(at).startswith(f"Step {number} of 8"), step_heading(at)
         assert at.query_params["step"] == [str(number)] or at.query_params["step"] == str(number)
-        assert figures(at) or at.main.dataframe, f"step {number} shows nothing"
+        assert figures(at) or at.main.dataframe or at.main.radio, f"step {number} shows nothing"
         linked = [q for p, q in main_links(at) if p == page]
         assert linked, f"step {number}: no link to {page}"
         assert params.items() <= linked[0].items(), (number, linked)
@@ -90,8 +91,20 @@ def test_the_tour_walks_every_step_with_a_figure_and_a_deep_link(runs_dir):
     assert step_heading(at).startswith("Step 7 of 8")
 
 
+def button(at: AppTest, prefix: str):
+    """The main area's button whose key starts with ``prefix`` (quiz keys name the question)."""
+    return next(b for b in at.main.button if (b.key or "").startswith(prefix))
+
+
+def reveal(at: AppTest, step: int, choice: int | None = None) -> AppTest:
+    """Answers step ``step``'s question (when ``choice`` is given) and reveals the answer."""
+    if choice is not None:
+        ok(at.main.radio[0].set_value(choice).run())
+    return ok(button(at, f"tour_q{step}_reveal").click().run())
+
+
 def test_the_dot_product_step_takes_apart_a_real_score(runs_dir):
-    at = open_page("pages/tour.py", step="2")
+    at = reveal(open_page("pages/tour.py", step="2"), 2)
     waterfall = next(f for f in figures(at) if f["data"][0]["type"] == "waterfall")
     parts, total = waterfall["data"][0]["y"][:-1], waterfall["data"][0]["y"][-1]
     assert sum(parts) == pytest.approx(total, abs=1e-5)
@@ -207,3 +220,59 @@ def test_the_active_run_survives_a_page_switch_and_a_rerun(runs_dir):
     ok(at.run())
     assert at.sidebar.selectbox(key="sb_run").value == "mf-bpr-default"
     assert [s for s in at.selectbox if s.key == "rec_movie"]
+
+
+# ---------------------------------------------------------------------- predict, then reveal
+def test_step_two_asks_first_then_shows_the_score_on_its_users_scale(runs_dir):
+    from recsys.lessons import anatomy
+    from recsys.storage.runs import load_run
+
+    at = open_page("pages/tour.py", step="2")
+    assert not figures(at), "the figure waits for the prediction"
+    question = at.main.radio[0]
+    assert "in the top 10" in question.options[0] and len(question.options) == 4
+    at = reveal(at, 2, choice=0)
+    titles = [f["layout"].get("title", {}).get("text", "") for f in figures(at)]
+    where = next(t for t in titles if t.startswith("Where it falls"))
+    ctx = serving.Catalog.build(load_run(runs_dir / "mf-bpr-default"), ML)
+    scale = anatomy.score_scale(ctx, 14, 50)
+    assert f"rank {scale.rank:,} of {scale.candidates:,}" in where
+    votes = next(t for t in titles if t.startswith("How the class voted"))
+    assert "1 answer" in votes
+    heat = next(f for f in figures(at) if f["data"][0]["type"] == "heatmap")
+    assert heat["data"][0]["y"] == ["user 14 (u)", "Star Wars (v)"]
+
+
+def test_every_browser_votes_once_and_sees_the_class_count(runs_dir):
+    from recsys.lessons.quiz import VOTES_FOLDER, Votes
+
+    first = open_page("pages/tour.py", step="1")
+    key = button(first, "tour_q1_reveal").key.split(":", 1)[1]
+    before = Votes(runs_dir / VOTES_FOLDER).tally(key, 4).sum()
+    ok(first.main.radio[0].set_value(1).run())
+    ok(first.main.radio[0].set_value(2).run())  # a change of mind replaces the vote
+    second = reveal(open_page("pages/tour.py", step="1"), 1, choice=2)
+    counts = Votes(runs_dir / VOTES_FOLDER).tally(key, 4)
+    assert counts.sum() == before + 2 and counts[2] >= 2
+    assert any(f"{before + 2} answers" in f["layout"]["title"]["text"]
+               for f in figures(second) if "title" in f["layout"])
+    assert second.main.dataframe, "the nearest vectors are listed after the reveal"
+
+
+def test_the_training_step_shows_the_code_that_trained_the_run(runs_dir):
+    at = open_page("pages/tour.py", step="4")
+    expander = next(e for e in at.main.expander if "code that trained" in e.label)
+    code = "\n".join(c.value for c in expander.code)
+    assert "def score_gradient" in code or "def train_step" in code
+    assert expander.latex
+
+
+def test_the_presenter_view_keeps_to_the_step_and_can_be_left(runs_dir):
+    at = open_page("pages/tour.py", step="3", present="1")
+    assert not [c for c in at.main.caption if "The lecture in 8 steps" in c.value]
+    assert at.sidebar.toggle(key="frame_present").value
+    ok(at.button(key="frame_leave").click().run())
+    assert "present" not in at.query_params
+    assert any("The lecture in 8 steps" in c.value for c in at.main.caption)
+    ok(at.sidebar.toggle(key="frame_present").set_value(True).run())
+    assert at.query_params["present"] in ("1", ["1"])

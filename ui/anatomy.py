@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from recsys.lessons.anatomy import DOT, ScoreAnatomy
+from recsys.lessons.anatomy import DOT, ScoreAnatomy, ScoreScale
 from ui.display import figure
 
 UP, DOWN, TOTAL = "#2E86AB", "#E4572E", "#3B3B3B"
@@ -54,15 +54,15 @@ def dimensions_chart(top: pd.DataFrame, height: int = 300) -> go.Figure:
              xaxis=dict(zeroline=True, zerolinecolor="#888888")))
 
 
-def heatmap_chart(heat: pd.DataFrame, labels: list[str], highlight: int | None = None
-                  ) -> go.Figure:
+def heatmap_chart(heat: pd.DataFrame, labels: list[str], highlight: int | None = None,
+                  colorbar: bool = True) -> go.Figure:
     """Rows = the user's vector and the movies' vectors (``labels``, same order as ``heat``),
     columns = dimensions in ``heat``'s order; blue positive, red negative, white zero.
     ``highlight`` (a row number) gets a frame."""
     values = heat.to_numpy()
     limit = float(np.abs(values).max()) or 1.0
     rows = [html.escape(label) for label in labels]
-    columns = len(heat.columns)
+    columns = len(heat.columns)  # ``colorbar`` False: blue/red explained in a caption
     # the user above the movies: a line under the first row; the highlighted row framed
     shapes = [dict(type="line", xref="paper", x0=0, x1=1, y0=0.5, y1=0.5,
                    line=dict(color="black", width=2))]
@@ -71,7 +71,7 @@ def heatmap_chart(heat: pd.DataFrame, labels: list[str], highlight: int | None =
                            y1=highlight + 0.5, line=dict(color="black", width=2)))
     return figure([dict(
         type="heatmap", z=values, x=list(heat.columns), y=rows, zmin=-limit, zmax=limit,
-        zmid=0, colorscale="RdBu", xgap=1, ygap=1,
+        zmid=0, colorscale="RdBu", xgap=1, ygap=1, showscale=colorbar,
         colorbar=dict(thickness=10, title=dict(text="value")),
         hovertemplate="%{y}<br>%{x}: %{z:+.3f}<extra></extra>")],
         dict(height=80 + 22 * len(rows), margin=dict(l=0, r=0, t=10, b=0), shapes=shapes,
@@ -90,3 +90,25 @@ def vector_chart(vector: np.ndarray, name: str, height: int = 260) -> go.Figure:
              title=dict(text=f"{html.escape(name)}: {len(vector)} numbers, "
                              f"length {np.linalg.norm(vector):.2f}", font_size=14),
              xaxis=dict(tickfont_size=9)))
+
+
+def scale_chart(scale: ScoreScale, name: str, height: int = 300) -> go.Figure:
+    """The user's scores over every movie they have not liked yet, as a histogram, with
+    ``name``'s score marked and ranked: what a score of 0.55 means for this user."""
+    counts, edges = np.histogram(scale.scores, bins=40)
+    mids = (edges[:-1] + edges[1:]) / 2
+    above = mids > scale.score
+    return figure([dict(
+        type="bar", x=mids, y=counts, width=np.diff(edges),
+        marker_color=[UP if a else "#C9D3DD" for a in above],
+        hovertemplate="score %{x:.3f}: %{y} movies<extra></extra>")],
+        dict(height=height, margin=MARGIN, showlegend=False, bargap=0,
+             title=dict(text=f"Where it falls: rank {scale.rank:,} of {scale.candidates:,}",
+                        font_size=14),
+             xaxis=dict(title=dict(text="score, for each movie not yet liked")),
+             yaxis=dict(title=dict(text="movies")),
+             shapes=[dict(type="line", x0=scale.score, x1=scale.score, yref="paper", y0=0,
+                          y1=1, line=dict(color=TOTAL, width=2))],
+             annotations=[dict(x=scale.score, yref="paper", y=1, text=html.escape(name),
+                               showarrow=False, xanchor="right" if scale.percentile > 0.5
+                               else "left", yanchor="top", font=dict(size=12))]))

@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from recsys.errors import RecsysError
-from recsys.lessons import anatomy
+from recsys.lessons import anatomy, quiz
 from recsys.lessons.leaderboard import leaderboard, protocol_key, verdict
 from recsys.lessons.negative_mix import negative_mix
 from recsys.models import model_names
@@ -29,7 +29,9 @@ from recsys.serving.coldstart import cold_start
 from recsys.serving.funnel import FunnelConfig, intra_list_diversity, run_funnel
 from recsys.storage.runs import Run
 from ui import anatomy as anatomy_charts
-from ui import display, shared
+from ui import display, frame, shared
+from ui.code_view import show_training_code
+from ui.quiz import predict_then_reveal
 from ui.text import plain
 
 # ML-100K's user 14 liked the Star Wars sequels; their like of Star Wars is a test-period one.
@@ -149,6 +151,15 @@ def _funnel(run: Run, user: int) -> tuple[pd.DataFrame, pd.DataFrame, float, flo
     return display.readable(before), display.readable(after), *diversity
 
 
+@shared.per_run(show_spinner=False, max_entries=64)
+def _question(run: Run, kind: str, *args: int | str) -> quiz.Question:
+    """A predict-then-reveal question on ``run`` (built once per run and example)."""
+    ctx = shared.catalog(run)
+    build = {"neighbour": quiz.neighbour_question, "rank": quiz.rank_question,
+             "dot-cosine": quiz.dot_or_cosine_question}[kind]
+    return build(ctx, *args)
+
+
 # ---------------------------------------------------------------------- helpers
 def _example_movie(ctx: serving.Catalog, ex: Examples) -> int:
     """The example movie when it is in the example user's top 10, else their top pick: the
@@ -174,7 +185,7 @@ def _title(ctx: serving.Catalog, item_id: int) -> str:
 
 
 def _chart(fig: go.Figure, key: str) -> None:
-    st.plotly_chart(fig, key=key, config={"displayModeBar": False})
+    st.plotly_chart(frame.presenter_figure(fig), key=key, config={"displayModeBar": False})
 
 
 def _has_vectors(run: Run) -> bool:
@@ -201,6 +212,11 @@ def draw_embedding(run: Run, ctx: serving.Catalog):
         _chart(anatomy_charts.vector_chart(vector, _title(ctx, first)), "tour_vector")
         st.caption("Blue: positive, red: negative. No single number has a name; what counts "
                    "is which movies end up with vectors pointing the same way.")
+        if predict_then_reveal(_question(run, "neighbour", first, "cosine"), "tour_q1"):
+            near = serving.similar_movies(ctx, first, k=5, lens="cosine").embedding
+            st.markdown(f"**The five vectors nearest to {plain(_short_title(ctx, first))}'s** "
+                        "(cosine)")
+            _table(near[["rank", "title", "score"]], "tour_near")
     replay, _ = shared.lesson_run(run)  # a run whose replay shows the space forming slowly
     if replay is not run:
         st.caption(f"{run.model.name} settles in a few sweeps, so the link below opens the "
@@ -213,17 +229,32 @@ def draw_embedding(run: Run, ctx: serving.Catalog):
 def draw_dot_product(run: Run, ctx: serving.Catalog):
     ex = examples(ctx)
     if anatomy.has_anatomy(run.model):
+        if not predict_then_reveal(_question(run, "rank", ex.user, ex.movie), "tour_q2"):
+            return ("pages/recommendations.py", f"Take apart user {ex.user}'s recommendations",
+                    {"user": str(ex.user), "movie": str(_example_movie(ctx, ex))})
         parts = anatomy.score_anatomy(ctx, ex.user, ex.movie)
-        left, right = st.columns(2)
-        with left:
+        scale = anatomy.score_scale(ctx, ex.user, ex.movie)
+        movie = _short_title(ctx, ex.movie)
+        heat = anatomy.vector_heatmap(ctx, ex.user, [ex.movie], n_dims=24)
+        _chart(anatomy_charts.heatmap_chart(heat, [f"user {ex.user} (u)", f"{movie} (v)"],
+                                            colorbar=False), "tour_uv")
+        dims, sum_, where = st.columns(3)
+        with dims:
             _chart(anatomy_charts.dimensions_chart(parts.top_dimensions(4), height=280),
                    "tour_dims")
-        with right:
+        with sum_:
             _chart(anatomy_charts.parts_chart(parts, height=280), "tour_parts")
-        st.caption(f"{_movie_for_user(run, ctx, ex)} The model scores it {parts.score:.3f}: "
-                   f"u_d × v_d summed over all {len(parts.contributions)} dimensions"
+        with where:
+            _chart(anatomy_charts.scale_chart(scale, movie, height=280), "tour_scale")
+        st.caption(f"{_movie_for_user(run, ctx, ex)} Top: u and v side by side, the "
+                   f"{heat.shape[1]} dimensions that decide this score first. The model "
+                   f"scores it {parts.score:.3f}: u_d × v_d summed over all "
+                   f"{len(parts.contributions)} dimensions"
                    f"{' plus the biases' if len(parts.parts) > 1 else ''}; the bars are the "
-                   "largest terms of that sum.")
+                   f"largest terms of that sum. Blue: positive, red: negative. A score alone "
+                   f"says little until it is ranked: for user "
+                   f"{ex.user} this score ranks {scale.rank:,} of the {scale.candidates:,} "
+                   f"movies they have not liked yet (higher than {scale.percentile:.1%}).")
     else:
         st.info(anatomy.score_sentence(run.model), icon=":material/info:")
         _table(serving.recommend(ctx, ex.user, k=5)[["rank", "title", "score"]], "tour_top")
@@ -280,6 +311,7 @@ def draw_training(run: Run, ctx: serving.Catalog):
         st.caption(f"This run's {len(history)} epochs"
                    + (f"; the weights of epoch {best} were kept (best on validation)."
                       if best else ".") + (f" {note}" if note else ""))
+    show_training_code(run.train_config.model)
     return ("pages/train.py", "Overlay the curves of several runs", {"view": "curves"})
 
 
@@ -336,6 +368,13 @@ def draw_similar(run: Run, ctx: serving.Catalog):
         st.caption(f"{len(shared_titles)} of 8 movies are in both lists. "
                    + (f"The {own} lens: {plain(serving.LENS_DESCRIPTIONS[own])}"
                       if own != "cosine" else ""))
+        if run.model.user_factors() is not None:
+            try:
+                question = _question(run, "dot-cosine", examples(ctx).user)
+            except ValueError:  # no niche film left to ask about
+                question = None
+            if question is not None:
+                predict_then_reveal(question, "tour_q6")
     return ("pages/similar_movies.py", "Search any movie's neighbours, through every lens",
             {"movie": str(movie)})
 

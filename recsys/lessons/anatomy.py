@@ -101,6 +101,35 @@ def score_anatomy(ctx: serving.Catalog, user_id: int, item_id: int) -> ScoreAnat
     return ScoreAnatomy(user, item, score, parts, contributions, u, v)
 
 
+@dataclass(frozen=True, eq=False)
+class ScoreScale:
+    """Where one (user, movie) score falls among the user's other scores: a score alone (0.55)
+    says nothing until it is ranked against every movie the model could recommend them."""
+
+    score: float  # the model's score for the movie
+    rank: int  # 1-based, among ``candidates`` (ties count against the movie)
+    candidates: int  # the movies ranked: those the user has not liked yet (+ the movie itself)
+    percentile: float  # share of the other candidates scoring strictly lower
+    scores: np.ndarray  # every candidate's score (float64): the distribution to draw
+
+
+def score_scale(ctx: serving.Catalog, user_id: int, item_id: int) -> ScoreScale:
+    """Movie ``item_id``'s score for user ``user_id`` on the scale of that user's scores over
+    the movies they have not liked yet: the ones a recommendation list is drawn from (the
+    movie itself is ranked among them even when the user liked it already). Any model."""
+    user, item = ctx.user_index(user_id), ctx.item_index(item_id)
+    scores = np.asarray(ctx.model.score(np.array([user], np.int64))[0], np.float64)
+    candidates = np.ones(len(scores), bool)
+    candidates[ctx.seen[user].indices] = False
+    candidates[item] = True
+    pool = scores[candidates]
+    score = float(scores[item])
+    others = len(pool) - 1
+    return ScoreScale(score=score, rank=int((pool > score).sum()) + 1, candidates=len(pool),
+                      percentile=float((pool < score).sum()) / others if others else 1.0,
+                      scores=pool)
+
+
 def vector_heatmap(ctx: serving.Catalog, user_id: int, item_ids, n_dims: int | None = None
                    ) -> pd.DataFrame:
     """The user's vector (first row) beside the movies' vectors (rows ``item_ids``, raw ids),
