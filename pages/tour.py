@@ -28,6 +28,12 @@ st.session_state[K + "step"] = (linked if linked is not None
                                 else current if current in range(1, N + 1) else 1)
 
 
+def step_label(n: int) -> str:
+    """"3. Negatives"; in the presenter view the number alone (the heading names the step),
+    so the eight steps fit on one line of large type."""
+    return str(n) if frame.presenting() else f"{n}. {tour.STEPS[n - 1].short}"
+
+
 def go_to(step: int) -> None:
     st.session_state[K + "step"] = step
 
@@ -35,7 +41,7 @@ def go_to(step: int) -> None:
 @st.fragment  # a step change redraws the step only, not the sidebar and the frame
 def show_step() -> None:
     st.segmented_control("Step", list(range(1, N + 1)), key=K + "step", required=True,
-                         format_func=lambda n: f"{n}. {tour.STEPS[n - 1].short}",
+                         format_func=step_label,
                          label_visibility="collapsed", width="stretch")
     number = st.session_state[K + "step"]
     links.write(K, "step", number)

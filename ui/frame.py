@@ -10,8 +10,8 @@ This module imports nothing heavy: a page calls :func:`page` before importing th
 (torch), so the heading is on screen while the rest loads.
 
 **Presenter view** (``?present=1``, or the sidebar's toggle): for a projector at the back of a
-room. The sidebar starts collapsed, the type is larger, Streamlit's toolbar is hidden and
-pages leave out what is secondary (:func:`presenting`); the choice lives in the session and in
+room. The sidebar starts collapsed, the type and the figures are larger and pages leave out
+what is secondary (:func:`presenting`); the choice lives in the session and in
 the URL, so the projector's link keeps it.
 """
 
@@ -36,11 +36,10 @@ SECTIONS = {
 
 
 PRESENT = "present"  # session key and query parameter of the presenter view
-# Larger type (Streamlit sizes text in rem), no toolbar, a little less padding: readable from
+# Larger type (Streamlit sizes text in rem), a little less padding: readable from
 # the back of a room on a 1,280 px projector. Figures grow with it (see presenter_figure).
 PRESENTER_CSS = """<style>
 html { font-size: 21px; }
-header[data-testid="stHeader"] { display: none; }
 .block-container { padding-top: 1.2rem; max-width: 100%; }
 </style>"""
 PRESENTER_FONT = 17  # px: Plotly's text in the presenter view (its default is 12)
