@@ -74,6 +74,8 @@ links = [
      "pick movies you like, get recommendations at once"),
     ("pages/train.py", "Train & evaluate", ":material/model_training:",
      "train a model live and compare it with the baselines"),
+    ("pages/compare.py", "Compare runs", ":material/compare_arrows:",
+     "an A/B test and interleaving of two runs on users: how many users each needs"),
 ]
 cols = st.columns(3)
 for i, (path, label, icon, text) in enumerate(links):

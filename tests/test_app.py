@@ -33,7 +33,8 @@ from tests.apptest import APP, ok, open_page, poll, runs_served  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ("streamlit_app.py", "pages/recommendations.py", "pages/similar_movies.py",
-         "pages/embedding_map.py", "pages/profile.py", "pages/train.py", "pages/tour.py")
+         "pages/embedding_map.py", "pages/profile.py", "pages/train.py", "pages/tour.py",
+         "pages/compare.py")
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,7 @@ def test_home_draws_navigation_pinned_model_and_data(app, runs_dir):
     assert {"Ratings", "Users", "Movies"} <= {m.label for m in app.metric}
     links = [link.proto.label for link in app.sidebar.get("page_link")]
     assert links == ["Home", "Guided tour", "Recommendations", "Similar movies",
-                     "Embedding map", "Build your profile", "Train & evaluate"]
+                     "Embedding map", "Build your profile", "Train & evaluate", "Compare runs"]
 
 
 def test_every_page_draws_its_heading_and_the_frame(runs_dir):

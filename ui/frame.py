@@ -31,6 +31,7 @@ SECTIONS = {
     ),
     "Model": (
         ("pages/train.py", "Train & evaluate", ":material/model_training:"),
+        ("pages/compare.py", "Compare runs", ":material/compare_arrows:"),
     ),
 }
 

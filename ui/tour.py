@@ -26,7 +26,7 @@ from recsys.models import model_names
 from recsys.serving import catalog as serving
 from recsys.serving import users as users_of_run
 from recsys.serving.coldstart import cold_start
-from recsys.serving.funnel import FunnelConfig, intra_list_diversity, run_funnel
+from recsys.serving.funnel import DEFAULT_RERANKING, intra_list_diversity, run_funnel
 from recsys.storage.runs import Run
 from ui import anatomy as anatomy_charts
 from ui import display, frame, shared
@@ -40,7 +40,6 @@ STAR_WARS = ("Star Wars (1977)", "Star Wars: Episode IV - A New Hope (1977)")  #
 TOY_STORY = ("Toy Story (1995)",)
 DIE_HARD = ("Die Hard (1988)",)  # where the lens matters: plain cosine shows none of its sequels
 LIKES = (TOY_STORY, ("Lion King, The (1994)",), ("Aladdin (1992)",))  # a new user's three likes
-RERANK_MMR, RERANK_POPULARITY = 0.7, 0.2  # the Recommendations page's default knobs
 GREY, BLUE, ORANGE = "#B8C2CC", "#2E86AB", "#E4572E"
 POSITIVES_BLUE, NEGATIVES_ORANGE = "#4C78A8", "#F58518"  # the Train page's lesson colours
 SMALL = dict(l=0, r=10, t=30, b=0)
@@ -142,7 +141,7 @@ def _cold_start(run: Run, likes: tuple[int, ...]) -> pd.DataFrame:
 @shared.per_run(show_spinner=False, max_entries=16)
 def _funnel(run: Run, user: int) -> tuple[pd.DataFrame, pd.DataFrame, float, float]:
     ctx = shared.catalog(run)
-    config = FunnelConfig(mmr_lambda=RERANK_MMR, popularity_penalty=RERANK_POPULARITY)
+    config = DEFAULT_RERANKING
     before = run_funnel(ctx, user, config.ranking_only(), k=10)
     after = run_funnel(ctx, user, config, k=10)
     factors = ctx.model.item_factors()
@@ -401,14 +400,15 @@ def draw_reranking(run: Run, ctx: serving.Catalog):
                 icon=":material/info:")
     else:
         before, after, div_before, div_after = _funnel(run, user)
+        knobs = DEFAULT_RERANKING
+        reranked = (f"Re-ranked (MMR λ {knobs.mmr_lambda:g}, popularity penalty "
+                    f"{knobs.popularity_penalty:g})")
         left, right = st.columns(2)
-        for col, title, frame, diversity in ((left, "Ranked by score", before, div_before),
-                                             (right, f"Re-ranked (MMR λ {RERANK_MMR}, "
-                                                     f"popularity penalty {RERANK_POPULARITY})",
-                                              after, div_after)):
+        for col, title, table, diversity in ((left, "Ranked by score", before, div_before),
+                                             (right, reranked, after, div_after)):
             with col:
                 st.markdown(f"**{title}** · diversity {diversity:.2f}")
-                _table(frame[["rank", "title", "model_rank"]].rename(
+                _table(table[["rank", "title", "model_rank"]].rename(
                     columns={"model_rank": "by score"}), f"tour_{title[:6]}", height=388)
     return ("pages/recommendations.py", "Turn the re-ranking knobs yourself",
             {"user": str(user)})

@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     from recsys.cli import serving as cli_serving  # serving commands live beside the serving core
 
     cli_serving.add_commands(sub, _add_data_flags)
+    from recsys.cli import compare as cli_compare  # A/B and interleaving of two runs
+
+    cli_compare.add_commands(sub, _add_data_flags)
     return parser
 
 

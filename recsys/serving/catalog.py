@@ -215,23 +215,29 @@ def recommend(
     ``because_items`` (list of (item_id, title, similarity)) and, for MF models, the score
     parts ``dot``, ``item_bias``, ``user_bias`` (and ``global_mean`` for mf-mse).
     """
-    check_k(k)
-    check_choice("scoring", scoring, SCORINGS)
-    user = catalog.user_index(user_id)
-    if scoring == "dot":
-        items, scores = catalog.model.recommend(user, k, catalog.seen if exclude_seen else None)
-    else:
-        query = catalog.user_factors("cosine scoring")[user]
-        exclude = catalog.seen[user].indices if exclude_seen else None
-        items, scores = catalog.index("cosine").search(query, k, exclude)
-        keep = items[0] >= 0
-        items, scores = items[0][keep], scores[0][keep]
+    items, scores = recommend_items(catalog, user_id, k, exclude_seen, scoring)
     frame = catalog.rows(items)
     frame.insert(0, "rank", np.arange(1, len(items) + 1))
     frame["score"] = scores.astype(np.float64)
     if explain:
         frame = pd.concat([frame, explain_items(catalog, user_id, items)], axis=1)
     return frame
+
+
+def recommend_items(catalog: Catalog, user_id: int, k: int = 10, exclude_seen: bool = True,
+                    scoring: str = "dot") -> tuple[np.ndarray, np.ndarray]:
+    """:func:`recommend`'s ranking alone: (item indices, scores), best first, without the
+    table around it. The serving API logs and returns these (a table costs ~2 ms a list)."""
+    check_k(k)
+    check_choice("scoring", scoring, SCORINGS)
+    user = catalog.user_index(user_id)
+    if scoring == "dot":
+        return catalog.model.recommend(user, k, catalog.seen if exclude_seen else None)
+    query = catalog.user_factors("cosine scoring")[user]
+    exclude = catalog.seen[user].indices if exclude_seen else None
+    items, scores = catalog.index("cosine").search(query, k, exclude)
+    keep = items[0] >= 0
+    return items[0][keep], scores[0][keep]
 
 
 def explain_items(catalog: Catalog, user_id: int, items: np.ndarray, n_reasons: int = 3):

@@ -61,6 +61,11 @@ class FunnelConfig:
         return replace(self, mmr_lambda=1.0, freshness_weight=0.0, popularity_penalty=0.0)
 
 
+# The Recommendations page's default re-ranking (its sliders start here); the tour and the run
+# comparison show the same: a little score traded for variety and fewer blockbusters.
+DEFAULT_RERANKING = FunnelConfig(mmr_lambda=0.7, popularity_penalty=0.2)
+
+
 @dataclass(frozen=True, eq=False)
 class FunnelBatch:
     """The top-``k`` of each user in a batch; all arrays (n_users, k), -1 / NaN when short."""
