@@ -16,6 +16,13 @@ page's chart (where it has one) is visible.
     python -m bench.app --small    # 1 round, 3 epochs (~4 min)
     python -m bench.app --busy     # quiet, then again with one CPU-bound process spinning
     python -m bench.app --busy-only --rounds 2
+    python -m bench.app --training-only --rounds 3 [--cold-worker]   # section 1 only
+
+Section 1 also times click Train → the first epoch on screen (1b-e) in a 1,366 × 800 window
+(a projector), and compares click → "Done:" with the fit's own time in `recsys train`
+(1b − 1a-fit). ``--cold-worker`` starts the server with ``RECSYS_WARM_WORKER=0``: every job
+starts a fresh ``python -m recsys.jobs.worker`` (imports torch, loads MovieLens after the
+click), as before the warm standby worker.
 
 Writes bench/APP_RESULTS.md. Servers, browsers, workers and the spinning process are stopped at
 the end, also on errors.
@@ -26,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -53,6 +61,8 @@ RECSYS = Path(sys.executable).parent / "recsys"
 STATUS = "[data-testid='stStatusWidget']"
 CHART = "[data-testid='stPlotlyChart']"
 LONG = 900.0  # s: the longest single wait (a training on a busy machine)
+SERVER_ENV: dict[str, str] = {}  # extra environment of the servers (--cold-worker)
+PROJECTOR = (1366, 800)  # the training visitor's window: what a projector shows
 PAGES = [  # sidebar link, heading, whether the page draws a Plotly chart
     ("Recommendations", "Recommendations", False),
     ("Similar movies", "Similar movies", False),
@@ -64,8 +74,15 @@ PAGES = [  # sidebar link, heading, whether the page draws a Plotly chart
 # key -> (what is measured, target: ("s", seconds) on the median, or None)
 ROWS: dict[str, tuple[str, tuple[str, float] | None]] = {
     "1a": ("training: `recsys train` as a whole process (wall)", None),
+    "1a-fit": ("  same CLI runs: the fit's own time (`fit_seconds` in the run's metrics)", None),
+    "1b-e": ("training, Train page open: click Train → first epoch on screen (\"epoch N\" "
+             "in the job's progress bar, or its curves)", ("s", 1.0)),
     "1b": ("training, Train page open: click Train → green \"Done:\" box visible", None),
     "1b-w": ("  same runs: click Train → weights.npz written (file mtime)", None),
+    "1j-c": ("  where the time goes, page open: click → the job admitted (`submitted` in "
+             "job.json: the click's script run reached `submit`)", None),
+    "1j-e": ("  … job admitted → the worker wrote its first epoch", None),
+    "1j-s": ("  … job admitted → the worker saved the run", None),
     "1c": ("training, page closed after the click: click Train → weights.npz exists", None),
     "1c-j": ("  same runs: click Train → job folder created (then about:blank)", None),
     "2a-h": ("first visitor: goto / → h1 \"MovieLens embeddings\" visible", ("s", 5.0)),
@@ -90,6 +107,9 @@ ROWS: dict[str, tuple[str, tuple[str, float] | None]] = {
     "3c-warm": ("`recsys project RUN --method umap` process, default (warm) numba cache",
                 None),
 }
+DIFFERENCES = [  # (minuend, subtrahend, target difference of medians in seconds or None)
+    ("1b", "1a-fit", 1.0), ("1b", "1a", None),
+]
 RATIOS = [  # (numerator, denominator, target ratio or None)
     ("1b", "1a", 1.2), ("1c", "1a", 1.2), ("1b-w", "1a", None), ("1b-w", "1c", None),
     ("1b", "1b-w", None), ("1b", "1c", None),
@@ -147,7 +167,7 @@ class Server:
              "--server.headless", "true", "--server.port", str(self.port),
              "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
              "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env={**os.environ, "RECSYS_RUNS_DIR": str(runs)},
+            cwd=ROOT, env={**os.environ, "RECSYS_RUNS_DIR": str(runs), **SERVER_ENV},
             stdout=self._log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 120) -> None:
@@ -348,8 +368,9 @@ class Tab:
         return head, time.perf_counter() - start
 
 
-def new_tab(browser) -> Tab:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+def new_tab(browser, viewport: tuple[int, int] = (1400, 1000)) -> Tab:
+    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+    context.set_default_timeout(LONG * 1000)  # a click waits as long as a busy machine needs
     return Tab(context)
 
 
@@ -374,18 +395,20 @@ def train_cli(res: Results, mode: str, work: Path, epochs: int | None, tag: str)
     extra = ["--epochs", str(epochs)] if epochs is not None else []
     res.add(mode, "1a", run_process([str(RECSYS), "train", "--out", str(out), "--quiet",
                                      *extra]))
+    res.add(mode, "1a-fit", json.loads((out / "metrics.json").read_text())["fit_seconds"])
     return out
 
 
 def train_browser(res: Results, mode: str, browser, server: Server, epochs: int | None,
                   page_open: bool, rounds_of_maps: int) -> dict[str, Any]:
-    tab = new_tab(browser)
+    tab = new_tab(browser, PROJECTOR)
     try:
         button = open_train_page(tab, server, epochs)
         before = job_ids(server.runs)
         wall, start = time.time(), time.perf_counter()
         button.click()
         if page_open:
+            first_epoch(res, mode, tab, start)
             done = tab.page.locator("[data-testid='stAlert']").filter(has_text="Done:")
             done.first.wait_for(state="visible", timeout=LONG * 1000)
             res.add(mode, "1b", time.perf_counter() - start)
@@ -405,13 +428,45 @@ def train_browser(res: Results, mode: str, browser, server: Server, epochs: int 
         if page_open:
             res.add(mode, "1b-w", weights.stat().st_mtime - wall)
         events = wait_job_exit(job_dir)
-        res.note(mode, f"{'open' if page_open else 'closed'} job {job_dir.name}: worker maps "
+        if page_open:
+            job_parts(res, mode, job, events, wall)
+        res.note(mode, f"{'open' if page_open else 'closed'} job {job_dir.name} "
+                       f"({'standby worker' if job.get('warm') else 'cold worker'}): worker maps "
                        f"{map_summary(events)}; exit after {events[-1]['t'] - wall:.1f} s")
         if page_open:
             maps_in_browser(res, mode, tab, Path(job["out_dir"]), rounds_of_maps)
         return job
     finally:
         close_tab(tab)
+
+
+def first_epoch(res: Results, mode: str, tab: Tab, start: float) -> None:
+    """1b-e: the first sign of an epoch in the job panel (the progress text "epoch N", or the
+    live curves, which appear with the first epoch), and whether it is inside the window
+    without scrolling (a projector shows only the window)."""
+    progress = tab.page.locator("[data-testid='stProgress']").filter(
+        has_text=re.compile(r"epoch \d+|refit|saved as"))
+    seen = progress.or_(tab.page.locator(CHART).filter(has_text="Training loss")).first
+    seen.wait_for(state="visible", timeout=LONG * 1000)
+    res.add(mode, "1b-e", time.perf_counter() - start)
+    top = seen.evaluate("e => e.getBoundingClientRect().top")
+    height = tab.page.evaluate("() => window.innerHeight")
+    res.note(mode, f"first epoch shown {top:.0f} px from the top of a {height} px window: "
+                   f"{'in view' if top < height else 'below the fold (needs scrolling)'}")
+
+
+def job_parts(res: Results, mode: str, job: dict[str, Any], events: list[dict[str, Any]],
+              wall: float) -> None:
+    """1j-*: the click's time split at the job's admission, from the job's own files: the
+    server's part (the click's script run) and the worker's (start-up, first epoch, save)."""
+    submitted = float(job["submitted"])
+    first = next((e["t"] for e in events if e["event"] == "epoch"), None)
+    saved = next((e["t"] for e in events if e["event"] == "saved"), None)
+    res.add(mode, "1j-c", submitted - wall)
+    if first is not None:
+        res.add(mode, "1j-e", first - submitted)
+    if saved is not None:
+        res.add(mode, "1j-s", saved - submitted)
 
 
 def maps_in_browser(res: Results, mode: str, tab: Tab, run: Path, repeats: int) -> None:
@@ -581,6 +636,15 @@ def tables(res: Results, mode: str) -> list[str]:
             f"  warm switch to {key.split(':', 1)[1]} → rendered", None)
         lines.append(f"| {key} | {what} | {len(values)} | {min(values):.2f} | "
                      f"{med(values):.2f} | {max(values):.2f} | {verdict(values, target)} |")
+    lines += ["", "| difference of medians (same run) | value | target |", "|---|---|---|"]
+    for top, bottom, target in DIFFERENCES:
+        a, b = res.get(mode, top), res.get(mode, bottom)
+        if not a or not b:
+            continue
+        gap = med(a) - med(b)
+        goal = "" if target is None else (f"≤ {target:g} s: "
+                                          f"{'met' if gap <= target else 'NOT met'}")
+        lines.append(f"| {top} − {bottom} | {gap:+.2f} s | {goal} |")
     lines += ["", "| ratio of medians (same run) | value | target |", "|---|---|---|"]
     for top, bottom, target in RATIOS:
         a, b = res.get(mode, top), res.get(mode, bottom)
@@ -612,6 +676,8 @@ def report(res: Results, args: argparse.Namespace, modes: list[str], started: st
         f"- rounds {args.rounds} (busy: {args.busy_rounds}); epochs "
         f"{args.epochs if args.epochs else 'default (form untouched, CLI without --epochs)'}; "
         f"modes: {', '.join(modes)} (busy = one extra `while True: pass` process spinning)",
+        f"- sections: {'1 only (--training-only)' if args.training_only else 'all'}; "
+        f"training worker: {'cold per job (--cold-worker)' if args.cold_worker else 'default'}",
         "",
         "## What was measured", "",
         "All browser timings are `time.perf_counter()` around Playwright waits in headless "
@@ -678,6 +744,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, help="repetitions (default 3, 1 with --small)")
     p.add_argument("--busy-rounds", type=int,
                    help="repetitions of the busy run (default: --rounds)")
+    p.add_argument("--training-only", action="store_true",
+                   help="only section 1 (training: CLI vs Train page)")
+    p.add_argument("--cold-worker", action="store_true",
+                   help="the server's jobs start a cold worker each (RECSYS_WARM_WORKER=0): "
+                        "the behaviour before the warm standby worker")
     p.add_argument("--out", type=Path, default=OUT, help=f"report (default {OUT.name})")
     args = p.parse_args(argv)
     args.rounds = args.rounds or (1 if args.small else 3)
@@ -701,6 +772,8 @@ def check_machine() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     check_machine()
+    if args.cold_worker:
+        SERVER_ENV["RECSYS_WARM_WORKER"] = "0"
     from playwright.sync_api import sync_playwright
 
     modes = ["busy"] if args.busy_only else (["quiet", "busy"] if args.busy else ["quiet"])
@@ -725,8 +798,9 @@ def main(argv: list[str] | None = None) -> int:
                 rounds = args.busy_rounds if mode == "busy" else args.rounds
                 with spinning(mode == "busy"):
                     section_training(res, mode, browser, mode_dir, base, rounds, args.epochs)
-                    section_navigation(res, mode, browser, mode_dir, base, rounds)
-                    section_umap_cli(res, mode, mode_dir, base, rounds)
+                    if not args.training_only:
+                        section_navigation(res, mode, browser, mode_dir, base, rounds)
+                        section_umap_cli(res, mode, mode_dir, base, rounds)
                 res.load[mode] = (before, os.getloadavg()[0])
                 res.minutes[mode] = (time.perf_counter() - t_mode) / 60
         failed = False

@@ -2,7 +2,9 @@
 with live curves, and a leaderboard of every run on one evaluation protocol.
 
 The job's id lives in the session and in the URL (``?job=``), so a reload or a visit to
-another page finds the same job, with its Stop button, again.
+another page finds the same job, with its Stop button, again. The job's progress and live
+curves sit at the top of the page, above the form: the moment Train is pressed they are what
+a projector's window (1,366 x 800) shows, not the form.
 """
 
 import streamlit as st
@@ -28,8 +30,11 @@ from ui.text import plain, short  # noqa: E402
 KEY_PREFIX = "train_"  # widget key prefix of this page
 JOB = KEY_PREFIX + "job"  # session key of this visitor's job id
 MAP_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
-# How often the job panel reads the worker's files: the default model now trains in about a
-# second, so a 1 s poll left a saved run unseen for up to a second after it was written.
+# How often the job panel reads the worker's files and redraws: a new epoch appears on screen
+# at most this long (plus ~0.1 s of drawing) after the worker wrote it. Checked (Dec 2026):
+# 0.4 s on a busy machine (load ~12) redrew the panel back to back, and a click on its Cancel
+# button found the button replaced every time (tests/test_browser.py's reload test failed);
+# 0.5 s passed. The click's own script run draws the panel, so polling starts at once.
 POLL_SECONDS = 0.5
 
 ml, run = shared.context()
@@ -39,6 +44,7 @@ owner = state.owner()
 st.caption("Training runs in its own process: switch pages or reload while it trains, the "
            "job keeps going and this page finds it again. Then compare it with the baselines "
            "on exactly the same evaluation protocol.")
+job_slot = st.container()  # the job's progress and curves: filled below, shown up here
 
 
 # ---------------------------------------------------------------------- this visitor's job
@@ -155,7 +161,13 @@ if submitted and not busy:
             st.session_state[JOB] = job.id
             st.query_params["job"] = job.id
             st.session_state[KEY_PREFIX + "protocol"] = lb.protocol_key(split_config)
-            st.rerun()
+            # No st.rerun(): the job panel is drawn in this same run, at the top, so its
+            # first epoch shows without waiting for a second run of the whole page. The
+            # Train button above stays enabled until the job ends (a press says why).
+            busy = True
+elif submitted:
+    st.info("Your training job is still running (at the top of this page): stop or cancel "
+            "it there first.", icon=":material/hourglass_top:")
 
 
 # ---------------------------------------------------------------------- live job
@@ -212,7 +224,8 @@ def job_panel(job_id: str, was_polling: bool) -> None:
         st.info("Cancelled: nothing was saved.", icon=":material/cancel:")
     else:
         text = (f"{plain(job.phase)} · {job.seconds:.1f} s" if job.run_path is None
-                else f"saved as {short(job.run_path.name)} in {job.seconds:.1f} s")
+                else f"saved as {lessons.short_run_name(job.run_path.name)} in "
+                     f"{job.seconds:.1f} s")
         st.progress(job.progress, text=text)
     if job.history or job.refit:
         st.plotly_chart(curves(job), key=KEY_PREFIX + "curves")
@@ -220,12 +233,12 @@ def job_panel(job_id: str, was_polling: bool) -> None:
         st.caption("Progress only: the browser tab that started this job (or the lecturer) "
                    "may stop or cancel it.")
     elif not job.is_finished:
-        c1, c2, _ = st.columns([1, 1, 3])
-        if c1.button("Stop early, keep the best", key=KEY_PREFIX + "stop",
+        c1, c2, _ = st.columns([3, 2, 4])
+        if c1.button("Stop early, keep the best", key=KEY_PREFIX + "stop", width="stretch",
                      help="Ends after the current epoch, keeps the best epoch so far, then "
                           "refits, evaluates and saves as usual."):
             manager.stop(job.id)
-        if c2.button("Cancel", key=KEY_PREFIX + "cancel",
+        if c2.button("Cancel", key=KEY_PREFIX + "cancel", width="stretch",
                      help="Ends the worker now; nothing is saved."):
             manager.cancel(job.id)
             st.rerun(scope="app")
@@ -235,8 +248,11 @@ def job_panel(job_id: str, was_polling: bool) -> None:
         shared.select_run(job.run_path.name)
         st.rerun(scope="app")
     elif job.status == DONE:
-        st.success(f"Done: {short(job.run_path.name)} is now *your* active model (other "
-                   "visitors keep theirs; pin it below to make it everyone's default).",
+        name = job.run_path.name
+        st.success(f"Done: {plain(lessons.short_run_name(name))} is now *your* active model "
+                   "(other visitors keep theirs) in **this browser tab only**: a second tab "
+                   "or the projector's browser still shows the pinned default. To show it "
+                   f"there, pin it below, or open a page with `?run={name}` in its address.",
                    icon=":material/check_circle:")
         if job.model in model_names(item_vectors=True):
             st.page_link("pages/embedding_map.py", icon=":material/scatter_plot:",
@@ -249,13 +265,14 @@ def job_panel(job_id: str, was_polling: bool) -> None:
         st.rerun(scope="app")
 
 
-if job is not None:
-    job_panel(job.id, polling(job))
-else:
-    queued = manager.unfinished()
-    if queued:
-        st.caption(f"{len(queued)} training job{'s' if len(queued) > 1 else ''} running or "
-                   "queued on this server.")
+with job_slot:
+    if job is not None:
+        job_panel(job.id, polling(job))
+    else:
+        queued = manager.unfinished()
+        if queued:
+            st.caption(f"{len(queued)} training job{'s' if len(queued) > 1 else ''} running "
+                       "or queued on this server.")
 
 
 # ---------------------------------------------------------------------- lessons: where
@@ -344,9 +361,15 @@ pinned = shared.pinned_name()
 board.insert(0, "default", board["run"].map(lambda n: "✓" if n == pinned else ""))
 quality = list(lb.NEIGHBOUR_QUALITY_LABELS.values())
 ranking_tab, neighbours_tab = st.tabs(["Ranking metrics", "Similar-movie quality"])
+# Automatic run names (mf-bpr-20261206-225927-6771) are cut in a narrow column: the table
+# shows model + time and keeps the full name in the last column (sorting and copying it).
+short_run = board["run"].map(lessons.short_names(list(board["run"])))
 with ranking_tab:
-    shown = board.drop(columns=[c for c in quality if c in board])
-    metric_width = {c: st.column_config.NumberColumn(c, width=84) for c in labels if c in shown}
+    shown = board.drop(columns=[c for c in [*quality, "protocol"] if c in board])
+    shown = shown.assign(run=short_run, name=board["run"])
+    # wide enough for each header ("Precision@10" needs ~96 px at the default font)
+    metric_width = {c: st.column_config.NumberColumn(c, width=max(72, 8 * len(c)))
+                    for c in labels if c in shown}
     st.dataframe(
         shown.style.format({**{c: "{:.4f}" for c in labels if c in shown}, "fit s": "{:.1f}"},
                            na_rep="–")
@@ -356,18 +379,30 @@ with ranking_tab:
         column_config={**metric_width,
                        "default": st.column_config.TextColumn(
                            "pin", width=36, help="✓ = the pinned default model for new visitors"),
-                       "run": st.column_config.TextColumn("run", width=190),
-                       "model": st.column_config.TextColumn("model", width=80),
+                       "run": st.column_config.TextColumn(
+                           "run", width=140, help="model and time for automatic names; the "
+                                                  "full name is the last column"),
+                       "model": st.column_config.TextColumn("model", width=72),
                        "dim": st.column_config.TextColumn("dim", width=40),
-                       "epochs": st.column_config.TextColumn("epochs", width=52),
-                       "fit s": st.column_config.NumberColumn("fit s", width=48)},
+                       "epochs": st.column_config.TextColumn("epochs", width=60),
+                       "fit s": st.column_config.NumberColumn("fit s", width=52),
+                       "name": st.column_config.TextColumn(
+                           "full run name", width=230,
+                           help="what `?run=` and `recsys pin` take")},
     )
 with neighbours_tab:
-    st.dataframe(board[["default", "run", "model", *[c for c in quality if c in board]]]
+    nq_shown = board[["default", "model", *[c for c in quality if c in board]]]
+    st.dataframe(nq_shown.assign(run=short_run, name=board["run"])
+                 [["default", "run", "model", *[c for c in quality if c in board], "name"]]
                  .style.format({c: "{:.2f}" for c in quality}, na_rep="–"),
                  hide_index=True, key=KEY_PREFIX + "nq_board",
                  column_config={"default": st.column_config.TextColumn("pin", width=36),
-                                "run": st.column_config.TextColumn("run", width=190)})
+                                "run": st.column_config.TextColumn("run", width=140),
+                                "model": st.column_config.TextColumn("model", width=72),
+                                **{c: st.column_config.NumberColumn(c, width=max(80, 7 * len(c)))
+                                   for c in quality},
+                                "name": st.column_config.TextColumn("full run name",
+                                                                    width=230)})
     st.caption("How good each model's similar-movie list (cosine of its movie vectors) is, over "
                "every movie's top 10 on the test period: genre agreement weighted by rarity "
                "(1 = chance), the neighbours' popularity percentile (50 = typical movie, 99 = "

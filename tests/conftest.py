@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from recsys.data.interactions import Interactions
@@ -10,6 +12,11 @@ from recsys.data.protocol import SplitConfig
 from recsys.data.splits import make_split
 from recsys.errors import DataUnavailableError
 from tests.synthetic import block_ratings
+
+# Job managers keep a warm standby worker (recsys/jobs/standby.py): in tests only where a test
+# asks for one (tests/test_warm_worker.py, the Train page's warm test), not in every app the
+# suite opens. Set before any test runs, so servers the tests start inherit it too.
+os.environ.setdefault("RECSYS_WARM_WORKER", "0")
 
 
 @pytest.fixture

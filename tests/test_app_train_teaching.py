@@ -45,7 +45,8 @@ def runs_dir(tmp_path_factory):
               split=split)
     train_run(ML, OTHER_PROTOCOL, TrainConfig(epochs=2, refit=False), path / "bpr-other-split")
     pin_run(path, "bpr-weak-decay")
-    with runs_served(path):
+    with runs_served(path), pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RECSYS_WARM_WORKER", "0")  # no standby worker unless a test asks for one
         yield path
 
 
@@ -181,6 +182,42 @@ def test_activity_view_splits_every_leaderboard_run_and_averages_back(runs_dir):
     assert len(groups) == 3
     assert len(figure(at, "activity_chart")["data"]) == 3  # one bar trace per run
     assert any("Best per group" in i.value for i in at.info)
+    why = next(i.value for i in at.info if "Why do users with few ratings" in i.value
+               ).replace("\\", "")
+    assert "divides a user's hits" in why and "median per group" in why
+    # the ceiling it quotes is the real one: a perfect model's mean recall in the few group
+    from ui.train_lessons import held_out_table
+
+    ceilings = held_out_table(SplitConfig())
+    assert ceilings["held_out"].is_monotonic_increasing  # heavier users hold out more
+    assert ceilings["ceiling"].iloc[0] > ceilings["ceiling"].iloc[2]
+    assert f"few {ceilings['ceiling'].iloc[0]:.2f}" in why
+
+
+def test_activity_sentence_is_true_for_one_model():
+    import pandas as pd
+
+    from ui.train_lessons import activity_sentence
+
+    groups = ["few (≤ 32 ratings)", "medium (33–88)", "many (> 88)"]
+    one = pd.DataFrame({"run": ["r1"], "model": ["mf-bpr"], groups[0]: [0.198],
+                        groups[1]: [0.13], groups[2]: [0.077], "overall": [0.13]})
+    sentence = activity_sentence(one)
+    assert "wins" not in sentence and "Only one run of mf-bpr" in sentence
+    assert "few 0.198" in sentence and "Train the baselines" in sentence
+    two = pd.concat([one, one.assign(run="r2", model="popularity")], ignore_index=True)
+    assert activity_sentence(two).startswith("Best per group")
+
+
+def test_automatic_run_names_are_shortened_for_charts():
+    from ui.train_lessons import short_names, short_run_name, shortened
+
+    assert short_run_name("mf-bpr-20261206-225927-6771") == "mf-bpr 22:59:27"
+    assert short_run_name("class-mf-bpr") == "class-mf-bpr"  # a chosen name stays
+    clash = short_names(["mf-bpr-20261206-225927-6771", "mf-bpr-20261207-225927-0a1b"])
+    assert len(set(clash.values())) == 2  # the same time on two days: full names
+    assert shortened({"mf-bpr-20261206-225927-6771": "mf-bpr · mf-bpr-20261206-225927-6771"}
+                     ) == {"mf-bpr-20261206-225927-6771": "mf-bpr · mf-bpr 22:59:27"}
 
 
 def test_switching_lessons_computes_only_the_open_one(runs_dir):
@@ -206,19 +243,64 @@ def test_a_bad_view_is_ignored_without_a_traceback(runs_dir, bad):
     assert "view" not in at.query_params  # warned once, then dropped from the URL
 
 
-def test_after_training_a_link_opens_the_map_coloured_by_length(runs_dir):
-    # last in this file: it adds a run to the folder the other tests count
+def main_order(at: AppTest) -> list[str]:
+    """The main area's elements in page order, as "type: text" lines."""
+    lines = []
+
+    def walk(node) -> None:
+        children = getattr(node, "children", None)
+        if children:
+            for child in children.values():
+                walk(child)
+            return
+        texts = [v for v in (getattr(node, "label", None), getattr(node, "value", None))
+                 if isinstance(v, str)]
+        lines.append(f"{node.type}: {' = '.join(texts)}")
+
+    walk(at.main)
+    return lines
+
+
+def test_training_shows_the_job_at_the_top_on_the_standby_worker(runs_dir, monkeypatch):
+    """The warm worker's life cycle seen from the page: the server's manager keeps a standby,
+    Train hands it the job (no new interpreter), the job's panel comes first on the page in
+    the same run as the click, and the Done box says the run is active in this tab only.
+    Last in this file: it adds a run to the folder the other tests count."""
+    from recsys.jobs import standby as standbys
+    from recsys.jobs.manager import read_job
     from ui import shared
 
-    shared._job_manager.clear()  # a manager over this module's runs folder
+    monkeypatch.setenv("RECSYS_WARM_WORKER", "1")
+    standbys.close_all()
+    shared._job_manager.clear()  # a manager over this module's runs folder, with a standby
     at = open_train(**{"train_model": "mf-bpr"})
-    at.number_input(key="train_mf-bprepochs").set_value(1)
-    at.button(key="train_submit").click().run()
-    poll(ok(at), lambda a: any("now *your* active model" in s.value for s in a.success))
-    links = [link for link in at.get("page_link") if "coloured by length" in link.proto.label]
-    assert len(links) == 1
-    run_name = at.session_state["sb_run"]
-    assert links[0].proto.page.endswith("embedding_map")
-    assert links[0].proto.query_string in (f"colour=length&run={run_name}",
-                                           f"run={run_name}&colour=length")
-    shared._job_manager.clear()
+    try:
+        (keeper,) = standbys.live()  # the page's manager's, the only one in this process
+        deadline = time.monotonic() + 180
+        while not keeper.is_ready():
+            assert time.monotonic() < deadline, "the standby never became ready"
+            time.sleep(0.1)
+        standby = keeper.pid
+        at.number_input(key="train_mf-bprepochs").set_value(1)
+        ok(at.button(key="train_submit").click().run())
+        order = main_order(at)
+        job_at = next(i for i, line in enumerate(order) if "Your job" in line)
+        form_at = next(i for i, line in enumerate(order) if line.startswith("selectbox: Model"))
+        assert job_at < form_at, order[:12]  # the job, not the form, is where the eye is
+        job = read_job(shared.runs_dir() / ".jobs" / at.session_state["train_job"])
+        assert job["warm"] is True and job["pid"] == standby
+        poll(ok(at), lambda a: any("this browser tab only" in s.value for s in a.success))
+        done = next(s.value for s in at.success if "this browser tab only" in s.value)
+        run_name = at.session_state["sb_run"]
+        assert f"?run={run_name}" in done and "pin it below" in done
+        links = [link for link in at.get("page_link")
+                 if "coloured by length" in link.proto.label]
+        assert len(links) == 1
+        assert links[0].proto.page.endswith("embedding_map")
+        assert links[0].proto.query_string in (f"colour=length&run={run_name}",
+                                               f"run={run_name}&colour=length")
+        assert keeper.pid != standby  # used once, never again
+    finally:
+        standbys.close_all()
+        shared._job_manager.clear()
+    assert standbys.live() == [] and keeper.pid is None

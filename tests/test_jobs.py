@@ -49,6 +49,13 @@ def slow_config() -> TrainConfig:
     return tiny_config(epochs=1000, batch_size=16)
 
 
+@pytest.fixture(autouse=True)
+def cold_workers(monkeypatch):
+    """Every job here starts a cold worker (the standby's life cycle and warm jobs are
+    tests/test_warm_worker.py's): no manager of this file keeps a process waiting."""
+    monkeypatch.setenv("RECSYS_WARM_WORKER", "0")
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> str:
     """A GroupLens ML-100K folder (u.data, u.item, u.user) of 200 users and 80 movies."""

@@ -1,5 +1,7 @@
 """Training jobs in their own process: :class:`JobManager` starts one
-``python -m recsys.jobs.worker JOB_DIR`` per job and reads back what the worker writes.
+``python -m recsys.jobs.worker JOB_DIR`` per job and reads back what the worker writes; a
+job the manager's warm standby worker fits (:mod:`recsys.jobs.standby`) is handed to that
+already-started process instead, so its first epoch follows the click at once.
 
 Everything about a job lives in ``jobs_dir/<id>/``: ``job.json`` (what to train and for whom),
 ``progress.jsonl`` (one event per line, appended by the worker), ``worker.log`` (the worker's
@@ -31,6 +33,7 @@ from typing import Any
 
 from recsys.data.protocol import SplitConfig
 from recsys.errors import BadInputError
+from recsys.jobs.standby import STANDBY_LOG, STANDBY_THREADS, Standby, warm_by_default
 from recsys.models.config import TrainConfig
 from recsys.settings import to_dict
 
@@ -39,6 +42,7 @@ FINISHED = (DONE, FAILED, CANCELLED)
 KEEP_FINISHED_SECONDS = 7 * 24 * 3600  # a finished job's folder is kept a week (its run: always)
 
 JOB_FILE, PROGRESS_FILE, LOG_FILE, STOP_FILE = "job.json", "progress.jsonl", "worker.log", "stop"
+WORKER_LOCK = "worker.lock"  # held by the job's worker while it lives (a standby's proof)
 MAP_METHODS = ("pca", "tsne", "umap")  # recsys.lessons.projection.METHODS, without importing torch
 MAP_LABELS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 # Shares of the progress bar, in the order a job goes through them. A job without a refit
@@ -139,10 +143,16 @@ class JobManager:
     At most ``max_running`` workers train at once (each holds a lock on
     ``jobs_dir/slot-<i>.lock``, released by the OS when it dies); the others wait in line.
     Any number of managers, in any process, may look at the same ``jobs_dir``.
+
+    ``warm`` keeps one standby worker ready (None: unless ``RECSYS_WARM_WORKER=0``), loaded
+    with ``warm_data_dir`` (None: the default MovieLens). A manager with a standby must be
+    closed (:meth:`close`, or ``with JobManager(…) as manager``); the standby also ends by
+    itself when this process dies.
     """
 
     def __init__(self, jobs_dir: str | Path, max_running: int = 1,
-                 python: str = sys.executable) -> None:
+                 python: str = sys.executable, warm: bool | None = None,
+                 warm_data_dir: str | Path | None = None) -> None:
         if max_running < 1:
             raise BadInputError(f"max_running must be at least 1, got {max_running}")
         self.jobs_dir = Path(jobs_dir).expanduser().resolve()
@@ -155,6 +165,21 @@ class JobManager:
         self._lock = threading.Lock()
         self._admitting = threading.Lock()  # this process's side of SUBMIT_LOCK
         self.prune()
+        self.standby: Standby | None = None
+        if warm_by_default() if warm is None else warm:
+            data = str(Path(warm_data_dir).expanduser().resolve()) if warm_data_dir else None
+            self.standby = Standby(self._launch_worker, self._training_now, data)
+
+    def close(self) -> None:
+        """Ends the waiting standby worker, if any (running jobs go on)."""
+        if self.standby is not None:
+            self.standby.close()
+
+    def __enter__(self) -> JobManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def prune(self, older_than: float = KEEP_FINISHED_SECONDS) -> list[str]:
         """Removes the folders of jobs that finished more than ``older_than`` seconds ago and
@@ -228,8 +253,11 @@ class JobManager:
             }
             _write_json(job_dir / JOB_FILE, job)
             with self._lock:
-                self._workers[job_id] = self._launch(job_dir, train_config.threads)
-                _write_json(job_dir / JOB_FILE, {**job, "pid": self._workers[job_id].pid})
+                worker = self.standby and self.standby.take(job_dir, job["data_dir"],
+                                                            train_config.threads)
+                self._workers[job_id] = worker or self._launch(job_dir, train_config.threads)
+                _write_json(job_dir / JOB_FILE, {**job, "pid": self._workers[job_id].pid,
+                                                 "warm": worker is not None})
         return self.snapshot(job_id)
 
     @contextlib.contextmanager
@@ -244,16 +272,37 @@ class JobManager:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _launch(self, job_dir: Path, threads: int) -> subprocess.Popen:
+        """A cold worker for the job: a fresh interpreter that imports torch after the click."""
+        with open(job_dir / LOG_FILE, "ab") as log:
+            return self._launch_worker([str(job_dir)], threads, stdin=subprocess.DEVNULL,
+                                       stdout=log, module="recsys.jobs.worker")
+
+    def _launch_worker(self, args: list[str], threads: int = STANDBY_THREADS,
+                       stdin: Any = subprocess.DEVNULL, stdout: Any = None,
+                       module: str = "recsys.jobs.standby") -> subprocess.Popen:
+        """``python -m MODULE ARGS``: a cold worker, or (the default) a standby, whose output
+        goes to ``jobs_dir/standby.log`` until it takes a job."""
         package_root = str(Path(__file__).resolve().parents[1])  # the worker runs this recsys
         path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
         env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": str(threads),
                "MKL_NUM_THREADS": str(threads)}
-        with open(job_dir / LOG_FILE, "ab") as log:
+        with contextlib.ExitStack() as files:
+            log = files.enter_context(open(self.jobs_dir / STANDBY_LOG, "ab"))
             return subprocess.Popen(
-                [self.python, "-m", "recsys.jobs.worker", str(job_dir)], stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, cwd=os.getcwd(), env=env,
+                [self.python, "-m", module, *args], stdin=stdin,
+                stdout=log if stdout is None else stdout,
+                stderr=subprocess.STDOUT if stdout is not subprocess.PIPE else log,
+                cwd=os.getcwd(), env=env, text=stdout is subprocess.PIPE,
                 start_new_session=True,  # its own process group: cancel ends it and its children
             )
+
+    def _training_now(self) -> bool:
+        """Whether a worker this manager started is alive and has not saved its run yet
+        (the standby waits: warming up would slow that training down)."""
+        with self._lock:
+            ids = [job_id for job_id, worker in self._workers.items() if worker.poll() is None]
+        return any(not _has(read_events(self.jobs_dir / job_id), "saved", "failed", "cancelled")
+                   for job_id in ids)
 
     # ------------------------------------------------------------------ reading
     def snapshot(self, job_id: str) -> JobSnapshot | None:
@@ -344,7 +393,7 @@ class JobManager:
         pid = _pid(job, events)
         if pid is None:  # the submitting process has not recorded the pid yet
             return time.time() - float(job.get("submitted", 0.0)) < START_GRACE
-        return pid_is_worker(pid, job_id)
+        return pid_is_worker(pid, job_id, self.jobs_dir / job_id)
 
     def _snapshot(self, record: _Record, records: list[_Record]) -> JobSnapshot:
         """``records``: every job, to place a queued one in line (unused otherwise)."""
@@ -413,15 +462,16 @@ def remove_partial_run(out_dir: str | Path, pid: int | None,
 def queued_ahead(jobs_dir: Path, job_id: str) -> int:
     """How many unfinished jobs submitted before ``job_id`` still wait for a slot: a worker
     only takes a slot when this is 0, so jobs start in the order they were submitted."""
-    manager = JobManager(jobs_dir)
+    manager = JobManager(jobs_dir, warm=False)
     records = manager._records()
     me = next((r for r in records if r.id == job_id), None)
     return 0 if me is None else _queue(me, records)[0]
 
 
-def pid_is_worker(pid: int, job_id: str) -> bool:
+def pid_is_worker(pid: int, job_id: str, job_dir: Path | None = None) -> bool:
     """True when ``pid`` is a live (not zombie) worker of ``job_id``; a pid reused by another
-    program after a restart does not count."""
+    program after a restart does not count. A standby that took the job (its command line
+    names no job) counts when it holds the job's ``worker.lock`` (needs ``job_dir``)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -436,7 +486,27 @@ def pid_is_worker(pid: int, job_id: str) -> bool:
         cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
     except (OSError, IndexError):
         return False
-    return state not in ("Z", "X") and "recsys.jobs.worker" in cmdline and job_id in cmdline
+    if state in ("Z", "X"):
+        return False
+    if "recsys.jobs.worker" in cmdline:
+        return job_id in cmdline
+    return ("recsys.jobs.standby" in cmdline and job_dir is not None
+            and _locked(job_dir / WORKER_LOCK))
+
+
+def _locked(path: Path) -> bool:
+    """Whether some process holds an exclusive lock on ``path``."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------------------- state from events

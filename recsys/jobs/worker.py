@@ -4,6 +4,10 @@ Started by :class:`recsys.jobs.manager.JobManager`. It waits for a free training
 MovieLens, trains, evaluates and saves the run, frees the slot, then caches the run's maps at
 a lower CPU priority, appending an event to ``JOB_DIR/progress.jsonl`` at every step.
 SIGTERM (a cancel) unwinds as an exception, so a half-saved run never stays behind.
+
+``python -m recsys.jobs.standby --parent PID [--data-dir DIR]`` is the same worker started
+ahead of the click (:mod:`recsys.jobs.standby` holds the protocol): it imports torch, loads
+MovieLens, says ``ready`` and waits for one job, then runs :func:`work_on` for it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from recsys.jobs.manager import (
     MAP_LABELS,
     MAPS_LOCK,
     STOP_FILE,
+    WORKER_LOCK,
     append_event,
     queued_ahead,
     read_events,
@@ -47,24 +52,33 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m recsys.jobs.worker JOB_DIR", file=sys.stderr)
         return 2
-    job_dir = Path(args[0])
+    return work_on(Path(args[0]))
+
+
+def work_on(job_dir: Path, preloaded: Any = None) -> int:
+    """Runs the job in ``job_dir`` in this process; ``preloaded``: what a standby worker
+    loaded ahead (:class:`recsys.jobs.standby.Preloaded`: the data, the default split), given
+    only for a job that asks for the same data folder."""
     job = read_job(job_dir)
     if job is None:
         print(f"{job_dir / 'job.json'} is missing or unreadable", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _on_sigterm)
-    append_event(job_dir, "start", pid=os.getpid())
-    code = run_job(job_dir, job)
+    # Held until this process ends (the OS drops it): how another manager tells that a
+    # standby, whose command line names no job, is this job's live worker.
+    fcntl.flock(os.open(job_dir / WORKER_LOCK, os.O_RDWR | os.O_CREAT, 0o644), fcntl.LOCK_EX)
+    append_event(job_dir, "start", pid=os.getpid(), warm=preloaded is not None)
+    code = run_job(job_dir, job, preloaded)
     append_event(job_dir, "exit", code=code)
     return code
 
 
-def run_job(job_dir: Path, job: dict[str, Any]) -> int:
+def run_job(job_dir: Path, job: dict[str, Any], preloaded: Any = None) -> int:
     """Trains and maps the job, turning every way it can end into one event; the exit code."""
     out, slot = Path(job["out_dir"]), None
     try:
         slot = _take_slot(job_dir, job)
-        run, ml = _train(job_dir, job)
+        run, ml = _train(job_dir, job, preloaded)
         # The run is saved: free the slot so the next visitor's training starts now, and
         # compute the maps at a lower priority so they never slow that training down.
         os.close(slot)
@@ -106,13 +120,15 @@ def _take_slot(job_dir: Path, job: dict[str, Any]) -> int:
         time.sleep(POLL_SECONDS)
 
 
-def _train(job_dir: Path, job: dict[str, Any]) -> tuple[Any, Any]:
+def _train(job_dir: Path, job: dict[str, Any], preloaded: Any = None) -> tuple[Any, Any]:
     append_event(job_dir, "phase", name="load")
     from recsys.data.loading import load_movielens  # heavy imports (torch) only once a slot is ours
     from recsys.errors import RunError
     from recsys.storage.runs import train_run
 
-    ml = load_movielens(job.get("data_dir"), progress=False)
+    ml = preloaded.ml if preloaded is not None else load_movielens(job.get("data_dir"),
+                                                                   progress=False)
+    split_config = from_dict(SplitConfig, job["split"])
     wanted = job.get("fingerprint")
     if wanted and ml.fingerprint() != wanted:
         raise RunError(
@@ -129,8 +145,9 @@ def _train(job_dir: Path, job: dict[str, Any]) -> tuple[Any, Any]:
         append_event(job_dir, "epoch", stats=stats)
         return stop_file.exists()  # asks the fit to end here, keeping its best epoch
 
-    run = train_run(ml, from_dict(SplitConfig, job["split"]), from_dict(TrainConfig, job["train"]),
-                    job["out_dir"], callbacks=[on_epoch],
+    run = train_run(ml, split_config, from_dict(TrainConfig, job["train"]), job["out_dir"],
+                    callbacks=[on_epoch],
+                    split=preloaded.split_for(split_config) if preloaded is not None else None,
                     on_phase=lambda name: append_event(job_dir, "phase", name=name))
     # From this line on the run is the user's: a cancel keeps it.
     append_event(job_dir, "saved", path=str(run.path), fit_seconds=run.metrics["fit_seconds"])
