@@ -9,14 +9,18 @@ from ui import frame
 
 frame.page("Build your profile")
 
-import pandas as pd  # noqa: E402
-import plotly.express as px  # noqa: E402  (heavy imports after the heading)
+import pandas as pd  # noqa: E402  (heavy imports after the heading)
 import plotly.graph_objects as go  # noqa: E402
 
 from recsys.errors import RecsysError  # noqa: E402
-from recsys.lessons.projection import place_user  # noqa: E402
 from recsys.models import model_names  # noqa: E402
-from recsys.serving.coldstart import ColdStartConfig, blend_weight, cold_start, coldstart_curve  # noqa: E402
+from recsys.serving.coldstart import (  # noqa: E402
+    ColdStartConfig,
+    blend_weight,
+    cold_start,
+    coldstart_curve,
+    map_position,
+)
 from ui import display, links, shared, state  # noqa: E402
 from ui.text import plain  # noqa: E402
 
@@ -53,10 +57,7 @@ linked = {param: links.new_value(KEY_PREFIX, param, movie_ids) for param in PARA
 def curve_chart(curve: pd.DataFrame) -> go.Figure:
     """Recall@10 against likes revealed, one line per method: the same for every visitor of
     a model, so built once (shared read-only)."""
-    fig = px.line(curve, x="likes", y="recall@10", color="method", markers=True, log_x=True,
-                  height=320, labels={"likes": "likes revealed", "recall@10": "test Recall@10"})
-    fig.update_layout(margin=dict(l=0, r=0, t=10, b=0))
-    return fig
+    return display.likes_curve_figure(curve)
 
 
 from_link = any(value is not None for value in linked.values())
@@ -65,14 +66,16 @@ for key, param in PARAMS.items():
         st.session_state[key] = linked[param] or []
     else:  # what the visitor has (after a switch of run: what that catalogue knows)
         st.session_state[key] = [i for i in st.session_state.get(key, []) if i in titles]
-c1, c2, c3 = st.columns([3, 3, 1])
-liked = c1.multiselect("Movies you liked", list(titles), format_func=titles.get,
-                       key=KEY_PREFIX + "liked", placeholder="Type a title…")
+# The likes across the page and wrapping: every pick stays in view with its ×, the box grows
+# (in a column, Streamlit keeps the chips on one row that scrolls and shows only the last).
+liked = st.multiselect("Movies you liked", list(titles), format_func=titles.get,
+                       key=KEY_PREFIX + "liked", placeholder="Type a title…", wrap=True)
 st.session_state[KEY_PREFIX + "disliked"] = [i for i in st.session_state[KEY_PREFIX + "disliked"]
                                    if i not in liked]  # a movie is liked or disliked, not both
+c2, c3 = st.columns([4, 1])
 disliked = c2.multiselect("Movies you did not like", [i for i in titles if i not in liked],
                           format_func=titles.get, key=KEY_PREFIX + "disliked",
-                          placeholder="Optional")
+                          placeholder="Optional", wrap=True)
 k = c3.slider("How many", 5, 30, 10, key=KEY_PREFIX + "k")
 for param, chosen in (("likes", liked), ("dislikes", disliked)):
     if chosen:
@@ -109,47 +112,39 @@ if liked:
     st.info(f"{len(liked)} like{'s' if len(liked) > 1 else ''}: {w:.0%} collaborative, "
             f"{1 - w:.0%} content similarity — {how}.", icon=":material/tune:")
 
-left, right = st.columns([3, 2], gap="large")
-with left:
-    st.subheader("Recommended for you")
-    table = display.readable(recs)  # also drops attrs: the vector there is not serialisable
-    table["source"] = table["source"].map(BADGES).fillna(table["source"])
-    st.dataframe(table[["rank", "title", "source", "score", "genres"]],
-                 hide_index=True, key=KEY_PREFIX + "recs",
-                 column_config={"rank": st.column_config.NumberColumn("#", width=32),
-                                "title": st.column_config.TextColumn(width=200),
-                                "source": st.column_config.TextColumn(
-                                    width=150, help="what placed this movie in your list"),
-                                "score": st.column_config.NumberColumn(format="%.2f",
-                                                                       width=52)})
-with right:
-    st.subheader("You on the map")
-    vector = recs.attrs.get("vector")
-    if vector is None:
-        st.info("Your point appears once you like a movie, for dot-product models "
-                f"({', '.join(model_names(folds_in=True))}).")
-    else:
-        frame = shared.projection_frame(run, "pca")
-        x, y = place_user(shared.projection(run, "pca"), vector)
-        mine = frame[frame["item_id"].isin(liked)]
-        fig = display.figure([
-            dict(type="scattergl", x=frame["x"].to_numpy(), y=frame["y"].to_numpy(),
-                 mode="markers", text=frame["label"].to_numpy(),
-                 marker=dict(size=4, color="#B8C2CC"), name="movies",
-                 hovertemplate="%{text}<extra></extra>"),
-            dict(type="scattergl", x=mine["x"].to_numpy(), y=mine["y"].to_numpy(),
-                 mode="markers", text=mine["label"].to_numpy(),
-                 marker=dict(size=9, color="#2E86AB"), name="liked",
-                 hovertemplate="%{text}<extra>liked</extra>"),
-            dict(type="scatter", x=[x], y=[y], mode="markers+text", text=["you"],
-                 textposition="top center", name="you",
-                 marker=dict(size=18, symbol="star", color="#E4572E",
-                             line=dict(width=1, color="black"))),
-        ], dict(height=420, margin=dict(l=0, r=0, t=10, b=0), legend=dict(orientation="h")))
-        st.plotly_chart(fig, key=KEY_PREFIX + "map")
-        st.caption("PCA of the movie vectors; your folded-in vector goes through the same "
-                   "linear map, scaled to a typical movie's length (only its direction "
-                   "decides what you are recommended).")
+# The list across the page (beside the map, genres were cut at 1,280-1,366 px); the map below.
+st.subheader("Recommended for you")
+table = display.readable(recs)  # also drops attrs: the vector there is not serialisable
+table["source"] = table["source"].map(BADGES).fillna(table["source"])
+st.dataframe(table[["rank", "title", "source", "score", "genres"]],
+             hide_index=True, key=KEY_PREFIX + "recs",
+             column_config={"rank": st.column_config.NumberColumn("#", width=32),
+                            "title": st.column_config.TextColumn(width=300),
+                            "source": st.column_config.TextColumn(
+                                width=170, help="what placed this movie in your list"),
+                            "score": st.column_config.NumberColumn(format="%.2f", width=56)})
+
+st.subheader("You on the map")
+vector = recs.attrs.get("vector")
+if vector is None:
+    st.info("Your point appears once you like a movie, for dot-product models "
+            f"({', '.join(model_names(folds_in=True))}).")
+else:
+    projection = shared.projection(run, "pca")
+    frame = shared.projection_frame(run, "pca")
+    liked_coords = projection.coords[ctx.item_indices(liked)]
+    you = map_position(projection.pca_components, vector, liked_coords)
+    left, right = st.columns([3, 2], gap="large")
+    left.plotly_chart(display.profile_map_figure(frame, liked, you, recs["item_id"].tolist()),
+                      key=KEY_PREFIX + "map")
+    right.markdown("A PCA of the movie vectors: each grey dot is a movie, **blue** the ones "
+                   "you liked, ringed in **orange** the ones recommended. Your folded-in "
+                   "vector goes through the same linear map as a *direction* (dotted): the "
+                   "further a movie lies along it, the more this map's two axes add to its "
+                   "score. The **star** sits on that direction at the depth of the movies you "
+                   "liked (a user vector's length only reflects how few likes it has). Two "
+                   "axes hold only part of the vectors: a recommended movie off the arrow "
+                   "scores on the dimensions the map leaves out.")
 
 st.divider()
 st.subheader("How many likes does a new user need? (measured)")

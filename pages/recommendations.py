@@ -22,8 +22,9 @@ LIST_COLUMNS = {  # shared by the top-K list and the two re-ranking lists
     "rank": st.column_config.NumberColumn("#", width=32),
     "test hit": st.column_config.CheckboxColumn("hit", width=40,
                                                 help="a held-out test like of this user"),
-    "title": st.column_config.TextColumn(width="medium"),
+    "title": st.column_config.TextColumn(width=270),
 }
+CELL_HINT = " A cut cell shows all its text when clicked."  # glide's overlay: the tooltip
 state.carry(*(KEY_PREFIX + name for name in ("user", "k", "exclude", "scoring", "mmr", "fresh",
                                              "pop")))
 
@@ -42,7 +43,7 @@ if linked is not None:
 elif st.session_state.get(KEY_PREFIX + "user") not in labels:  # new visitor, or run without them
     st.session_state[KEY_PREFIX + "user"] = next(iter(labels))
 
-c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
+c1, c2, c3, c4 = st.columns([5, 2, 2, 2])  # room for "Exclude seen" at 21 px type
 user_id = c1.selectbox("User (type to search by id, age, occupation)", list(labels),
                        format_func=labels.get, key=KEY_PREFIX + "user")
 k = c2.slider("How many", 5, 30, 10, key=KEY_PREFIX + "k")
@@ -76,40 +77,43 @@ except RecsysError as err:
     st.error(f"Cannot recommend for user {user_id}: {plain(err)}")
     st.stop()
 recs = display.readable(users_of_run.mark_hits(recs, held_out))
-# Titles only: the similarities behind each reason would crowd the column.
-recs["because"] = [" · ".join(title for _, title, _ in items) for items in recs["because_items"]]
+# The two closest titles, without years: more, or their similarities, would crowd it.
+recs["because"] = recs["because_items"].map(display.because_text)
 
-left, right = st.columns([5, 7], gap="medium")
-with left:
-    st.subheader("History")
-    history = users_of_run.user_ratings(ml, run, split, user_index)
-    st.dataframe(history[["title", "rating", "part", "date", "genres"]], hide_index=True,
-                 height=420, key=KEY_PREFIX + "history",
-                 column_config={"rating": st.column_config.NumberColumn(
-                                    "★", format="%d", width=32, help="the user's rating, 1–5"),
-                                "title": st.column_config.TextColumn(width=190),
-                                "part": st.column_config.TextColumn(
-                                    width=120,
-                                    help="where the rating sits in the evaluation protocol")})
-with right:
-    hits = int(recs["test hit"].sum())
-    st.subheader(f"Top {k} · {hits} test hit{'s' if hits != 1 else ''}")
-    personal = recs["because_items"].map(len).any()  # popularity: one list for everybody
-    cols = ["rank", "test hit", "title", "score", *(["because"] if personal else []), "genres"]
-    st.dataframe(recs[cols], hide_index=True, height=420, key=KEY_PREFIX + "recs",
-                 column_config={
-                     **LIST_COLUMNS,
-                     "score": st.column_config.NumberColumn(format="%.2f", width=56),
-                     "title": st.column_config.TextColumn(width=190),
-                     "because": st.column_config.TextColumn(
-                         "because you liked…", width="large",
-                         help="the movies in the user's history most similar to this one"),
-                 })
-    if not personal:
-        st.caption(f"{plain(run.train_config.model)} gives every user the same list (minus what "
-                   "they have seen): nothing in it comes from this user's taste.")
-    if not exclude_seen:
-        st.caption("Seen movies are included: the model mostly re-finds what the user rated.")
+# One above the other, each across the page: side by side at 1,280-1,366 px both tables cut
+# their titles, dates and genres.
+hits = int(recs["test hit"].sum())
+st.subheader(f"Top {k} · {hits} test hit{'s' if hits != 1 else ''}")
+personal = recs["because_items"].map(len).any()  # popularity: one list for everybody
+cols = ["rank", "test hit", "title", "score", *(["because"] if personal else []), "genres"]
+st.dataframe(recs[cols], hide_index=True, key=KEY_PREFIX + "recs",
+             column_config={
+                 **LIST_COLUMNS,
+                 "score": st.column_config.NumberColumn(format="%.2f", width=56),
+                 "because": st.column_config.TextColumn(
+                     "because you liked…", width=270,
+                     help="the two movies in the user's history most similar to this one."
+                          + CELL_HINT),
+                 "genres": st.column_config.TextColumn(help=CELL_HINT.strip()),
+             })
+if not personal:
+    st.caption(f"{plain(run.train_config.model)} gives every user the same list (minus what "
+               "they have seen): nothing in it comes from this user's taste.")
+if not exclude_seen:
+    st.caption("Seen movies are included: the model mostly re-finds what the user rated.")
+
+st.subheader("History")
+history = users_of_run.user_ratings(ml, run, split, user_index)
+st.dataframe(history[["title", "rating", "part", "date", "genres"]], hide_index=True,
+             height=316, key=KEY_PREFIX + "history",
+             column_config={"rating": st.column_config.NumberColumn(
+                                "★", format="%d", width=32, help="the user's rating, 1–5"),
+                            "title": st.column_config.TextColumn(width=300),
+                            "part": st.column_config.TextColumn(
+                                width=120,
+                                help="where the rating sits in the evaluation protocol"),
+                            "date": st.column_config.DateColumn(width=96),
+                            "genres": st.column_config.TextColumn(help=CELL_HINT.strip())})
 
 st.divider()
 st.subheader("Score anatomy: why is this movie on the list?")
@@ -176,21 +180,32 @@ else:
         st.error(f"Re-ranking failed: {plain(err)}")
     else:
         factors = run.model.item_factors()
-        b_col, a_col = st.columns(2)
-        for col, title, frame in ((b_col, "Ranking only", before), (a_col, "Re-ranked", after)):
+        # The two lists one above the other, across the page: side by side at 1,280-1,366 px
+        # the titles and reasons were cut. Not in tabs: with them the first click after the
+        # page loaded took 12-22 s in Chromium (3 s without, load ~12). *was*: what moved.
+        for title, frame in (("Re-ranked", after), ("Ranking only", before)):
             items = ctx.item_indices(frame["item_id"])
-            diversity = intra_list_diversity(factors, items[None, :])
             marked = users_of_run.mark_hits(frame, held_out)
-            with col:
-                n_hits = int(marked["test hit"].sum())
-                st.markdown(f"**{title}** · list diversity {diversity:.3f} · "
-                            f"{n_hits} test hit{'s' if n_hits != 1 else ''}")
-                st.dataframe(marked[["rank", "test hit", "title", "model_rank", "reason"]],
-                             hide_index=True, key=KEY_PREFIX + title,
-                             column_config={**LIST_COLUMNS,
-                                            "model_rank": st.column_config.NumberColumn(
-                                                "rank before", width="small",
-                                                help="rank by model score")})
+            closest = serving.explain_items(ctx, user_id, items, n_reasons=1)["because_items"]
+            marked["reason"] = display.funnel_reasons(marked, closest)
+            diversity = intra_list_diversity(factors, items[None, :])
+            n_hits = int(marked["test hit"].sum())
+            st.markdown(f"**{title}** · list diversity {diversity:.3f} · "
+                        f"{n_hits} test hit{'s' if n_hits != 1 else ''}")
+            st.dataframe(marked[["rank", "test hit", "title", "model_rank", "reason"]],
+                         hide_index=True, key=KEY_PREFIX + title,
+                         column_config={
+                             **LIST_COLUMNS,
+                             "title": st.column_config.TextColumn(width=300),
+                             "model_rank": st.column_config.NumberColumn(
+                                 "was", width=44,
+                                 help="its rank by model score alone, before the knobs"),
+                             "reason": st.column_config.TextColumn(
+                                 "how it was found",
+                                 help="vector: retrieved by the user's vector (FAISS top-N), "
+                                      "with the liked movie closest to it; neighbour of: "
+                                      "close to one of the user's most recent likes."
+                                      + CELL_HINT)})
         if st.button("Measure these knobs on all test users", key=KEY_PREFIX + "measure"):
             with st.spinner("Running the funnel for every test user (a few seconds)…"):
                 table = shared.compare_reranking(run, config)
@@ -206,6 +221,12 @@ else:
     neighbours = neighbours.assign(shared=neighbours["shared"].map(", ".join))
     st.caption(f"Nearest by {neighbours.attrs.get('space', 'similarity')}.")
     st.dataframe(neighbours, hide_index=True, key=KEY_PREFIX + "neighbours",
-                 column_config={"similarity": st.column_config.ProgressColumn(
-                     min_value=0.0, max_value=1.0, format="%.2f"),
-                     "shared": st.column_config.TextColumn("movies both liked", width="large")})
+                 column_config={
+                     "rank": st.column_config.NumberColumn("#", width=32),
+                     "user_id": st.column_config.NumberColumn("user", width=56),
+                     "similarity": st.column_config.ProgressColumn(
+                         min_value=0.0, max_value=1.0, format="%.2f", width=110),
+                     "n_shared": st.column_config.NumberColumn(
+                         "both liked", width=80, help="how many movies both users liked"),
+                     "shared": st.column_config.TextColumn(
+                         "movies both liked", help="most popular first." + CELL_HINT)})

@@ -76,43 +76,61 @@ shared.metric_row({"Shared by both lists": f"{len(result.overlap)} of {k}",
                    "Overlap": f"{result.overlap_share:.0%}",
                    "Model": run.train_config.model})
 
-cols = st.columns(2, gap="large")
+# The two lists one above the other, each across the page: side by side at 1,280-1,366 px
+# the genres were cut off entirely; the "in both" ticks carry the comparison.
 ORDER = ["rank", "title", "also_cooccurrence", "also_embedding", "score", "popularity",
          "genres"]
 config = {"score": st.column_config.NumberColumn(format="%.3f", width=56),
           "rank": st.column_config.NumberColumn("#", width=32),
-          "title": st.column_config.TextColumn(width="medium"),
+          "title": st.column_config.TextColumn(width=300),
+          "genres": st.column_config.TextColumn(help="click a cut cell to read all of it"),
           "popularity": st.column_config.NumberColumn("ratings", width=64,
                                                       help="popularity: number of ratings"),
           "also_cooccurrence": st.column_config.CheckboxColumn("in both", width=56),
           "also_embedding": st.column_config.CheckboxColumn("in both", width=56)}
 mixed = lens_named(lens).co_likes > 0  # the hybrid lens: embedding plus co-likes
-with cols[0]:
-    st.subheader(f"Embedding {'+ co-likes ' if mixed else ''}neighbours ({lens})")
-    if result.embedding is None:
-        st.info("This model has no movie embeddings.")
-    else:
-        st.caption(serving.LENS_DESCRIPTIONS[lens] + (
-            " So it shares more with the list beside it by construction: pick *cosine* or "
-            "*debiased* to compare a pure embedding list with the co-likes." if mixed else ""))
-        st.dataframe(display.readable(result.embedding), hide_index=True,
-                     key=KEY_PREFIX + "embedding",
-                     column_config=config, column_order=ORDER)
-with cols[1]:
-    st.subheader("Co-occurrence neighbours")
-    st.caption(serving.LENS_DESCRIPTIONS[serving.COOCCURRENCE_LENS])
-    st.dataframe(display.readable(result.cooccurrence), hide_index=True, key=KEY_PREFIX + "cooc",
+st.subheader(f"Embedding {'+ co-likes ' if mixed else ''}neighbours ({lens})")
+if result.embedding is None:
+    st.info("This model has no movie embeddings.")
+else:
+    st.caption(serving.LENS_DESCRIPTIONS[lens] + (
+        " So it shares more with the co-occurrence list below by construction: pick *cosine* or "
+        "*debiased* to compare a pure embedding list with the co-likes." if mixed else ""))
+    st.dataframe(display.readable(result.embedding), hide_index=True,
+                 key=KEY_PREFIX + "embedding",
                  column_config=config, column_order=ORDER)
+st.subheader("Co-occurrence neighbours")
+st.caption(serving.LENS_DESCRIPTIONS[serving.COOCCURRENCE_LENS])
+st.dataframe(display.readable(result.cooccurrence), hide_index=True, key=KEY_PREFIX + "cooc",
+             column_config=config, column_order=ORDER)
 st.caption(f"Neighbours are movies with at least {neighbours.MIN_POSITIVES} known likes: rarer "
            "ones have vectors too noisy to show.")
 
 st.subheader("How good are these lists, over the whole catalogue?")
+# Short headers (the long ones were cut at 1,280-1,366 px); each says the rest in its help.
+QUALITY_COLUMNS = {
+    "list": st.column_config.TextColumn(width=200),
+    "genre agreement ×random": st.column_config.NumberColumn(
+        "genres ×random", help="genre agreement of each movie's top 10, weighted by rarity, "
+                               "as a multiple of chance (1 = no better than random)"),
+    "genre agreement, 100 most popular": st.column_config.NumberColumn(
+        "genres ×random, top 100", help="the same for the 100 most popular movies, where "
+                                         "popularity-driven lists show"),
+    "popularity percentile": st.column_config.NumberColumn(
+        "popularity pct", help="50 = neighbours as popular as a typical movie, 99 = only "
+                               "blockbusters"),
+    "co-watch lift": st.column_config.NumberColumn(
+        "co-watch ×", help="how many times more often than chance the pairs were liked by "
+                           "the same held-out users"),
+    "co-watch lift, 100 most popular": st.column_config.NumberColumn(
+        "co-watch ×, top 100", help="the same for the 100 most popular movies"),
+}
 measured = {}
 if result.embedding is not None:
     measured[f"embedding · {lens}"] = shared.lens_quality(run, lens)
 measured["co-occurrence · damped"] = shared.lens_quality(run, serving.COOCCURRENCE_LENS)
 st.dataframe(leaderboard.neighbour_quality_table(measured), hide_index=True,
-             key=KEY_PREFIX + "quality")
+             key=KEY_PREFIX + "quality", column_config=QUALITY_COLUMNS)
 st.caption("Every movie's top 10, never hand-picked. Genre agreement counts shared genres "
            "weighted by rarity (×random: 1 = no better than chance; \"100 most popular\" is "
            "where popularity lists show). Popularity percentile: 50 = neighbours as popular as "

@@ -15,6 +15,7 @@ from recsys.serving.coldstart import (
     content_scores,
     fold_in,
     fold_in_vectors,
+    map_position,
     zscore_rows,
 )
 from tests.synthetic import block_of_item, block_of_user, fit, make_world
@@ -232,3 +233,43 @@ def test_liking_every_movie_leaves_nothing_and_says_so(svd):
     with pytest.raises(BadInputError, match="none is left to recommend"):
         cold_start(svd, everything[:-3], everything[-3:], k=5)
     assert len(cold_start(svd, everything[:-1], k=5)) == 1  # one left: that one
+
+
+def _map_of(catalog):
+    from recsys.lessons.projection import project
+
+    return project(catalog.model.item_factors(), "pca")  # cache_dir None: nothing written
+
+
+def test_the_map_point_lies_on_the_users_direction_among_the_likes(svd):
+    projection = _map_of(svd)
+    coords = projection.coords
+    blocks = np.array([block_of_item(i) for i in svd.run.item_ids])
+    for liked, block in ((SCI_FI, 0), (ROMANCE, 1)):
+        vector = fold_in(svd, liked)
+        point = np.array(map_position(projection.pca_components, vector,
+                                      coords[svd.item_indices(liked)]))
+        arrow = projection.pca_components @ vector  # where scores rise across the map
+        cosine = point @ arrow / (np.linalg.norm(point) * np.linalg.norm(arrow))
+        # on the ray, not behind the centre (float32 vectors: a few ulps of 1.2e-7)
+        assert cosine == pytest.approx(1.0, abs=1e-6)
+        # among the block that was liked, not the other one
+        own = np.linalg.norm(coords[blocks == block] - point, axis=1).mean()
+        other = np.linalg.norm(coords[blocks == 1 - block] - point, axis=1).mean()
+        assert own < other
+        # only the direction counts: a fold-in with fewer likes is shorter, not elsewhere
+        again = map_position(projection.pca_components, 7.5 * vector,
+                             coords[svd.item_indices(liked)])
+        np.testing.assert_allclose(again, point, rtol=1e-6, atol=1e-9)
+
+
+def test_the_map_point_is_the_least_squares_depth_along_the_ray():
+    components = np.eye(2, 3)  # the map is the first two coordinates
+    liked = np.array([[3.0, 1.0], [3.0, -1.0], [6.0, 0.0]])
+    # Sum of squared distances to the liked points along the ray t * (1, 0) is least at
+    # t = mean of their x: 4.
+    assert map_position(components, np.array([2.0, 0.0, 5.0]), liked) == pytest.approx((4, 0))
+    # movies liked behind the user's direction do not pull the point through the centre
+    assert map_position(components, np.array([-1.0, 0.0, 0.0]), liked) == (0.0, 0.0)
+    # a direction the map cannot show (orthogonal to both axes) stays at the centre
+    assert map_position(components, np.array([0.0, 0.0, 1.0]), liked) == (0.0, 0.0)

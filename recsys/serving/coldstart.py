@@ -204,6 +204,40 @@ def cold_start(catalog: Catalog, liked: Sequence[int], disliked: Sequence[int] =
     return frame
 
 
+def map_position(components: np.ndarray, vector: np.ndarray,
+                 liked_coords: np.ndarray) -> tuple[float, float]:
+    """Where a folded-in user goes on a PCA map of the item vectors: the user's direction
+    through the map's linear part, at the depth of the movies they liked.
+
+    A PCA map places item ``v`` at ``(v - mean) @ components.T``, so a movie's score
+    ``u . v`` moves across the map as ``(u @ components.T) . (x, y)`` (plus a constant): the
+    2-D shadow of ``u`` is the direction in which scores rise, the arrow the map can show.
+    A user vector is not an item, though: its length comes from the fold-in's ridge penalty,
+    and pushed through the affine map as a point it lands by the map's centre whatever the
+    taste. So the point is put on that arrow at the distance that best matches the liked
+    movies' positions (least squares along the ray, i.e. their mean projection on it).
+
+    Parameters
+    ----------
+    components : (2, d) float array, the map's PCA axes (``Projection.pca_components``).
+    vector : (d,) float array, the folded-in user vector.
+    liked_coords : (n, 2) float array, map positions of the liked movies (n >= 1).
+
+    Returns
+    -------
+    (x, y) on the map; the origin when the user's direction is orthogonal to both axes.
+    """
+    arrow = np.asarray(components, np.float64) @ np.asarray(vector, np.float64).ravel()
+    length = float(np.linalg.norm(arrow))
+    if length < 1e-12:
+        return 0.0, 0.0
+    unit = arrow / length
+    # a liked movie behind the user's direction would pull the point through the centre
+    depth = max(float(np.mean(np.asarray(liked_coords, np.float64) @ unit)), 0.0)
+    x, y = depth * unit
+    return float(x), float(y)
+
+
 def blend(collab: np.ndarray, content: np.ndarray, weight: float):
     """``weight * collab + (1 - weight) * content`` and, per entry, which term placed it:
     "both" when each gave at least a third of a positive score, else the larger term."""
