@@ -3,9 +3,19 @@ and the functions that compute its loss and update, shown from the source that t
 
 from __future__ import annotations
 
+import functools
+
 import streamlit as st
 
-from recsys.lessons.code_view import training_code
+from recsys.lessons.code_view import CodeView
+from recsys.lessons.code_view import training_code as _read_training_code
+
+
+@functools.lru_cache(maxsize=32)
+def training_code(model: str) -> CodeView:
+    """The code view of ``model``, read from the source once per server process (the live job
+    panel redraws twice a second)."""
+    return _read_training_code(model)
 
 
 def show_training_code(model: str, expanded: bool = False) -> None:
