@@ -37,11 +37,12 @@ SECTIONS = {
 
 
 PRESENT = "present"  # session key and query parameter of the presenter view
-# Larger type (Streamlit sizes text in rem), a little less padding: readable from
-# the back of a room on a 1,280 px projector. Figures grow with it (see presenter_figure).
+# Larger type (Streamlit sizes text in rem; tables draw on a canvas at their own size):
+# readable from the back of a room on a 1,280 px projector. Figures grow with it
+# (presenter_figure).
 PRESENTER_CSS = """<style>
 html { font-size: 21px; }
-.block-container { padding-top: 1.2rem; max-width: 100%; }
+.block-container { max-width: 100%; }
 </style>"""
 PRESENTER_FONT = 17  # px: Plotly's text in the presenter view (its default is 12)
 
