@@ -115,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         pos.user_index, config.negatives, pos.n_items, positives, rng),
         lambda n: f"{n.size:,} negatives")
     positives = None  # noqa: F841  (the model builds its own; free this one)
-    model = stage(f"mf-bpr fit, 1 epoch, batch {config.batch_size:,}, no validation",
+    steps = (f"batch {config.batch_size:,}" if config.engine == "torch"
+             else "one SGD step per sample")
+    model = stage(f"mf-bpr fit ({config.engine} engine), 1 epoch, {steps}, no validation",
                   lambda: create_model(config).fit(split),
                   lambda m: f"loss {m.history[-1]['loss']:.4f}")
     rows += ranking_rows(model, split, args.sample_users)

@@ -10,7 +10,9 @@ again in a child pytest under kernels this machine does not use by default:
   BLAS, limited to AVX (``MKL_ENABLE_INSTRUCTIONS=AVX``): other summation orders in every
   matmul, reduction and optimiser step of training;
 - one thread instead of the machine's cores for OpenMP, MKL and OpenBLAS: other partitions of
-  the parallel sums.
+  the parallel sums;
+- numba's kernels (the compiled engine of mf-bpr / mf-bce) compiled for a generic x86-64
+  (``NUMBA_CPU_NAME=generic``: no AVX), which vectorises and reassociates their sums otherwise.
 
 OpenBLAS's own core type (numpy, scipy) is left as the machine sets it: on some processors the
 workplace sets ``OPENBLAS_CORETYPE`` because other kernels compute wrong results there. To try
@@ -36,7 +38,7 @@ NUMERIC = [
     "test_als.py", "test_coldstart.py", "test_evaluation.py", "test_index.py",
     "test_neighbours.py", "test_funnel.py", "test_serving.py", "test_anatomy.py",
     "test_projection.py", "test_replay.py", "test_segments.py", "test_vector_norms.py",
-    "test_negative_mix.py", "test_sampling.py", "test_map_structure.py",
+    "test_negative_mix.py", "test_sampling.py", "test_map_structure.py", "test_compiled_sgd.py",
 ]
 
 OTHER_KERNELS = {
@@ -45,6 +47,7 @@ OTHER_KERNELS = {
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
+    "NUMBA_CPU_NAME": "generic",  # the compiled engine's kernels without AVX (own cache entry)
 }
 MARK = "RECSYS_TEST_OTHER_KERNELS"  # set in the child run: it does not start another
 

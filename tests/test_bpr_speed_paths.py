@@ -76,7 +76,7 @@ def test_direct_adam_steps_are_bit_identical_to_torch_fused_adam():
 @pytest.mark.parametrize("name", ["mf-bpr", "mf-bce"])
 def test_direct_adam_fit_equals_the_torch_optimizer_fit(name, block_split, monkeypatch):
     config = TrainConfig(model=name, epochs=3, dim=8, lr=0.02, batch_size=64, patience=0,
-                         threads=1, refit=False)
+                         threads=1, refit=False, engine="torch")
     direct = create_model(config).fit(block_split)
     monkeypatch.setattr("recsys.models.mf.adam_step", lambda optimizer: optimizer.step())
     plain = create_model(config).fit(block_split)

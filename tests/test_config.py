@@ -36,7 +36,8 @@ def test_invalid_split_values_raise():
 def test_an_old_mf_als_weight_decay_becomes_its_lambda_and_nothing_else_moves():
     old = {"model": "mf-als", "weight_decay": 7.0, "epochs": 3}
     assert from_dict(TrainConfig, old) == TrainConfig(model="mf-als", als_lambda=7.0, epochs=3)
-    for untouched in ({"model": "mf-bpr", "weight_decay": 7.0},
+    # (an mf-bpr config saved without an engine gains engine="torch": tests/test_compiled_sgd.py)
+    for untouched in ({"model": "mf-bpr", "weight_decay": 7.0, "engine": "compiled"},
                       {"model": "mf-als", "weight_decay": 7.0, "als_lambda": 2.0}):
         assert TrainConfig.migrate_values(untouched) == untouched
 

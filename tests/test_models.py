@@ -110,7 +110,7 @@ def test_hand_written_gradients_match_autograd(name, weight_decay, block_split):
 def test_hand_written_training_matches_autograd_training(name, block_split):
     """A few epochs of the closed-form step and of the plain autograd step (the reference,
     ``EmbeddingRecommender.train_step``) end at the same parameters, up to float rounding."""
-    config = TrainConfig(model=name, **{**FAST, "epochs": 4})
+    config = TrainConfig(model=name, engine="torch", **{**FAST, "epochs": 4})
     cls = MODELS[name]
     reference = type("Autograd" + cls.__name__, (cls,),
                      {"train_step": EmbeddingRecommender.train_step})
@@ -168,7 +168,8 @@ def test_refit_trains_on_validation_too(block_split):
 
 
 def test_divergence_raises_a_clear_error(block_split, monkeypatch):
-    model = create_model(TrainConfig(model="mf-bpr", **FAST))
+    # the torch engine's step (the compiled one: tests/test_compiled_sgd.py)
+    model = create_model(TrainConfig(model="mf-bpr", engine="torch", **FAST))
     monkeypatch.setattr(model, "train_step", lambda batch, training: float("nan"))
     with pytest.raises(TrainingDivergedError, match="lower the learning rate"):
         model.fit(block_split)

@@ -22,10 +22,15 @@ DEFAULT_MODEL = "mf-als"
 
 # Where one model needs other defaults than TrainConfig's, chosen on the validation split
 # (bench/TUNING.md): star ratings overfit without a much stronger L2; ALS converges in fewer
-# sweeps than the torch models need epochs.
+# sweeps than the torch models need epochs, and 3 conjugate-gradient steps per row from the
+# last sweep's vectors (as implicit) give the exact solves' test metrics to 4 digits on P1 and
+# P2 in ~20% less time (bench/ALS.md).
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "mf-mse": {"weight_decay": 0.1},
-    "mf-als": {"epochs": 15},
+    "mf-als": {"epochs": 15, "als_cg_steps": 3},
+    # mf-bce's compiled engine is below its torch engine on validation on both protocols
+    # (P1 0.214 vs 0.220, P2 0.161 vs 0.165; bench/BPR_ENGINE.md): Adam stays its default.
+    "mf-bce": {"engine": "torch"},
 }
 
 
@@ -78,6 +83,20 @@ class TrainConfig:
                         "small models, and fastest when other work shares the CPU)",
         label="CPU threads", bounds=(1, 256),
     )
+    # "auto" is resolved when the config is made, as the device is, so a saved run names the
+    # engine that trained it: compiled on the CPU (per-sample SGD, 5x faster than the torch
+    # steps on ML-100K, bench/BPR_ENGINE.md), torch on a GPU (a per-sample loop cannot use one).
+    # mf-bce's own default is torch (MODEL_DEFAULTS).
+    engine: str = option(
+        "auto", "mf-bpr, mf-bce: compiled (numba, per-sample SGD with sgd_lr, CPU only), torch "
+        "(Adam on batches with lr, CPU or GPU, the tutorial's version) or auto (compiled on the "
+        "CPU, torch on a GPU); both minimise the same loss + weight_decay L2",
+        choices=("auto", "compiled", "torch"), label="Training engine",
+    )
+    # 0.07 with the default weight_decay (0.003) had the best validation Recall@10 of mf-bpr on
+    # P2 in a 0.02-0.1 x 0.001-0.03 grid, 20 epochs x 4 negatives (bench/BPR_ENGINE.md).
+    sgd_lr: float = option(0.07, "mf-bpr, mf-bce compiled engine: SGD step size per sample",
+        label="SGD step size (compiled engine)", bounds=(1e-7, 10.0))
     ncf_layers: str = option("64,32,16", "NCF MLP layer sizes, comma-separated",
         label="NCF MLP layers")
     knn_neighbours: int = option(100, "item-kNN: neighbours kept per item",
@@ -92,12 +111,25 @@ class TrainConfig:
         10.0, "mf-als: lambda of the whole objective, in units of one unobserved cell's "
         "confidence, as implicit's regularization", label="ALS λ", bounds=(0.0, 1000.0),
     )
+    # 0 keeps the classic iALS (one lambda for all rows); Rendle et al. (RecSys 2022) use 1.
+    als_nu: float = option(
+        0.0, "mf-als: frequency-scaled L2, each user's and item's lambda proportional to "
+        "(its total confidence)^nu and averaging als_lambda (0 = the same lambda for all)",
+        label="ALS frequency exponent ν", bounds=(0.0, 2.0),
+    )
+    # 0 keeps the exact solves that the pinned results were made with; implicit runs 3 steps.
+    als_cg_steps: int = option(
+        0, "mf-als: conjugate-gradient steps per row and sweep, started from the last sweep's "
+        "vectors as implicit's (0 = solve each row to float precision)",
+        label="ALS CG steps", bounds=(0, 100),
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)
         _check_device(self.device)
         if self.device == "auto":  # saved runs and models see the device actually used
             object.__setattr__(self, "device", resolve_device("auto"))
+        _resolve_engine(self)
         try:
             layers = self.layer_sizes()
         except ValueError:
@@ -145,6 +177,17 @@ def resolve_device(device: str) -> str:
         raise BadInputError(f"device {device!r} is not available: this machine has {have}; "
                          "use --device cpu or --device auto")
     return device
+
+
+def _resolve_engine(config: TrainConfig) -> None:
+    """Replaces engine "auto" by the engine that will run (compiled on the CPU, torch on a
+    GPU); raises BadInputError for the compiled engine on a GPU."""
+    on_cpu = config.device == "cpu"
+    if config.engine == "auto":
+        object.__setattr__(config, "engine", "compiled" if on_cpu else "torch")
+    elif config.engine == "compiled" and not on_cpu:
+        raise BadInputError(f"the compiled engine runs on the CPU only, not on {config.device}: "
+                            "use --engine torch (or auto) for a GPU")
 
 
 def _check_device(device: str) -> None:

@@ -82,15 +82,22 @@ class EmbeddingRecommender(Recommender):
         positives = PositiveSet(pos.user_index, pos.item_index, self.n_users, self.n_items)
         return (pos.user_index, pos.item_index), positives, cdf
 
+    def epoch_samples(self, data: Any, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        """One epoch's rows from :meth:`training_data` ``data``: (users, positives) shuffled,
+        int64 (n,), and their negatives, int64 (n, negatives), drawn at once. Both engines of
+        mf-bpr / mf-bce draw them here, so one seed gives both the same rows."""
+        (users, items), positives, cdf = data
+        order = rng.permutation(len(users))
+        users, items = users[order], items[order]
+        negatives = sample_negatives(users, self.config.negatives, self.n_items, positives,
+                                     rng, cdf)
+        return users, items, negatives
+
     def epoch_batches(self, training: TorchTraining) -> Iterator[tuple]:
         """One shuffled pass: (users, positives, negatives) tensors, negatives drawn at once."""
-        (users, items), positives, cdf = training.data
-        order = training.rng.permutation(len(users))
-        users, items = users[order], items[order]
-        negatives = sample_negatives(
-            users, self.config.negatives, self.n_items, positives, training.rng, cdf
-        )
-        tensors = [torch.from_numpy(a).to(self.device) for a in (users, items, negatives)]
+        arrays = self.epoch_samples(training.data, training.rng)
+        users = arrays[0]
+        tensors = [torch.from_numpy(a).to(self.device) for a in arrays]
         for start in range(0, len(users), self.config.batch_size):
             yield tuple(t[start : start + self.config.batch_size] for t in tensors)
 

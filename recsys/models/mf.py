@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -11,6 +11,9 @@ import torch
 from recsys.models.embedding import EmbeddingRecommender, TorchTraining, adam_step
 from recsys.models.losses import bce_loss, bpr_loss, mse_loss
 from recsys.models.modules import MatrixFactorization
+
+if TYPE_CHECKING:  # numba's import (~0.3 CPU s) waits for the first compiled fit
+    from recsys.models.compiled_sgd import CompiledTraining
 
 
 class _MF(EmbeddingRecommender):
@@ -49,6 +52,32 @@ class _SampledMF(_MF):
     # Its vectors share a strong popularity direction: removing it gives lists that agree
     # with genres and co-likes, where cosine leaks blockbusters (bench/NEIGHBOURS.md).
     default_lens = "debiased"
+    settings = (*EmbeddingRecommender.settings, "engine", "sgd_lr")
+    setting_help = {
+        "lr": "torch engine: Adam learning rate (the compiled engine reads sgd_lr)",
+        "batch_size": "torch engine: positives per Adam step (the compiled engine steps after "
+                      "every sample)",
+    }
+
+    @classmethod
+    def migrate_config(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """Configs saved before the compiled engine existed were trained by torch."""
+        return values if "engine" in values else {**values, "engine": "torch"}
+
+    def start_training(self, train_part: Any) -> TorchTraining | CompiledTraining:
+        """The torch engine's scratch (Adam on batches), or for ``engine="compiled"`` the
+        compiled engine's: the same initial module, updated in place through numpy views."""
+        if self.config.engine != "compiled":
+            return super().start_training(train_part)
+        from recsys.models.compiled_sgd import CompiledTraining
+        self.module = self.build_module(self.n_users, self.n_items)
+        self.remember_start()
+        m = self.module
+        tables = tuple(t.detach().numpy().reshape(shape) for t, shape in (
+            (m.user.weight, (self.n_users, -1)), (m.item.weight, (self.n_items, -1)),
+            (m.item_bias.weight, (-1,)), (m.user_bias.weight, (-1,))))
+        rng = np.random.default_rng(self.config.seed)
+        return CompiledTraining(self, self.training_data(train_part), rng, tables)
 
     def _tables(self, training: TorchTraining) -> tuple[torch.Tensor, ...]:
         """The parameters and their gradient buffers as plain tensors, found once per fit (kept
