@@ -46,6 +46,7 @@ from bench.common import (
     write_section,
 )
 from bench.textbook import TextbookBPR
+from bench.tune import TUTORIAL_ENGINE
 from recsys.data.loading import load_movielens
 from recsys.evaluation.metrics import evaluate_model, top_k_items
 from recsys.models import MODELS, create_model
@@ -126,7 +127,9 @@ def protocol_rows(ml, protocol: str, models: list[str], tuned: dict, args, notes
     for model in models:
         configs = [("default", TrainConfig.for_model(model))]
         if chosen.get(model, {}).get("params"):
-            configs.append(("tuned", TrainConfig(model=model, **chosen[model]["params"])))
+            # tuned on the torch engine's knobs (bench/tune.py): fitted with that engine
+            configs.append(("tuned", TrainConfig(model=model, **{**TUTORIAL_ENGINE,
+                                                                  **chosen[model]["params"]})))
         for variant, config in configs:
             config = replace(config, threads=args.threads)
             if args.small and model in EPOCH_MODELS:
@@ -220,7 +223,8 @@ def settings(config: TrainConfig, variant: str) -> str:
     if c.model == "svd":
         return f"dim={c.dim}"
     if c.model == "mf-als":
-        return f"dim={c.dim} lambda={c.als_lambda:g} alpha={c.als_alpha:g} sweeps<={c.epochs}"
+        return (f"dim={c.dim} lambda={c.als_lambda:g} alpha={c.als_alpha:g} nu={c.als_nu:g} "
+                f"cg_steps={c.als_cg_steps or 'exact'} sweeps<={c.epochs}")
     text = f"dim={c.dim} lr={c.lr:g} wd={c.weight_decay:g} bs={c.batch_size} ep<={c.epochs}"
     if c.model != "mf-mse":
         text += f" neg={c.negatives} {c.neg_sampling}"

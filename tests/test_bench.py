@@ -123,8 +123,8 @@ def test_summary_headline_and_plot(tmp_path):
     assert "**0.30 CPU s** (wall 0.30 s; target <= 1 s: met)" in text
     assert "mf-als sweeps: 0.20 CPU s vs implicit ALS 0.25 CPU s = 0.80x its time " \
            "(target <= 1: met)" in text
-    assert "mf-bpr loop: 1.00 CPU s vs implicit BPR 0.50 CPU s = 2.00x its time " \
-           "(target <= 1: missed)" in text
+    assert "mf-bpr loop (default engine): 1.00 CPU s vs implicit BPR 0.50 CPU s = 2.00x its " \
+           "time (target <= 0.5: missed)" in text
     assert "textbook / this = **10.0x**" in text and "textbook / this = **20.0x**" in text
     assert "scale: MISSING" in text
     results = tmp_path / "RESULTS.md"
