@@ -231,7 +231,7 @@ def breakdown(run_dir: Path, repeats: int = 7, n_users: int = 200) -> list[dict]
     (one thread): steps timed in turn, ``repeats`` rounds, the median round reported."""
     from recsys.data.loading import load_movielens
     from recsys.serving import api, served_log
-    from recsys.serving.catalog import Catalog, as_records
+    from recsys.serving.catalog import Catalog, as_records, recommend
     from recsys.storage.runs import load_run
 
     catalog = Catalog.build(load_run(run_dir), load_movielens(download=False))
@@ -244,13 +244,16 @@ def breakdown(run_dir: Path, repeats: int = 7, n_users: int = 200) -> list[dict]
         log = served_log.ServedLog(Path(tmp))
         record = served_log.make_record(catalog, "recommend", inputs[0], served[0][1], 1.0,
                                         served_log.new_request_id())
+        frames = [recommend(catalog, u, 10) for u in users]
         steps = {
             "model.recommend (the ranking alone)": lambda: [
                 catalog.model.recommend(catalog.user_index(u), 10, catalog.seen) for u in users],
-            "catalog.recommend (ranking + its DataFrame; what the API calls)": lambda: [
+            "served list (recommend_items + logged items; what the API calls)": lambda: [
                 served_log.LISTS["recommend"](catalog, i) for i in inputs],
+            "catalog.recommend (ranking + its DataFrame; the page and the CLI)": lambda: [
+                recommend(catalog, u, 10) for u in users],
             "response rows from the DataFrame (as_records, the CLI's --json)": lambda: [
-                as_records(f[RESPONSE_COLUMNS]) for f, _ in served],
+                as_records(f[RESPONSE_COLUMNS]) for f in frames],
             "response rows from the logged items (what the API does)": lambda: [
                 rows(items) for _, items in served],
             "log record + append (one os.write)": lambda: [log.append(record) for _ in users],

@@ -25,7 +25,7 @@ from recsys.models.config import DEFAULT_MODEL, TrainConfig  # noqa: E402
 from recsys.settings import from_dict  # noqa: E402
 from ui import display, forms, shared, state  # noqa: E402
 from ui import train_lessons as lessons  # noqa: E402
-from ui.code_view import show_training_code  # noqa: E402
+from ui.code_view import engine_of, show_training_code  # noqa: E402
 from ui.text import plain, short  # noqa: E402
 
 KEY_PREFIX = "train_"  # widget key prefix of this page
@@ -231,7 +231,7 @@ def job_panel(job_id: str, was_polling: bool) -> None:
     if job.history or job.refit:
         st.plotly_chart(curves(job), key=KEY_PREFIX + "curves")
     if job.status != FAILED:  # beside the curves: the objective and the code producing them
-        show_training_code(job.model)
+        show_training_code(job.model, engine_of(job.model, job.configs.get("train", {})))
     if not job.is_finished and not shared.may_control(job):
         st.caption("Progress only: the browser tab that started this job (or the lecturer) "
                    "may stop or cancel it.")

@@ -46,7 +46,7 @@ def tiny_config(**overrides) -> TrainConfig:
 
 def slow_config() -> TrainConfig:
     """~0.1 s per epoch and 1000 epochs: runs until a test stops, cancels or kills it."""
-    return tiny_config(epochs=1000, batch_size=16)
+    return tiny_config(epochs=1000, batch_size=16, engine="torch")  # the compiled one is fast
 
 
 @pytest.fixture(autouse=True)

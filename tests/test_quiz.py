@@ -173,6 +173,13 @@ def test_every_model_shows_its_code_as_it_is_on_disk(model):
             line.strip() for line in part.source.splitlines()]
 
 
+@pytest.mark.parametrize("model", ["mf-bpr", "mf-bce"])
+def test_the_compiled_engine_shows_its_kernel(model):
+    view = code_view.training_code(model, engine="compiled")
+    assert "compiled_sgd.py" in view.parts[0].path and "_sgd_epoch(" in view.parts[0].source
+    assert code_view.training_code(model, engine="torch") == code_view.training_code(model)
+
+
 def test_an_unknown_model_has_no_code_view():
     with pytest.raises(KeyError):
         code_view.training_code("word2vec")

@@ -12,21 +12,32 @@ from recsys.lessons.code_view import training_code as _read_training_code
 
 
 @functools.lru_cache(maxsize=32)
-def training_code(model: str) -> CodeView:
-    """The code view of ``model``, read from the source once per server process (the live job
-    panel redraws twice a second)."""
-    return _read_training_code(model)
+def training_code(model: str, engine: str | None = None) -> CodeView:
+    """The code view of ``model`` (and its engine), read from the source once per server
+    process (the live job panel redraws twice a second)."""
+    return _read_training_code(model, engine)
 
 
-def show_training_code(model: str, expanded: bool = False) -> None:
-    """An expander with ``model``'s objective and its training functions, each titled with what
-    it does and where it lives (file and lines)."""
+def engine_of(model: str, config: dict | object) -> str | None:
+    """The engine that trains ``model`` under ``config`` (a TrainConfig or its dict), or None
+    for a model with one way of training."""
+    from recsys.models import MODELS
+
+    if "engine" not in MODELS[model].settings:
+        return None
+    return config.get("engine") if isinstance(config, dict) else getattr(config, "engine", None)
+
+
+def show_training_code(model: str, engine: str | None = None, expanded: bool = False) -> None:
+    """An expander with ``model``'s objective and its training functions (those of ``engine``
+    where the model has two), each titled with what it does and where it lives."""
     try:
-        view = training_code(model)
+        view = training_code(model, engine)
     except (KeyError, OSError, TypeError) as err:  # no entry, or no source on disk
         st.caption(f"The training code of {model} cannot be shown here ({err}).")
         return
-    with st.expander(f"The code that trained {model}", icon=":material/code:",
+    trained_by = f" ({engine} engine)" if engine else ""
+    with st.expander(f"The code that trained {model}{trained_by}", icon=":material/code:",
                      expanded=expanded):
         st.latex(view.maths)
         for part in view.parts:

@@ -30,7 +30,7 @@ from recsys.serving.funnel import DEFAULT_RERANKING, intra_list_diversity, run_f
 from recsys.storage.runs import Run
 from ui import anatomy as anatomy_charts
 from ui import display, frame, shared
-from ui.code_view import show_training_code
+from ui.code_view import engine_of, show_training_code
 from ui.quiz import predict_then_reveal
 from ui.text import plain
 
@@ -310,7 +310,8 @@ def draw_training(run: Run, ctx: serving.Catalog):
         st.caption(f"This run's {len(history)} epochs"
                    + (f"; the weights of epoch {best} were kept (best on validation)."
                       if best else ".") + (f" {note}" if note else ""))
-    show_training_code(run.train_config.model)
+    show_training_code(run.train_config.model,
+                       engine_of(run.train_config.model, run.train_config))
     return ("pages/train.py", "Overlay the curves of several runs", {"view": "curves"})
 
 

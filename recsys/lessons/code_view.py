@@ -99,13 +99,26 @@ TRAINING_CODE: dict[str, _Entry] = {
 }
 
 
-def training_code(model: str) -> CodeView:
-    """The objective and training code of ``model`` (a registered model name)."""
+# The compiled engine of mf-bpr / mf-bce (config ``engine="compiled"``): the same objective,
+# one plain SGD step per sample in a numba kernel instead of Adam on batches.
+_COMPILED_EPOCH = ("an epoch: shuffles, negatives, then the kernel",
+                   "recsys.models.compiled_sgd:CompiledTraining.train_epoch")
+COMPILED_CODE: dict[str, tuple[tuple[str, str], ...]] = {
+    "mf-bpr": (("the update: one SGD step per (user, liked, negative), compiled by numba",
+                "recsys.models.compiled_sgd:bpr_sgd_epoch"), _COMPILED_EPOCH),
+    "mf-bce": (("the update: one SGD step per (user, movie, label), compiled by numba",
+                "recsys.models.compiled_sgd:bce_sgd_epoch"), _COMPILED_EPOCH),
+}
+
+
+def training_code(model: str, engine: str | None = None) -> CodeView:
+    """The objective and training code of ``model`` (a registered model name); for mf-bpr and
+    mf-bce, of the ``engine`` that trained it ("compiled" or "torch")."""
     entry = TRAINING_CODE.get(model)
     if entry is None:
         raise KeyError(f"no training code is listed for {model!r}")
-    return CodeView(model, entry.maths, tuple(_part(label, target)
-                                              for label, target in entry.parts))
+    parts = COMPILED_CODE[model] if engine == "compiled" and model in COMPILED_CODE else entry.parts
+    return CodeView(model, entry.maths, tuple(_part(label, target) for label, target in parts))
 
 
 def _part(label: str, target: str) -> CodePart:
@@ -124,7 +137,7 @@ def _resolve(target: str) -> Any:
     obj: Any = importlib.import_module(module)
     for name in qualified.split("."):
         obj = getattr(obj, name)
-    return inspect.unwrap(obj)
+    return inspect.unwrap(getattr(obj, "py_func", obj))  # a numba kernel: its Python source
 
 
 def _dedent(source: str) -> str:
