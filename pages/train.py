@@ -425,6 +425,9 @@ if target is not None:
         st.warning(plain(sentence), icon=":material/warning:")
     else:
         st.info(plain(sentence))
+ease_sentence = lb.against_ease(board)
+if ease_sentence:
+    st.info(f"{plain(ease_sentence)} {lb.TUNED_AGAINST_EASE}", icon=":material/balance:")
 st.caption("Novelty = mean self-information −log₂ p(item) of the recommended movies (higher = "
            "less mainstream). Coverage = share of the catalogue that appears in anyone's top 10.")
 

@@ -60,3 +60,23 @@ def test_contrasting_runs_prefer_a_pair_that_differs_only_in_the_field(runs):
     # r0 and r2 differ only in weight decay; r1 differs from r2 in lr and epochs too
     assert lb.contrasting_runs(runs[:4], "weight_decay") == ["r0", "r2"]
     assert lb.contrasting_runs([runs[0], runs[1]], "weight_decay") == ["r0", "r1"]  # fallback
+
+
+def test_the_sentence_against_ease_names_the_closest_embedding_model_and_its_cost():
+    import pandas as pd
+
+    from recsys.lessons.leaderboard import against_ease
+
+    def board(rows):
+        return pd.DataFrame(rows, columns=["run", "model", "Recall@10", "NDCG@10", "fit s"])
+
+    rows = [("e", "ease", 0.141, 0.158, 0.5), ("a", "mf-als", 0.136, 0.153, 1.0),
+            ("b", "mf-bpr", 0.120, 0.130, 0.2), ("p", "popularity", 0.07, 0.08, 0.01)]
+    sentence = against_ease(board(rows))
+    assert "mf-als (a), is below EASE" in sentence and "2.0x EASE's time" in sentence
+    rows[1] = ("a", "mf-als", 0.150, 0.150, 1.0)
+    assert "reaches EASE's Recall@10 but not its NDCG@10" in against_ease(board(rows))
+    rows[1] = ("a", "mf-als", 0.150, 0.160, 1.0)
+    assert "is at EASE's level" in against_ease(board(rows))
+    assert against_ease(board(rows[1:])) is None  # no EASE run: nothing to say
+    assert against_ease(board([rows[0], rows[3]])) is None  # no embedding model

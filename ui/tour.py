@@ -20,7 +20,13 @@ import streamlit as st
 
 from recsys.errors import RecsysError
 from recsys.lessons import anatomy, quiz
-from recsys.lessons.leaderboard import leaderboard, protocol_key, verdict
+from recsys.lessons.leaderboard import (
+    TUNED_AGAINST_EASE,
+    against_ease,
+    leaderboard,
+    protocol_key,
+    verdict,
+)
 from recsys.lessons.negative_mix import negative_mix
 from recsys.models import model_names
 from recsys.serving import catalog as serving
@@ -335,7 +341,9 @@ def draw_metrics(run: Run, ctx: serving.Catalog):
                       xaxis=dict(title="test Recall@10 (same protocol)"))
     _chart(fig, "tour_board")
     _, sentence = verdict(full, run.name)
-    st.caption(f"Orange: the active run; grey: popularity. {plain(sentence)}")
+    ease = against_ease(full)
+    st.caption(f"Orange: the active run; grey: popularity. {plain(sentence)}"
+               + (f" {plain(ease)} {TUNED_AGAINST_EASE}" if ease else ""))
     if not (full["model"] == "popularity").any():
         st.info(f"No baselines on this protocol yet: {shared.PREPARE_HINT}",
                 icon=":material/leaderboard:")
