@@ -174,7 +174,7 @@ def test_no_standby_survives_its_server_being_killed(data_dir, tmp_path, how):  
 def test_the_standby_protocol_by_hand(data_dir, tmp_path):  # noqa: F811
     """What a standby says and does on its own: ``ready`` on stdout, then exit 0 on EOF."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "recsys.jobs.standby", "--parent", str(os.getpid()),
+        [sys.executable, "-m", "recsys.jobs.standby_process", "--parent", str(os.getpid()),
          "--data-dir", data_dir], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         cwd=Path(__file__).parents[1])
     try:

@@ -279,7 +279,8 @@ class JobManager:
 
     def _launch_worker(self, args: list[str], threads: int = STANDBY_THREADS,
                        stdin: Any = subprocess.DEVNULL, stdout: Any = None,
-                       module: str = "recsys.jobs.standby") -> subprocess.Popen:
+                       module: str = "recsys.jobs.standby_process"
+                       ) -> subprocess.Popen:
         """``python -m MODULE ARGS``: a cold worker, or (the default) a standby, whose output
         goes to ``jobs_dir/standby.log`` until it takes a job."""
         package_root = str(Path(__file__).resolve().parents[1])  # the worker runs this recsys

@@ -5,8 +5,8 @@ MovieLens, trains, evaluates and saves the run, frees the slot, then caches the 
 a lower CPU priority, appending an event to ``JOB_DIR/progress.jsonl`` at every step.
 SIGTERM (a cancel) unwinds as an exception, so a half-saved run never stays behind.
 
-``python -m recsys.jobs.standby --parent PID [--data-dir DIR]`` is the same worker started
-ahead of the click (:mod:`recsys.jobs.standby` holds the protocol): it imports torch, loads
+``python -m recsys.jobs.standby_process --parent PID [--data-dir DIR]`` is the same worker,
+started ahead of the click (:mod:`recsys.jobs.standby` holds the protocol): it imports torch, loads
 MovieLens, says ``ready`` and waits for one job, then runs :func:`work_on` for it.
 """
 
@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def work_on(job_dir: Path, preloaded: Any = None) -> int:
     """Runs the job in ``job_dir`` in this process; ``preloaded``: what a standby worker
-    loaded ahead (:class:`recsys.jobs.standby.Preloaded`: the data, the default split), given
-    only for a job that asks for the same data folder."""
+    loaded ahead (:class:`recsys.jobs.standby_process.Preloaded`: the data, the default
+    split), given only for a job that asks for the same data folder."""
     job = read_job(job_dir)
     if job is None:
         print(f"{job_dir / 'job.json'} is missing or unreadable", file=sys.stderr)
