@@ -21,7 +21,6 @@ a value out of range or of the wrong type, 400 for malformed JSON, 413 for an ov
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -30,7 +29,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-import pandas as pd
 from fastapi import FastAPI, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -44,6 +42,7 @@ from recsys.serving.catalog import (
     AmbiguousMovieError,
     Catalog,
     default_lens,
+    json_value,
     resolve_movie,
 )
 from recsys.serving.served_log import LISTS, ServedLog, make_record, new_request_id
@@ -229,7 +228,7 @@ class _Rows:
     def __init__(self, catalog: Catalog) -> None:
         self.item_ids = catalog.run.item_ids
         movies = catalog.movies
-        self.columns = {name: [_plain(v) for v in movies[name].astype(object).tolist()]
+        self.columns = {name: [json_value(v) for v in movies[name].astype(object).tolist()]
                         for name in ("title", "year", "genres")}
 
     def __call__(self, items: list[dict], extra: Mapping[str, list] | None = None) -> list[dict]:
@@ -241,21 +240,10 @@ class _Rows:
                for rank, (movie, row, item) in enumerate(zip(ids, rows, items, strict=True), 1)]
         for name, values in (extra or {}).items():
             for record, value in zip(out, values, strict=True):
-                record[name] = _plain(value)
+                record[name] = json_value(value)
         for record, item in zip(out, items, strict=True):
             record["source"] = item["source"]
         return out
-
-
-def _plain(value: Any) -> Any:
-    """A JSON value: missing values (pd.NA, NaN, inf) as None, numpy scalars unwrapped."""
-    if value is None or value is pd.NA:
-        return None
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 # ---------------------------------------------------------------------------- errors

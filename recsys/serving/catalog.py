@@ -405,13 +405,15 @@ def _neighbour_frame(catalog: Catalog, items: np.ndarray, scores: np.ndarray,
 def as_records(frame: pd.DataFrame) -> list[dict]:
     """Rows as plain-Python dicts (int, float, str, bool, list, None) for JSON: numpy scalars
     unwrapped, missing values and non-finite floats as None."""
-    return [{key: _plain(value) for key, value in row.items()}
+    return [{key: json_value(value) for key, value in row.items()}
             for row in frame.to_dict(orient="records")]
 
 
-def _plain(value):
+def json_value(value):
+    """One value as plain JSON: numpy scalars unwrapped, sequences as lists, missing values
+    (None, pd.NA, NaT) and non-finite floats as None (shared with the serving API)."""
     if isinstance(value, (list, tuple, np.ndarray)):
-        return [_plain(v) for v in value]
+        return [json_value(v) for v in value]
     if value is None or value is pd.NA or value is pd.NaT:
         return None
     if isinstance(value, np.generic):
