@@ -446,7 +446,7 @@ STEPS = (
          "**Recall@10**: the share of a user's later likes that made their top 10. A model "
          "earns its vectors only if it beats the plain most-popular list.",
          draw_metrics),
-    Step("Similar items", "Similar items",
+    Step("Similar items", "Similar",  # short labels: the eight fit one line at 1,280 px
          "Movies whose vectors point the same way are liked by the same people. But plain "
          "cosine also pulls in what everyone watched: {similar}'s nearest vectors, beside "
          "the list through a **lens** that corrects for popularity.",
