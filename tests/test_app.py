@@ -253,6 +253,10 @@ def test_training_in_a_worker_adds_a_leaderboard_row_for_this_visitor_only(app, 
     ok(app)
     assert app.query_params["job"]
     poll(app, lambda at: any("now *your* active model" in s.value for s in at.success))
+    # "Done" is drawn as soon as the run is saved; the panel's next tick (here: the next run)
+    # redraws the page with the new run active.
+    assert app.session_state["sb_run"] == "mf-bpr-default"
+    ok(app.run())
     code = next(e for e in app.main.expander if e.label == "The code that trained popularity")
     assert "def _fit" in code.code[0].value  # beside the job: the code that just ran
     board = frame_with(app, "Recall@10")

@@ -290,6 +290,7 @@ def test_training_shows_the_job_at_the_top_on_the_standby_worker(runs_dir, monke
         job = read_job(shared.runs_dir() / ".jobs" / at.session_state["train_job"])
         assert job["warm"] is True and job["pid"] == standby
         poll(ok(at), lambda a: any("this browser tab only" in s.value for s in a.success))
+        ok(at.run())  # the panel's next tick: the page redrawn with the new run active
         done = next(s.value for s in at.success if "this browser tab only" in s.value)
         run_name = at.session_state["sb_run"]
         assert f"?run={run_name}" in done and "pin it below" in done

@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from recsys.jobs.manager import CANCELLED, DONE, JobManager, pid_is_worker, read_job
+from recsys.jobs.manager import (
+    CANCELLED,
+    DONE,
+    STANDBY_GRACE,
+    JobManager,
+    pid_is_worker,
+    read_events,
+    read_job,
+)
 from recsys.jobs.standby import READY
 from recsys.storage.runs import load_run
 from tests.test_jobs import (
@@ -88,6 +96,36 @@ def test_a_job_goes_to_the_ready_standby_which_is_then_replaced(warm_manager, da
     # a fresh standby for the next job, never the used one
     fresh = wait_ready(warm_manager)
     assert fresh != standby and not alive(standby)
+
+
+def process_start(pid: int) -> float:
+    """Unix time a process started (/proc: clock ticks after boot)."""
+    ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                if line.startswith("btime"))
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_warm_click_waits_for_the_first_epoch_and_the_next_standby_for_the_redraw(
+        warm_manager, data_dir, tmp_path):  # noqa: F811
+    wait_ready(warm_manager)
+    job = warm_manager.submit("a", SPLIT, tiny_config(), tmp_path / "runs", data_dir=data_dir,
+                              maps=())
+    snap = warm_manager.first_epoch(job.id, timeout=60)
+    assert snap.history or snap.is_finished  # the click's panel opens with something to draw
+    over = wait_until_over(warm_manager, job.id)
+    saved = next(e["t"] for e in read_events(warm_manager.jobs_dir / job.id)
+                 if e["event"] == "saved")
+    # the next standby warms up only after the page had time to redraw with the result
+    fresh = wait_ready(warm_manager)
+    assert process_start(fresh) >= saved + STANDBY_GRACE - 0.05
+    assert over.status == DONE
+    # a cold job (other thread count) comes back at once: nothing to wait for in the click
+    cold = warm_manager.submit("b", SPLIT, tiny_config(threads=2), tmp_path / "runs",
+                               data_dir=data_dir, maps=())
+    first = warm_manager.first_epoch(cold.id, timeout=60)
+    assert not first.history and not first.is_finished  # its interpreter is still starting
+    assert wait_until_over(warm_manager, cold.id).status == DONE
 
 
 def test_jobs_that_do_not_fit_the_standby_start_cold(warm_manager, data_dir,  # noqa: F811

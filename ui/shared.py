@@ -15,6 +15,7 @@ never become anyone's model.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import os
 import threading
@@ -394,7 +395,17 @@ def context() -> tuple[MovieLens, Run]:
     ml = dataset()
     run = active_run()
     sidebar(ml, run, run_book())
+    warm_job_manager()
     return ml, run
+
+
+def warm_job_manager() -> None:
+    """Creates the server's job manager on a visitor's first page, whichever it is, so that
+    its warm standby worker (recsys/jobs/standby.py) is ready by the time someone presses
+    Train; created on the Train page itself, it was still warming up at the first click. A
+    runs folder that cannot hold jobs says so on the Train page, not here."""
+    with contextlib.suppress(OSError):
+        _job_manager()
 
 
 def sidebar(ml: MovieLens, run: Run, book: RunBook) -> None:

@@ -56,6 +56,12 @@ CANCEL_GRACE = 10.0  # seconds a worker gets to clean up after SIGTERM before SI
 MAX_WAITING = 8  # training jobs running or queued at once on one server, all visitors together
 START_GRACE = 30.0  # a job without a recorded pid counts as starting for this long
 SUBMIT_LOCK = "submit.lock"  # held while a job is admitted: the caps hold across processes
+# After a job saves its run, the next standby waits this long before warming up (2-3 s of a
+# core: importing torch, reading the data): the page that shows the result redraws first.
+# Measured (Dec 2026, 2 cores): warming at once stretched the Train page's redraw after the
+# save from ~0.4 s to ~1.4 s, so "Done" showed ~1 s later.
+STANDBY_GRACE = 3.0
+FIRST_EPOCH_WAIT = 1.0  # at most this long, a warm job's submit waits for its first epoch
 MAPS_LOCK = "maps.lock"  # held by the one worker computing maps (jobs/worker.py)
 _JOB_ID = re.compile(r"[0-9a-f]{12}")
 
@@ -160,6 +166,7 @@ class JobManager:
         self.max_running = max_running
         self.python = python
         self._workers: dict[str, subprocess.Popen] = {}  # children we started, to reap them
+        self._recent: set[str] = set()  # jobs we started that may still hold the standby back
         # A finished job whose worker has exited never changes again: keep it, unread.
         self._final: dict[str, tuple[_Record, JobSnapshot]] = {}
         self._lock = threading.Lock()
@@ -168,7 +175,7 @@ class JobManager:
         self.standby: Standby | None = None
         if warm_by_default() if warm is None else warm:
             data = str(Path(warm_data_dir).expanduser().resolve()) if warm_data_dir else None
-            self.standby = Standby(self._launch_worker, self._training_now, data)
+            self.standby = Standby(self._launch_worker, self._standby_must_wait, data)
 
     def close(self) -> None:
         """Ends the waiting standby worker, if any (running jobs go on)."""
@@ -256,6 +263,7 @@ class JobManager:
                 worker = self.standby and self.standby.take(job_dir, job["data_dir"],
                                                             train_config.threads)
                 self._workers[job_id] = worker or self._launch(job_dir, train_config.threads)
+                self._recent.add(job_id)
                 _write_json(job_dir / JOB_FILE, {**job, "pid": self._workers[job_id].pid,
                                                  "warm": worker is not None})
         return self.snapshot(job_id)
@@ -297,13 +305,48 @@ class JobManager:
                 start_new_session=True,  # its own process group: cancel ends it and its children
             )
 
-    def _training_now(self) -> bool:
-        """Whether a worker this manager started is alive and has not saved its run yet
-        (the standby waits: warming up would slow that training down)."""
+    def _standby_must_wait(self) -> bool:
+        """Whether a job this manager started is still training, or saved its run less than
+        :data:`STANDBY_GRACE` seconds ago (its worker may have exited since): a standby
+        warming up then would slow that training down, or the page about to show its
+        result. Jobs past both are forgotten here."""
         with self._lock:
-            ids = [job_id for job_id, worker in self._workers.items() if worker.poll() is None]
-        return any(not _has(read_events(self.jobs_dir / job_id), "saved", "failed", "cancelled")
-                   for job_id in ids)
+            alive = {job_id for job_id, worker in self._workers.items() if worker.poll() is None}
+            recent = list(self._recent)
+        now, wait = time.time(), False
+        for job_id in recent:
+            events = read_events(self.jobs_dir / job_id)
+            saved = max((float(e.get("t", 0.0)) for e in events if e["event"] == "saved"),
+                        default=None)
+            if job_id in alive and not _has(events, "saved", "failed", "cancelled"):
+                wait = True  # training
+            elif saved is not None and now - saved < STANDBY_GRACE:
+                wait = True  # its result is being drawn
+            else:
+                with self._lock:
+                    self._recent.discard(job_id)
+        return wait
+
+    def first_epoch(self, job_id: str, timeout: float = FIRST_EPOCH_WAIT
+                    ) -> JobSnapshot | None:
+        """The job's snapshot, once its worker has something to show: the first epoch, or
+        the end. Waits (polling its files) only for a job a warm standby took while no other
+        job was running or queued, whose first epoch follows the submit by ~0.1-0.3 s, and at
+        most ``timeout`` seconds; any other job's snapshot comes back at once. The Train
+        page's click uses it so that the panel it draws opens with the live curves, instead
+        of a "starting" note that the next redraw (after the whole page) replaces."""
+        record = self._record(job_id)
+        if record is None or not record.job.get("warm"):
+            return self.snapshot(job_id)
+        if any(snap.id != job_id for snap in self.unfinished()):
+            return self.snapshot(job_id)
+        deadline = time.monotonic() + timeout
+        while True:
+            snap = self.snapshot(job_id)
+            if (snap is None or snap.is_finished or snap.history or snap.refit
+                    or time.monotonic() >= deadline):
+                return snap
+            time.sleep(0.03)
 
     # ------------------------------------------------------------------ reading
     def snapshot(self, job_id: str) -> JobSnapshot | None:

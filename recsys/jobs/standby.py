@@ -5,10 +5,12 @@ machine) a fresh worker spends importing torch and reading MovieLens.
 Life cycle (one standby per :class:`~recsys.jobs.manager.JobManager`, at most):
 
 1. A keeper thread of the manager starts ``python -m recsys.jobs.standby_process --parent PID
-   [--data-dir DIR]`` when the manager is created, and again after each job it handed
-   over has finished training (never while one of its jobs trains, so warming up never slows
-   a training down). The standby imports torch and the training code, loads MovieLens and
-   writes the line ``ready`` to its stdout.
+   [--data-dir DIR]`` when the manager is created (the app creates it on a visitor's first
+   page, not on the Train page, so the first click finds it ready), and again a few seconds
+   after each job it handed over has saved its run (never while one of its jobs trains, so
+   warming up never slows a training down, nor the page redrawing with its result). The
+   standby imports torch and the training code, loads MovieLens and writes the line
+   ``ready`` to its stdout.
 2. Protocol: the manager hands it a job by writing one JSON line to its stdin,
    ``{"job_dir": "/…/jobs/<id>"}``. From then on the process is that job's worker, exactly
    as ``python -m recsys.jobs.worker JOB_DIR``: its output goes to ``JOB_DIR/worker.log``,
@@ -68,8 +70,8 @@ class Standby:
 
     ``launch(args, stdin, stdout)`` starts ``python -m recsys.jobs.worker`` with ``args``
     (the manager's own launcher: same interpreter, PYTHONPATH and thread settings);
-    ``busy()`` says whether one of the manager's jobs is still training (no standby is
-    started then)."""
+    ``busy()`` says whether the manager wants no standby warming now (one of its jobs
+    trains, or has just saved its run)."""
 
     def __init__(self, launch: Callable[..., subprocess.Popen], busy: Callable[[], bool],
                  data_dir: str | None = None) -> None:
