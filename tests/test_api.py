@@ -4,6 +4,7 @@ as a real process."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from bench import api as bench_api
 from recsys.cli import main as cli
 from recsys.cli import serving as cli_serving
 from recsys.data.loading import GENRES_100K, load_movielens, read_grouplens_dir
@@ -321,7 +323,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_recsys_serve_as_a_process(tmp_path):
+def test_recsys_serve_as_a_process(tmp_path, monkeypatch, capsys):
     data = grouplens_folder(tmp_path / "ml-100k")
     train_run(read_grouplens_dir(data), SplitConfig(),
               TrainConfig(model="mf-als", dim=4, epochs=3), tmp_path / "runs" / "als")
@@ -345,12 +347,26 @@ def test_recsys_serve_as_a_process(tmp_path):
         assert health.json()["run"] == "als"
         response = httpx.get(f"{url}/recommend", params={"user": 1, "k": 3}, timeout=10)
         assert response.status_code == 200 and len(response.json()["items"]) == 3
+        # 8 clients at once on the event loop (the benchmark's hand-written HTTP/1.1 client):
+        # every request answered and logged under its own id
+        log_dir = tmp_path / "runs" / cli_serving.SERVED_LOG_NAME
+        params = [{"user": 1 + n % 12, "k": 3 + n % 4} for n in range(120)]  # 80 warm up
+        row = asyncio.run(bench_api.load(port, server.pid, "/recommend", params, 8, log_dir))
+        assert row["errors"] == 0 and row["requests"] == 40
+        assert np.isfinite(row["server p95 ms"]) and row["p50 ms"] > 0
     finally:
         os.kill(server.pid, signal.SIGTERM)
         output = server.communicate(timeout=30)[0]
     assert "serving als (mf-als) at http://127.0.0.1:" in output
-    [record] = served_log.read_records(tmp_path / "runs" / cli_serving.SERVED_LOG_NAME)
-    assert record["request_id"] == response.json()["request_id"]
+    assert "uvicorn on {} + {}".format(*cli_serving.http_stack()) in output
+    logged = list(served_log.read_records(log_dir))
+    assert logged[0]["request_id"] == response.json()["request_id"] and len(logged) == 121
+    assert len({r["request_id"] for r in logged}) == 121
+    # the lists served concurrently are the lists the CLI computes for the same inputs
+    monkeypatch.setattr(cli_serving, "load_movielens",
+                        lambda data_dir, download: read_grouplens_dir(data))
+    assert cli.main(["replay-log", str(log_dir), "--run", str(tmp_path / "runs" / "als")]) == 0
+    assert "replayed 121 records from 1 file(s): 121 matched" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------------------- MovieLens 100K
