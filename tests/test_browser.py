@@ -198,6 +198,8 @@ def test_training_while_watching_finishes_and_joins_the_leaderboard(server, page
     page.get_by_role("button", name="Train", exact=True).click()
     visible(page, "Training loss", timeout=SLOW)  # live curves while the worker trains
     visible(page, "active model (other visitors keep theirs", timeout=SLOW)
+    # "Done" is drawn first; the panel's next tick redraws the page with the new run active
+    page.wait_for_function("() => location.search.includes('run=mf-als-2')", timeout=SLOW)
     settle(page)
     assert "job=" in page.url
     assert "run=mf-als-2" in page.url  # the new run (<model>-<date>-…) is this visitor's
