@@ -258,6 +258,10 @@ def test_training_in_a_worker_adds_a_leaderboard_row_for_this_visitor_only(app, 
     assert app.session_state["sb_run"] == "mf-bpr-default"
     ok(app.run())
     code = next(e for e in app.main.expander if e.label == "The code that trained popularity")
+    assert not code.code  # closed: its source is not sent (the browser would highlight it)
+    app.session_state["code_view_popularity_only"] = True  # as a click on the expander does
+    code = next(e for e in ok(app.run()).main.expander
+                if e.label == "The code that trained popularity")
     assert "def _fit" in code.code[0].value  # beside the job: the code that just ran
     board = frame_with(app, "Recall@10")
     assert len(board) == before + 1
