@@ -30,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     quality = read_json(json_path(args.results, "quality"), None)
     speed = read_json(json_path(args.results, "speed"), None)
     scale = read_json(json_path(args.results, "scale"), None)
-    body = headline(quality, speed, scale)
+    results = Path(args.results)
+    body = headline(quality, speed, scale,
+                    previous_parts(results.read_text() if results.exists() else ""))
     print(body)
     write_section(Path(args.results), "headline", body, new_at="top")
     if args.plot and quality:
@@ -38,15 +40,48 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def headline(quality: dict | None, speed: dict | None, scale: dict | None) -> str:
+def headline(quality: dict | None, speed: dict | None, scale: dict | None,
+             previous: dict[str, list[str]] | None = None) -> str:
+    """The headline from each benchmark's saved numbers. A benchmark whose JSON is not on this
+    machine (``bench/out`` is not committed) keeps its part of the ``previous`` headline
+    (:func:`previous_parts`), so re-running one benchmark never drops another's figures."""
+    previous = previous or {}
+
+    def kept(part: str, missing: str) -> list[str]:
+        return previous.get(part) or [missing, ""]
+
     lines = ["## Headline (`bench/summary.py`, from the sections below)", ""]
-    if quality:
-        lines += quality_lines(quality["rows"])
-    else:
-        lines += ["- quality: MISSING (bench.quality has not written bench/out/quality.json)", ""]
-    lines += speed_lines(speed) if speed else ["- speed: MISSING (no bench/out/speed.json)", ""]
-    lines += scale_lines(scale) if scale else ["- scale: MISSING (no bench/out/scale.json)", ""]
+    lines += (quality_lines(quality["rows"]) if quality else kept(
+        "quality", "- quality: MISSING (bench.quality has not written bench/out/quality.json)"))
+    lines += speed_lines(speed) if speed else kept(
+        "speed", "- speed: MISSING (no bench/out/speed.json)")
+    lines += scale_lines(scale) if scale else kept(
+        "scale", "- scale: MISSING (no bench/out/scale.json)")
     return "\n".join(lines).rstrip() + "\n"
+
+
+# Which benchmark writes each "###" part of the headline (by the heading's first words).
+PART_OF_HEADING = {"Quality": "quality", "Recall@10 targets": "quality", "Speed": "speed",
+                   "Scale": "scale"}
+
+
+def previous_parts(results_text: str) -> dict[str, list[str]]:
+    """The current headline's lines per benchmark ("quality", "speed", "scale"), read from
+    RESULTS.md's text; empty where there is no headline."""
+    start, end = "<!-- headline:start -->", "<!-- headline:end -->"
+    if start not in results_text or end not in results_text:
+        return {}
+    body = results_text.split(start, 1)[1].split(end, 1)[0]
+    parts: dict[str, list[str]] = {}
+    current = None
+    for line in body.splitlines():
+        if line.startswith("### "):
+            title = line[4:]
+            current = next((part for prefix, part in PART_OF_HEADING.items()
+                            if title.startswith(prefix)), None)
+        if current is not None:
+            parts.setdefault(current, []).append(line)
+    return parts
 
 
 def _best(rows: list[dict], models) -> dict | None:

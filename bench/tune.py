@@ -73,11 +73,14 @@ SPACES: dict[str, dict[str, list[Any]]] = {
     },
     # iALS as in Rendle et al. (RecSys 2022): large dimensions, frequency-scaled L2 (als_nu),
     # a strong confidence (their unobserved weight alpha0 = 1 / als_alpha), few CG steps
-    # (20, 50 and 5, 20 added for a second, refining pass around the leaders)
+    # (20, 50 and 5, 20 added for a second, refining pass around the leaders); recency-weighted
+    # confidence (als_recency, a half-life in later positives) added on Dec 7 2026, ordered
+    # from off through gentle to strong, so that a refinement step from "off" is the gentlest
     "mf-als": {"dim": [64, 128, 256, 512],
                "als_lambda": [3.0, 10.0, 20.0, 30.0, 50.0, 100.0, 300.0, 1000.0],
                "als_alpha": [1.0, 3.0, 5.0, 10.0, 20.0, 30.0, 100.0], "als_nu": [0.0, 0.5, 1.0],
-               "als_cg_steps": [0, 3, 4, 8]},
+               "als_cg_steps": [0, 3, 4, 8],
+               "als_recency": [0.0, 50.0, 20.0, 10.0, 7.0, 5.0, 3.0, 2.0, 1.0]},
     "ease": {"ease_lambda": [10.0, 25.0, 50.0, 100.0, 150.0, 200.0, 250.0, 300.0, 400.0, 500.0,
                              600.0, 800.0, 1000.0, 2000.0, 4000.0]},
     "itemknn": {"knn_neighbours": [5, 10, 20, 50, 100, 200, 400, 1000]},
@@ -173,7 +176,7 @@ def tune_protocol(ml, protocol: str, models: list[str], args, fixed: dict[str, A
 def search(model: str, split, args, fixed, trials_path: Path, protocol: str) -> list[dict]:
     """Runs (or reuses) the trials of one model on one protocol; returns all of them."""
     space = SPACES[model]
-    cache = {t["key"]: t for t in read_json(trials_path, []) if t["model"] == model}
+    cache = {t["key"]: t for t in read_trials(trials_path) if t["model"] == model}
     extra = fixed if model in EPOCH_MODELS else {}
     results: dict[str, dict] = {}
 
@@ -207,7 +210,7 @@ def confirm_on_seeds(model: str, split, trials: list[dict], args, fixed, trials_
     ``args.seeds`` seeds (each seed a trial of its own, cached like the others): the leaders
     are often within one seed's noise of each other (~0.003-0.005), so one draw picks by luck."""
     extra = fixed if model in EPOCH_MODELS else {}
-    cache = {t["key"]: t for t in read_json(trials_path, [])}
+    cache = {t["key"]: t for t in read_trials(trials_path)}
     leaders = sorted(trials, key=_objective, reverse=True)[:args.confirm]
     means = []
     for leader in leaders:
@@ -224,6 +227,21 @@ def confirm_on_seeds(model: str, split, trials: list[dict], args, fixed, trials_
         print(f"   [{protocol} {model} seeds] mean valid recall@10 {means[-1]:.4f} over "
               f"{len(recalls)} seeds: {_fmt_params(leader['params'])}", flush=True)
     return {**leaders[means.index(max(means))], "valid_recall@10_seeds": max(means)}
+
+
+def read_trials(path: Path) -> list[dict]:
+    """The trials of ``path``, each with every setting its model's space now searches: one
+    added to a space after a trial ran is filled in with the value the trial ran with (the
+    model's default then), and the trial's key recomputed, so the cache still matches."""
+    trials = read_json(path, [])
+    for trial in trials:
+        space = SPACES.get(trial["model"], {})
+        missing = [name for name in space if name not in trial["params"]]
+        if missing:
+            default = to_dict(TrainConfig.for_model(trial["model"]))
+            trial["params"] = {**trial["params"], **{name: default[name] for name in missing}}
+            trial["key"] = _key(trial["model"], {**trial["params"], **trial.get("fixed", {})})
+    return trials
 
 
 def _in_space(trial: dict, space: dict[str, list]) -> bool:
@@ -428,7 +446,7 @@ def write_report(out_dir: Path, tuned_path: Path, report_path: Path, command: st
         cols = ["model", "chosen params", "valid R@10", "valid N@10", "test R@10", "test N@10",
                 "test RMSE", "default test R@10", "default test N@10", "refit epochs", "fit s"]
         lines += [markdown_table(rows, cols), ""]
-        trials = read_json(out_dir / f"trials-{protocol}.json", [])
+        trials = read_trials(out_dir / f"trials-{protocol}.json")
         for model in section["models"]:
             mine = sorted((t for t in trials if t["model"] == model and t.get("stage") != "seed"),
                           key=_objective, reverse=True)
@@ -532,7 +550,7 @@ def ease_level(tuned: dict) -> list[str]:
 
 
 def _candidate_default(out_dir: Path, model: str = "mf-bpr") -> dict[str, Any] | None:
-    per_protocol = {p: {t["key"]: t for t in read_json(out_dir / f"trials-{p}.json", [])
+    per_protocol = {p: {t["key"]: t for t in read_trials(out_dir / f"trials-{p}.json")
                         if t["model"] == model} for p in PROTOCOLS}
     if not all(per_protocol.values()):
         return None
@@ -606,7 +624,7 @@ def recommended_defaults(out_dir: Path, model: str = "mf-bpr") -> list[str]:
     relative to each protocol's best: one default that is good under both protocols."""
     per_protocol = {}
     for protocol in PROTOCOLS:
-        trials = [t for t in read_json(out_dir / f"trials-{protocol}.json", [])
+        trials = [t for t in read_trials(out_dir / f"trials-{protocol}.json")
                   if t["model"] == model]
         if trials:
             per_protocol[protocol] = {t["key"]: t for t in trials}

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 runs_dir="${RECSYS_RUNS_DIR:-runs}"
 # The folders of CLASS_RUNS in recsys/jobs/class_set.py (a test keeps the two lists equal).
-class_runs="default class-mf-bpr class-mf-bpr-decay class-popularity class-itemknn class-ease class-svd"
+class_runs="default class-mf-bpr class-mf-bpr-decay class-popularity class-itemknn class-ease class-svd class-mf-als-recency"
 for run in $class_runs; do
   if [ ! -f "$runs_dir/$run/weights.npz" ]; then
     echo "==> preparing the class set: the default model (mf-als), mf-bpr and the baselines"

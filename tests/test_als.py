@@ -4,6 +4,7 @@ training, early stopping, saving."""
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
@@ -242,3 +243,120 @@ def test_the_objective_from_cg_residuals_equals_the_pass_over_the_positives(step
                      @ (x**2).sum(1))
     want = als_objective(x, y, indptr, indices, 2.0, 0.5, lambdas)
     assert items_part + users_l2 == pytest.approx(want, rel=1e-9)
+
+
+# ---------------------------------------------------------------------------- recency weights
+def _weighted_direct_step(q, dense, weights, alpha, row_lambda):
+    """Each row's normal equations with a confidence per cell: 1 + alpha * w on a positive."""
+    out = []
+    for row, w, lam in zip(dense, weights, row_lambda, strict=True):
+        c = 1.0 + alpha * w * row
+        a = q.T @ np.diag(c) @ q + lam * np.eye(q.shape[1])
+        out.append(np.linalg.solve(a, q.T @ (c * row)))
+    return np.stack(out)
+
+
+def _tiny_weighted_problem(seed):
+    dense, q, indptr, indices = _tiny_problem(seed)
+    rng = np.random.default_rng(seed + 100)
+    weights = np.where(dense > 0, rng.uniform(0.05, 1.0, dense.shape), 0.0)
+    cells = torch.from_numpy(sp.csr_matrix(weights).data)  # CSR order, as the pattern's
+    assert len(cells) == len(indices)
+    return dense, q, indptr, indices, weights, cells
+
+
+@pytest.mark.parametrize("alpha", [2.5, 1e4])  # CG, and the exact solve a large alpha takes
+@pytest.mark.parametrize("nu", [0.0, 1.0])
+def test_weighted_step_solves_each_rows_normal_equations(alpha, nu):
+    dense, q, indptr, indices, weights, cells = _tiny_weighted_problem(8)
+    row_lambda = frequency_scaled_lambda(torch.from_numpy(weights.sum(1)), 14, alpha, 0.7, nu)
+    got = als_half_step(torch.from_numpy(q), indptr, indices, alpha, 0.7,
+                        row_lambda=row_lambda, weights=cells).numpy()
+    lambdas = np.full(9, 0.7) if row_lambda is None else row_lambda.numpy()
+    want = _weighted_direct_step(q, dense, weights, alpha, lambdas)
+    np.testing.assert_allclose(got, want, atol=1e-9 * (1 + alpha) * np.abs(want).max())
+    assert np.abs(got[2]).max() == 0.0
+    # the weights matter: the unweighted step is a different solution
+    plain = als_half_step(torch.from_numpy(q), indptr, indices, alpha, 0.7,
+                          row_lambda=row_lambda).numpy()
+    assert np.abs(plain - want).max() > 100 * np.abs(got - want).max()
+
+
+def test_weighted_exact_solve_takes_the_rows_cg_leaves(monkeypatch):
+    """The exact weighted solve (the few-positives LU form and the d x d form) per row."""
+    dense, q, indptr, indices, weights, cells = _tiny_weighted_problem(9)
+    monkeypatch.setattr(als, "cg_step_bound", lambda alpha, tol: 1)
+    got = als_half_step(torch.from_numpy(q), indptr, indices, 2.0, 0.4, weights=cells)
+    np.testing.assert_allclose(got.numpy(), _weighted_direct_step(q, dense, weights, 2.0,
+                                                                  np.full(9, 0.4)), atol=1e-9)
+
+
+@pytest.mark.parametrize("steps", [0, 2])
+def test_weighted_objective_from_cg_residuals_equals_the_dense_sum(steps):
+    dense, q, indptr, indices, weights, _ = _tiny_weighted_problem(10)
+    x = np.random.default_rng(10).normal(size=(9, 4))
+    by_item = sp.csr_matrix(weights.T)
+    item_cells = torch.from_numpy(by_item.data)
+    y, items_part = als.half_step_and_objective(
+        torch.from_numpy(x), torch.from_numpy(by_item.indptr.astype(np.int64)),
+        torch.from_numpy(by_item.indices.astype(np.int64)), 2.0, 0.5, steps=steps,
+        start=torch.from_numpy(q) if steps else None, weights=item_cells)
+    y = y.numpy()
+    c = 1.0 + 2.0 * weights * dense
+    dense_sum = (c * (dense - x @ y.T) ** 2).sum() + 0.5 * ((x * x).sum() + (y * y).sum())
+    assert items_part + 0.5 * (x * x).sum() == pytest.approx(dense_sum, rel=1e-9)
+    user_cells = torch.from_numpy(sp.csr_matrix(weights).data)
+    assert als_objective(torch.from_numpy(x), torch.from_numpy(y), indptr, indices, 2.0, 0.5,
+                         weights=user_cells) == pytest.approx(dense_sum, rel=1e-9)
+
+
+def test_recency_weights_halve_every_half_life_of_later_positives():
+    from recsys.data.interactions import Interactions
+
+    frame = pd.DataFrame({"user_id": [1, 1, 1, 2, 1, 2], "item_id": [10, 11, 12, 10, 13, 11],
+                          "rating": [5.0] * 6, "timestamp": [5, 1, 9, 3, 9, 2]})
+    events = Interactions.from_frame(frame)
+    assert als.recency_weights(events, 0.0) is None
+    weights = als.recency_weights(events, 2.0)
+    by_pair = {(int(events.user_ids[u]), int(events.item_ids[i])): w for u, i, w in
+               zip(events.user_index, events.item_index, weights, strict=True)}
+    # user 1: items 11 (t 1), 10 (t 5), then 12 and 13 at t 9 (the later line is the latest)
+    assert by_pair[(1, 13)] == 1.0 and by_pair[(1, 12)] == pytest.approx(2 ** -0.5)
+    assert by_pair[(1, 10)] == pytest.approx(0.5) and by_pair[(1, 11)] == pytest.approx(2 ** -1.5)
+    assert by_pair[(2, 10)] == 1.0 and by_pair[(2, 11)] == pytest.approx(2 ** -0.5)
+
+
+def test_recency_moves_a_users_list_towards_their_latest_taste():
+    """Half the users liked block A long ago and block B lately, the other half the reverse:
+    without recency their lists follow their history's bulk, with a short half-life their
+    latest positives."""
+    from recsys.data.interactions import Interactions
+    from recsys.data.splits import Part
+
+    rows, t, latest_block = [], 0, {}
+    for user in range(1, 61):
+        old, new = (0, 1) if user % 2 else (1, 0)
+        latest_block[user] = new
+        rng = np.random.default_rng(user)
+        history = [(i, old) for i in rng.permutation(8)[:5]] + [(i, new) for i in
+                                                                 rng.permutation(8)[:2]]
+        for item, block in history:
+            t += 1
+            rows.append((user, 1 + item + 8 * block, 5.0, t))
+    events = Interactions.from_frame(pd.DataFrame(
+        rows, columns=["user_id", "item_id", "rating", "timestamp"]))
+    seen = events.to_csr()
+
+    def share_of_latest_block(recency: float) -> float:
+        cfg = TrainConfig(model="mf-als", **{**FAST, "als_recency": recency})
+        model = create_model(cfg)
+        model.n_users, model.n_items = events.n_users, events.n_items
+        sweeps = model.start_training(Part(events, events))
+        for epoch in range(1, 9):
+            sweeps.train_epoch(epoch)
+        hits = [(events.item_ids[model.recommend(u, k=3, exclude=seen)[0]] - 1) // 8
+                == latest_block[int(events.user_ids[u])] for u in range(events.n_users)]
+        return float(np.mean(hits))
+
+    # measured: 0.49 without recency, 0.78 at half-life 0.5, 0.69 at 1 (fixed seeds)
+    assert share_of_latest_block(0.5) > share_of_latest_block(0.0) + 0.2

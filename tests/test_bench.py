@@ -102,6 +102,21 @@ def test_tune_candidates_start_at_default_and_refine_by_one_step():
     assert len(grid) == len(tune.SPACES["ease"]["ease_lambda"])
 
 
+def test_cached_trials_gain_settings_added_to_a_space_with_the_value_they_ran_with(tmp_path):
+    """A trial run before als_recency was searched ran without recency: read back, it carries
+    als_recency=0 and the key a new trial of the same settings gets, so the cache matches."""
+    params = {"dim": 64, "als_lambda": 30.0, "als_alpha": 3.0, "als_nu": 1.0, "als_cg_steps": 0}
+    fixed = {"epochs": 60, "patience": 5}
+    path = tmp_path / "trials-P1.json"
+    path.write_text(json.dumps([{"model": "mf-als", "params": params, "fixed": fixed,
+                                 "key": tune._key("mf-als", {**params, **fixed}),
+                                 "valid_recall@10": 0.2, "stage": "random"}]))
+    (trial,) = tune.read_trials(path)
+    assert trial["params"]["als_recency"] == 0.0
+    assert trial["key"] == tune._key("mf-als", {**params, "als_recency": 0.0, **fixed})
+    assert tune._in_space(trial, tune.SPACES["mf-als"])
+
+
 def test_summary_headline_and_plot(tmp_path):
     from bench import summary
 
@@ -134,6 +149,11 @@ def test_summary_headline_and_plot(tmp_path):
     body = results.read_text()
     assert body.count("<!-- headline:start -->") == 1
     assert body.index("Headline") < body.index("quality:start")
+    # a later headline without speed.json keeps the speed part this one wrote, word for word
+    kept = summary.headline({"rows": rows}, None, None, summary.previous_parts(body))
+    speed_part = text[text.index("### Speed"):text.index("- scale: MISSING")]
+    assert speed_part in kept and "speed: MISSING" not in kept
+    assert summary.headline(None, None, None, {}).count("MISSING") == 3  # nothing to keep
     pytest.importorskip("plotly")
     summary.plot(rows, tmp_path / "plot.html")
     assert "cdn.plot.ly" in (tmp_path / "plot.html").read_text()

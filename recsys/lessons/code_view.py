@@ -70,8 +70,8 @@ TRAINING_CODE: dict[str, _Entry] = {
         (("the loss", "recsys.models.mf:MFMSE.batch_loss"), _AUTOGRAD_STEP)),
     "mf-als": _Entry(
         r"x_u = \big(Y^\top C_u Y + \lambda I\big)^{-1} Y^\top C_u\, \mathbb{1},\quad"
-        r" C_u = I + \alpha\,\mathrm{diag}(\text{liked}_u)\quad"
-        r"\text{(then the same for every item, in turn)}",
+        r" C_u = I + \alpha\,\mathrm{diag}\big(\text{liked}_u \odot 2^{-\text{later}_u / h}\big)"
+        r"\ \ (h = 0\text{: } 2^{\ldots} = 1)",
         (("one half-sweep: every user's (or item's) least-squares solve by conjugate gradient",
           "recsys.models.als:als_half_step"),
          ("a sweep: users, then items", "recsys.models.als:ALSSweeps.train_epoch"))),

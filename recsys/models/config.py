@@ -117,6 +117,13 @@ class TrainConfig:
         "(its total confidence)^nu and averaging als_lambda (0 = the same lambda for all)",
         label="ALS frequency exponent ν", bounds=(0.0, 2.0),
     )
+    # 0 keeps the classic iALS; on P2 a half-life of a few positives lifted validation
+    # Recall@10 more than any other setting (bench/TUNING.md).
+    als_recency: float = option(
+        0.0, "mf-als: half-life of a positive's extra confidence, counted in the user's later "
+        "positives: 1 + als_alpha * 2^(-later / half-life) (0 = every positive alike)",
+        label="ALS recency half-life", bounds=(0.0, 1e6),
+    )
     # 0 keeps the exact solves that the pinned results were made with; implicit runs 3 steps.
     als_cg_steps: int = option(
         0, "mf-als: conjugate-gradient steps per row and sweep, started from the last sweep's "
