@@ -76,3 +76,20 @@ def test_k_beyond_the_catalogue_and_short_lists_count_only_rankable_items():
     assert result.metrics["coverage@5"] == 1.0  # items 1, 2 (user 0) and 0 (user 1)
     novelty_user0 = result.per_user["novelty@5"][0]
     assert math.isclose(novelty_user0, 1.0)  # items 1 and 2: -log2(1/2) each
+
+
+def test_stored_cells_equal_nonzero_of_the_rows_sliced():
+    """The CSR read of top_k_items' exclusions against scipy's slice + nonzero(): repeated and
+    unsorted rows, empty rows, and a stored zero (not a cell)."""
+    from recsys.evaluation.metrics import stored_cells
+
+    rng = np.random.default_rng(3)
+    dense = sp.random(30, 40, density=0.15, random_state=4).toarray()
+    dense[5] = 0  # an empty row
+    matrix = sp.csr_matrix(dense)
+    matrix.data[::7] = 0.0  # stored zeros
+    for rows in (np.array([5, 2, 2, 29, 0]), rng.integers(0, 30, 50), np.array([5]),
+                 np.array([], dtype=np.int64)):
+        got = stored_cells(matrix, rows)
+        want = matrix[rows].nonzero()
+        assert sorted(zip(*got, strict=True)) == sorted(zip(*want, strict=True))
