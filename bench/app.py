@@ -480,7 +480,8 @@ def job_parts(res: Results, mode: str, job: dict[str, Any], events: list[dict[st
 
 def maps_in_browser(res: Results, mode: str, tab: Tab, run: Path, repeats: int) -> None:
     """3a/3b on the visitor whose active model is the run just trained (maps cached)."""
-    cached = sorted(p.name for p in (run / "projections").glob("items-umap-*.npz"))
+    # items-<lens>-...-umap-<settings>.npz (the lens prefix came with the debiased map lens)
+    cached = sorted(p.name for p in (run / "projections").glob("items-*umap-*.npz"))
     if not cached:
         res.note(mode, f"3a: the worker left no UMAP cache in {run.name}")
     page = tab.page
