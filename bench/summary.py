@@ -79,6 +79,9 @@ def previous_parts(results_text: str) -> dict[str, list[str]]:
             title = line[4:]
             current = next((part for prefix, part in PART_OF_HEADING.items()
                             if title.startswith(prefix)), None)
+        elif re.match(r"- (quality|speed|scale): MISSING", line):
+            current = None  # a missing part has no heading: it is nobody's to keep
+            continue
         if current is not None:
             parts.setdefault(current, []).append(line)
     return parts

@@ -11,7 +11,7 @@ runs_dir="${RECSYS_RUNS_DIR:-runs}"
 class_runs="default class-mf-bpr class-mf-bpr-decay class-popularity class-itemknn class-ease class-svd class-mf-als-recency"
 for run in $class_runs; do
   if [ ! -f "$runs_dir/$run/weights.npz" ]; then
-    echo "==> preparing the class set: the default model (mf-als), mf-bpr and the baselines"
+    echo "==> preparing the class set: the default model (mf-als), mf-bpr, the baselines and the tuned mf-als"
     .venv/bin/recsys prepare-class --no-maps --runs-dir "$runs_dir"
     break
   fi

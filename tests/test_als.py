@@ -9,7 +9,9 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from recsys.data.interactions import Interactions
 from recsys.data.protocol import SplitConfig
+from recsys.data.splits import Part
 from recsys.evaluation.metrics import evaluate_model
 from recsys.linalg import weighted_ridge
 from recsys.models import als, create_model
@@ -311,8 +313,6 @@ def test_weighted_objective_from_cg_residuals_equals_the_dense_sum(steps):
 
 
 def test_recency_weights_halve_every_half_life_of_later_positives():
-    from recsys.data.interactions import Interactions
-
     frame = pd.DataFrame({"user_id": [1, 1, 1, 2, 1, 2], "item_id": [10, 11, 12, 10, 13, 11],
                           "rating": [5.0] * 6, "timestamp": [5, 1, 9, 3, 9, 2]})
     events = Interactions.from_frame(frame)
@@ -320,19 +320,20 @@ def test_recency_weights_halve_every_half_life_of_later_positives():
     weights = als.recency_weights(events, 2.0)
     by_pair = {(int(events.user_ids[u]), int(events.item_ids[i])): w for u, i, w in
                zip(events.user_index, events.item_index, weights, strict=True)}
-    # user 1: items 11 (t 1), 10 (t 5), then 12 and 13 at t 9 (the later line is the latest)
-    assert by_pair[(1, 13)] == 1.0 and by_pair[(1, 12)] == pytest.approx(2 ** -0.5)
+    # user 1: items 11 (t 1), 10 (t 5), then 12 and 13 in the same second (t 9): both latest
+    assert by_pair[(1, 13)] == by_pair[(1, 12)] == 1.0
     assert by_pair[(1, 10)] == pytest.approx(0.5) and by_pair[(1, 11)] == pytest.approx(2 ** -1.5)
     assert by_pair[(2, 10)] == 1.0 and by_pair[(2, 11)] == pytest.approx(2 ** -0.5)
+    # the order of the lines never matters, only the timestamps
+    shuffled = Interactions.from_frame(frame.iloc[::-1].reset_index(drop=True))
+    again = als.recency_weights(shuffled, 2.0)
+    assert sorted(again) == pytest.approx(sorted(weights))
 
 
 def test_recency_moves_a_users_list_towards_their_latest_taste():
     """Half the users liked block A long ago and block B lately, the other half the reverse:
     without recency their lists follow their history's bulk, with a short half-life their
     latest positives."""
-    from recsys.data.interactions import Interactions
-    from recsys.data.splits import Part
-
     rows, t, latest_block = [], 0, {}
     for user in range(1, 61):
         old, new = (0, 1) if user % 2 else (1, 0)
@@ -360,3 +361,71 @@ def test_recency_moves_a_users_list_towards_their_latest_taste():
 
     # measured: 0.49 without recency, 0.78 at half-life 0.5, 0.69 at 1 (fixed seeds)
     assert share_of_latest_block(0.5) > share_of_latest_block(0.0) + 0.2
+
+
+# ---------------------------------------------------------------- review 24's gap tests
+def test_weighted_exact_solve_with_a_lambda_per_row(monkeypatch):
+    """The weighted exact path (few-positives LU form and d x d form) with distinct per-row
+    lambdas, at an alpha where lambda matters: CG is cut to one step so every row falls back."""
+    dense, q, indptr, indices, weights, cells = _tiny_weighted_problem(8)
+    assert (dense.sum(1) < 4).any() and (dense.sum(1) > 4).any()  # both exact forms run
+    row_lambda = torch.linspace(0.2, 3.0, 9, dtype=torch.float64)
+    monkeypatch.setattr(als, "cg_step_bound", lambda alpha, tol: 1)
+    got = als_half_step(torch.from_numpy(q), indptr, indices, 2.0, 1.0, row_lambda=row_lambda,
+                        weights=cells).numpy()
+    want = _weighted_direct_step(q, dense, weights, 2.0, row_lambda.numpy())
+    np.testing.assert_allclose(got, want, atol=1e-9)
+
+
+def _events(seed=0, n=400):
+    rng = np.random.default_rng(seed)
+    return Interactions.from_frame(pd.DataFrame({
+        "user_id": rng.integers(1, 30, n), "item_id": rng.integers(1, 50, n), "rating": 5.0,
+        "timestamp": rng.integers(0, 60, n)}))
+
+
+def _sweeps(events, **settings):
+    cfg = TrainConfig(model="mf-als", **{"dim": 4, "epochs": 2, "patience": 0, **settings})
+    model = create_model(cfg)
+    model.n_users, model.n_items = events.n_users, events.n_items
+    return model.start_training(Part(events, events))
+
+
+def test_start_training_lays_each_pairs_weight_beside_its_index_in_both_orientations():
+    events = _events()
+    sweeps = _sweeps(events, als_recency=2.0, als_nu=1.0)
+    w = als.recency_weights(events, 2.0)
+    dense = np.zeros((events.n_users, events.n_items))
+    dense[events.user_index, events.item_index] = w
+    orientations = zip(sweeps.rows, sweeps.weights, (dense, dense.T), strict=True)
+    for (indptr, indices), cells, matrix in orientations:
+        rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr.numpy()))
+        np.testing.assert_allclose(cells.numpy(), matrix[rows, indices.numpy()], rtol=1e-6)
+    # nu > 0: a row's frequency is its summed weight, not its count
+    for lambdas, matrix, n_columns in zip(sweeps.row_lambdas, (dense, dense.T),
+                                          (events.n_items, events.n_users), strict=True):
+        cfg_lam, cfg_alpha = sweeps.model.config.als_lambda, sweeps.model.config.als_alpha
+        want = frequency_scaled_lambda(torch.from_numpy(matrix.sum(1)), n_columns, cfg_alpha,
+                                       cfg_lam, 1.0)
+        np.testing.assert_allclose(lambdas.numpy(), want.numpy(), rtol=1e-12)
+
+
+def test_a_pair_stored_twice_counts_once_with_its_larger_weight():
+    events = Interactions(np.array([0, 0, 0]), np.array([1, 1, 2]), np.ones(3, np.float32),
+                          np.array([1, 5, 3]), np.array([10]), np.array([1, 2, 3]))
+    matrix = als._training_matrix(events, np.array([0.25, 1.0, 0.5]))
+    assert matrix.nnz == 2 and matrix[0, 1] == 1.0 and matrix[0, 2] == 0.5
+
+
+@pytest.mark.parametrize("settings", [{"als_alpha": 1e4}, {"als_alpha": 2.0, "als_cg_steps": 2}])
+def test_a_sweeps_loss_is_the_weighted_objective(settings):
+    """The loss a sweep reports, from the exact path (alpha 1e4) and from CG's residuals."""
+    events = _events(1)
+    sweeps = _sweeps(events, als_recency=2.0, als_lambda=0.5, **settings)
+    sweeps.items = sweeps.items.double()
+    loss = sweeps.train_epoch(1)
+    model = sweeps.model
+    x, y = torch.from_numpy(model.users), torch.from_numpy(model.items)
+    want = als_objective(x, y, *sweeps.rows[0], settings["als_alpha"], 0.5,
+                         weights=sweeps.weights[0]) / len(sweeps.rows[0][1])
+    assert loss == pytest.approx(want, rel=1e-6)

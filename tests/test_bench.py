@@ -154,6 +154,11 @@ def test_summary_headline_and_plot(tmp_path):
     speed_part = text[text.index("### Speed"):text.index("- scale: MISSING")]
     assert speed_part in kept and "speed: MISSING" not in kept
     assert summary.headline(None, None, None, {}).count("MISSING") == 3  # nothing to keep
+    # a MISSING line is never kept beside fresh figures (it has no heading of its own)
+    no_speed = summary.headline({"rows": rows}, None, None)
+    later = summary.headline(None, speed, None, summary.previous_parts(
+        f"<!-- headline:start -->\n{no_speed}<!-- headline:end -->\n"))
+    assert "speed: MISSING" not in later and later.count("scale: MISSING") == 1
     pytest.importorskip("plotly")
     summary.plot(rows, tmp_path / "plot.html")
     assert "cdn.plot.ly" in (tmp_path / "plot.html").read_text()

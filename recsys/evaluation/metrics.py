@@ -68,6 +68,7 @@ def stored_cells(matrix: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, n
     """``matrix[rows].nonzero()`` read straight off the CSR arrays: (position in ``rows``,
     column) of every nonzero cell. Slicing the matrix first built a new CSR per call, a fifth
     of the serving API's CPU per /recommend (one row)."""
+    matrix = matrix.tocsr()  # the same object for a CSR matrix; a CSC one would read columns
     starts, ends = matrix.indptr[rows], matrix.indptr[np.asarray(rows) + 1]
     lengths = ends - starts
     offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)

@@ -276,7 +276,7 @@ def als_half_step(other: torch.Tensor, indptr: torch.Tensor, indices: torch.Tens
     relative residual of 1e-6 in ~7 steps. One step is two sparse products over the positives
     (``W_u z_u`` for every positive, then the sums back), instead of a d x d or L x L
     factorisation per row. ``row_lambda`` (one per row, :func:`frequency_scaled_lambda`)
-    replaces ``lam`` where given. ``weights`` (one per stored cell in CSR order, in (0, 1];
+    replaces ``lam`` where given. ``weights`` (one per stored cell in CSR order, in [0, 1];
     :func:`recency_weights`) scale each positive's ``alpha`` where given: the system becomes
     ``(I + W_u^T E_u W_u) z_u = W_u^T (1 + alpha w_u)``, ``E_u = diag(alpha w_u)``, and its
     eigenvalues stay in [1, 1 + alpha], so the same step bound holds.
@@ -319,10 +319,9 @@ def half_step_and_objective(other: torch.Tensor, indptr: torch.Tensor, indices: 
         cell_weights = None if weights is None else weights.to(other.dtype)
 
         def weighted(dots: torch.Tensor) -> torch.Tensor:  # each positive's dot times its w
-            if cell_weights is None:
-                return dots
-            return torch.sparse_csr_tensor(indptr, indices, dots.values() * cell_weights,
-                                           size=dots.shape)
+            if cell_weights is not None:
+                dots.values().mul_(cell_weights)
+            return dots
 
         def operator(z: torch.Tensor) -> torch.Tensor:  # (I + W_u^T E_u W_u) z_u, every u
             if row_scale is None:
@@ -398,9 +397,9 @@ def als_objective(x: torch.Tensor, y: torch.Tensor, indptr: torch.Tensor, indice
     s = _positive_scores(x, y, indptr, indices).double()
     confidence = 1.0 + alpha * (1.0 if weights is None else weights.double())
     positives = float((confidence * (1.0 - s) ** 2 - s**2).sum())
-    l2 = sum(float(lam * (f.double() ** 2).sum()) if weights is None
-             else float(weights @ (f.double() ** 2).sum(1))
-             for f, weights in zip((x, y), row_lambdas, strict=True))
+    l2 = sum(float(lam * (f.double() ** 2).sum()) if row_lambda is None
+             else float(row_lambda @ (f.double() ** 2).sum(1))
+             for f, row_lambda in zip((x, y), row_lambdas, strict=True))
     return everything + positives + l2
 
 
@@ -530,17 +529,21 @@ class ALSSweeps:
 
 def recency_weights(positives: Interactions, half_life: float) -> np.ndarray | None:
     """Each positive's share of ``als_alpha``: ``2^(-k / half_life)``, ``k`` the number of the
-    same user's positives that came later (by timestamp; same-second ties by event order), so
-    every user's latest positive gets 1. None for ``half_life <= 0`` (all positives alike).
-    Counted in positives rather than days: users rate in bursts, and the order of a user's
-    own history is what a temporal split holds out by."""
+    same user's positives with a strictly later timestamp, so every user's latest positives
+    get 1 and positives of the same second share one weight (two thirds of ML-100K's share
+    their second with another of the user's: the order within it means nothing). None for
+    ``half_life <= 0`` (all positives alike). Counted in positives rather than days: users
+    rate in bursts, and the order of a user's own history is what a temporal split holds
+    out by."""
     if half_life <= 0:
         return None
     n = len(positives)
-    order = np.lexsort((np.arange(n), positives.timestamps, positives.user_index))
-    users = positives.user_index[order]
-    ends = np.cumsum(np.bincount(users, minlength=positives.n_users))
-    later = ends[users] - 1 - np.arange(n)  # this user's positives after this one
+    order = np.lexsort((positives.timestamps, positives.user_index))
+    users, times = positives.user_index[order], positives.timestamps[order]
+    user_ends = np.cumsum(np.bincount(users, minlength=positives.n_users))
+    starts = np.r_[True, (users[1:] != users[:-1]) | (times[1:] != times[:-1])]
+    group_ends = np.r_[np.flatnonzero(starts)[1:], n]  # one past each same-second group
+    later = user_ends[users] - group_ends[np.cumsum(starts) - 1]
     weights = np.empty(n)
     weights[order] = np.exp2(-later / float(half_life))
     return weights

@@ -121,7 +121,8 @@ class TrainConfig:
     # Recall@10 more than any other setting (bench/TUNING.md).
     als_recency: float = option(
         0.0, "mf-als: half-life of a positive's extra confidence, counted in the user's later "
-        "positives: 1 + als_alpha * 2^(-later / half-life) (0 = every positive alike)",
+        "positives: 1 + als_alpha * 2^(-later / half-life) (0 = every positive alike); with "
+        "als_nu, a row's frequency is then its summed weights, which recency keeps small",
         label="ALS recency half-life", bounds=(0.0, 1e6),
     )
     # 0 keeps the exact solves that the pinned results were made with; implicit runs 3 steps.
