@@ -457,11 +457,11 @@ class ALS(FactorModel):
         that the first sweep solves the users from."""
         cfg = self.config
         positives = train_part.positives
-        by_user = _training_matrix(positives, recency_weights(positives, cfg.als_recency))
+        recency = recency_weights(positives, cfg.als_recency)  # None: all positives alike
+        by_user = _training_matrix(positives, recency)
         matrices = (by_user, by_user.T.tocsr())
         rows = tuple(_torch_csr(m) for m in matrices)
-        recency = cfg.als_recency > 0
-        weights = tuple(_torch_weights(m, recency) for m in matrices)
+        weights = tuple(_torch_weights(m, recency is not None) for m in matrices)
         gen = torch.Generator().manual_seed(cfg.seed)
         items = torch.randn(self.n_items, cfg.dim, generator=gen) * 0.01
         self.remember_start(users=None, items=items.numpy())
