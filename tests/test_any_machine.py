@@ -11,8 +11,9 @@ again in a child pytest under kernels this machine does not use by default:
   matmul, reduction and optimiser step of training;
 - one thread instead of the machine's cores for OpenMP, MKL and OpenBLAS: other partitions of
   the parallel sums;
-- numba's kernels (the compiled engine of mf-bpr / mf-bce) compiled for a generic x86-64
-  (``NUMBA_CPU_NAME=generic``: no AVX), which vectorises and reassociates their sums otherwise.
+- numba's kernels (the compiled engine of mf-bpr / mf-bce, mf-als's conjugate gradient)
+  compiled for a generic x86-64 (``NUMBA_CPU_NAME=generic``: no AVX), which vectorises and
+  reassociates their sums otherwise.
 
 OpenBLAS's own core type (numpy, scipy) is left as the machine sets it: on some processors the
 workplace sets ``OPENBLAS_CORETYPE`` because other kernels compute wrong results there. To try
@@ -39,6 +40,7 @@ NUMERIC = [
     "test_neighbours.py", "test_funnel.py", "test_serving.py", "test_anatomy.py",
     "test_projection.py", "test_replay.py", "test_segments.py", "test_vector_norms.py",
     "test_negative_mix.py", "test_sampling.py", "test_map_structure.py", "test_compiled_sgd.py",
+    "test_compiled_cg.py",
 ]
 
 OTHER_KERNELS = {

@@ -72,8 +72,10 @@ TRAINING_CODE: dict[str, _Entry] = {
         r"x_u = \big(Y^\top C_u Y + \lambda I\big)^{-1} Y^\top C_u\, \mathbb{1},\quad"
         r" C_u = I + \alpha\,\mathrm{diag}\big(\text{liked}_u \odot 2^{-\text{later}_u / h}\big)"
         r"\ \ (h = 0\text{: } 2^{\ldots} = 1)",
-        (("one half-sweep: every user's (or item's) least-squares solve by conjugate gradient",
-          "recsys.models.als:als_half_step"),
+        (("one half-sweep: every user's (or item's) system whitened, then solved by "
+          "conjugate gradient", "recsys.models.als:half_step_and_objective"),
+         ("each row's conjugate gradient, compiled by numba (on a GPU: `_cg_batched`, "
+          "all rows at once in torch)", "recsys.models.compiled_cg:cg_rows"),
          ("a sweep: users, then items", "recsys.models.als:ALSSweeps.train_epoch"))),
     "ncf": _Entry(
         r"\min\; \sum -\log \sigma\big(h^\top [\,p_u \odot q_i\,;\,"
