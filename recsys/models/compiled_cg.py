@@ -34,24 +34,41 @@ FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _walk(columns, indices, begin, end, weights, has_weights, alpha, scaled, image, target,
+          zero, one):
+    """One walk over the row's positives ``indices[begin:end]`` (c_k their whitened columns):
+    ``image += sum_k w_k (scaled . c_k) c_k`` unless ``image`` is empty, and
+    ``target += sum_k (1 + alpha w_k) c_k`` unless ``target`` is empty; ``zero`` and ``one``
+    in the dtype, so the sums stay in it. Each column is read once for both."""
+    d = scaled.shape[0]
+    with_image, with_target = image.shape[0] > 0, target.shape[0] > 0
+    for k in range(begin, end):
+        column = columns[indices[k]]
+        if with_image:
+            dot = zero
+            for j in range(d):
+                dot += scaled[j] * column[j]
+            if has_weights:
+                dot *= weights[k]
+            for j in range(d):
+                image[j] += dot * column[j]
+        if with_target:
+            confidence = one + alpha * weights[k] if has_weights else one + alpha
+            for j in range(d):
+                target[j] += confidence * column[j]
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _operator(columns, indices, begin, end, weights, has_weights, scale_u, has_scale, alpha,
-              v, scaled, out, zero):
-    """``out = v + alpha D (sum_k w_k ((D v) . c_k) c_k)`` over the row's positives
-    ``indices[begin:end]`` (c_k their whitened columns); ``scaled`` is scratch, ``zero`` the
-    dtype's 0 (so the sums stay in that dtype)."""
+              v, scaled, out, nothing, zero, one):
+    """``out = v + alpha D (sum_k w_k ((D v) . c_k) c_k)`` over the row's positives;
+    ``scaled`` is scratch, ``nothing`` an empty array (no right-hand side to add up)."""
     d = v.shape[0]
     for j in range(d):
         scaled[j] = scale_u[j] * v[j] if has_scale else v[j]
         out[j] = zero
-    for k in range(begin, end):
-        column = columns[indices[k]]
-        dot = zero
-        for j in range(d):
-            dot += scaled[j] * column[j]
-        if has_weights:
-            dot *= weights[k]
-        for j in range(d):
-            out[j] += dot * column[j]
+    _walk(columns, indices, begin, end, weights, has_weights, alpha, scaled, out, nothing,
+          zero, one)
     for j in range(d):
         out[j] = v[j] + alpha * (scale_u[j] * out[j] if has_scale else out[j])
 
@@ -82,6 +99,7 @@ def cg_rows(columns, indptr, indices, weights, has_weights, scale, has_scale, al
     direction = np.empty(d, z.dtype)
     image = np.empty(d, z.dtype)  # A times the start, then A times each direction
     scaled = np.empty(d, z.dtype)
+    nothing = np.empty(0, z.dtype)
     tiny = 1e-300
     for u in range(row_begin, row_end):
         begin, end = indptr[u], indptr[u + 1]
@@ -100,21 +118,8 @@ def cg_rows(columns, indptr, indices, weights, has_weights, scale, has_scale, al
                 scaled[j] = scale_u[j] * zu[j] if has_scale else zu[j]
             else:
                 zu[j] = zero
-        for k in range(begin, end):
-            column = columns[indices[k]]
-            confidence = one + alpha * weights[k] if has_weights else one + alpha
-            if has_start:
-                dot = zero
-                for j in range(d):
-                    dot += scaled[j] * column[j]
-                if has_weights:
-                    dot *= weights[k]
-                for j in range(d):
-                    target[j] += confidence * column[j]
-                    image[j] += dot * column[j]
-            else:
-                for j in range(d):
-                    target[j] += confidence * column[j]
+        _walk(columns, indices, begin, end, weights, has_weights, alpha, scaled,
+              image if has_start else nothing, target, zero, one)
         rs, bb = 0.0, 0.0
         for j in range(d):
             if has_scale:
@@ -129,7 +134,7 @@ def cg_rows(columns, indptr, indices, weights, has_weights, scale, has_scale, al
             if rs <= threshold:
                 break
             _operator(columns, indices, begin, end, weights, has_weights, scale_u, has_scale,
-                      alpha, direction, scaled, image, zero)
+                      alpha, direction, scaled, image, nothing, zero, one)
             curvature = 0.0
             for j in range(d):
                 curvature += float(direction[j]) * float(image[j])
