@@ -11,8 +11,10 @@ is EASE's test Recall@10 and NDCG@10 at <= 3x its fit time. Repetition r fits mf
 and spread over the others show how far one seed's test metrics move.
 
 Variants: mf-als solving every row to float precision (``als_cg_steps=0``), mf-als with
-implicit's 3 warm-started CG steps (``als_cg_steps=3``, its default) and with 2, and
-``implicit`` 0.7's ALS (3 CG steps, its default). All fit the P2 training + validation
+implicit's 3 warm-started CG steps (``als_cg_steps=3``, its default) and with 2, the same 3
+steps through torch's batched CG (``recsys.models.als._cg_batched``, what mf-als ran before
+the compiled kernel of ``recsys.models.compiled_cg``; the reference it is tested against),
+and ``implicit`` 0.7's ALS (3 CG steps, its default). All fit the P2 training + validation
 positives without validation or early stopping; test Recall@10 / NDCG@10 say the quality
 each reached.
 
@@ -46,6 +48,7 @@ from bench.quality import FactorScores
 from recsys.data.loading import load_movielens
 from recsys.data.protocol import SplitConfig
 from recsys.evaluation.metrics import evaluate_model
+from recsys.models import als as als_module
 from recsys.models import create_model
 from recsys.models.config import TrainConfig
 from recsys.storage.runs import prepare_split
@@ -94,6 +97,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class TorchCG:
+    """An mf-als model fitted with torch's batched CG on the CPU (the path before the compiled
+    kernel), for the side-by-side row; ``fit`` returns the fitted model."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def fit(self, data):
+        compiled = als_module._cg_compiled
+        als_module._cg_compiled = als_module._cg_batched
+        try:
+            return self.model.fit(data)
+        finally:
+            als_module._cg_compiled = compiled
+
+
 def compare(data, dim: int, reps: int, steps: list[int]) -> list[dict[str, Any]]:
     """Interleaved fits of the three variants at ``dim`` factors, MODEL_DEFAULTS otherwise."""
     from implicit.cpu.als import AlternatingLeastSquares
@@ -103,6 +122,8 @@ def compare(data, dim: int, reps: int, steps: list[int]) -> list[dict[str, Any]]
         "mf-als, exact solves": lambda: create_model(replace(als, als_cg_steps=0)),
         **{f"mf-als, {n} CG steps": lambda n=n: create_model(replace(als, als_cg_steps=n))
            for n in steps},
+        f"mf-als, {steps[0]} CG steps, torch's batched CG": lambda: TorchCG(
+            create_model(replace(als, als_cg_steps=steps[0]))),
         "implicit ALS": lambda: FactorScores("implicit-als", lambda: AlternatingLeastSquares(
             factors=dim, iterations=als.epochs, regularization=als.als_lambda,
             alpha=als.als_alpha, random_state=42, num_threads=1), 1),

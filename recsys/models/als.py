@@ -31,9 +31,9 @@ conjugate gradient on each row's system whitened by its own ``Y^T Y + lambda_u I
 (:func:`als_half_step`), whose condition number is at most ``1 + alpha``: with
 ``als_cg_steps = 0`` about 7 steps reach float32 precision at alpha 1, 5x faster than the
 batched exact solves (:func:`exact_half_step`), which remain the reference and the fallback.
-On the CPU each row's CG runs in one compiled loop (:mod:`recsys.models.compiled_cg`, numba;
-1.3-1.8x faster fits than torch's batched CG, which GPUs run); a process's first fit pays
-~0.5 s of numba's set-up once.
+Each row's CG runs in one compiled loop (:mod:`recsys.models.compiled_cg`, numba: fits 1.3-1.8x
+faster than with torch's batched CG, :func:`_cg_batched`, kept as the reference it is tested
+against); a process's first fit pays ~0.5 s of numba's set-up once.
 ``als_cg_steps > 0`` instead runs that many steps from the last sweep's vectors, as
 ``implicit`` (3 steps, mf-als's default): each step still lowers the objective; on ML-100K
 the test metrics match the exact solves' to 4 digits at ~0.8x their time (bench/ALS.md).
@@ -278,11 +278,12 @@ def als_half_step(other: torch.Tensor, indptr: torch.Tensor, indices: torch.Tens
     geometrically at rate ``(k - 1) / (k + 1)``, ``k = sqrt(1 + alpha)``: alpha = 1 reaches a
     relative residual of 1e-6 in ~7 steps. One step is a walk over the row's positives
     (``W_u z_u`` for every positive, then the sums back), instead of a d x d or L x L
-    factorisation per row: on the CPU one compiled loop per row
-    (:func:`recsys.models.compiled_cg.cg_rows`), elsewhere all rows at once
-    (:func:`_cg_batched`). ``row_lambda`` (one per row, :func:`frequency_scaled_lambda`)
-    replaces ``lam`` where given. ``weights`` (one per stored cell in CSR order, in [0, 1];
-    :func:`recency_weights`) scale each positive's ``alpha`` where given: the system becomes
+    factorisation per row: one compiled loop per row on the CPU
+    (:func:`recsys.models.compiled_cg.cg_rows`), or all rows at once in torch
+    (:func:`_cg_batched`: the reference, and the path of tensors on another device).
+    ``row_lambda`` (one per row, :func:`frequency_scaled_lambda`) replaces ``lam`` where given.
+    ``weights`` (one per stored cell in CSR order, in [0, 1]; :func:`recency_weights`) scale
+    each positive's ``alpha`` where given: the system becomes
     ``(I + W_u^T E_u W_u) z_u = W_u^T (1 + alpha w_u)``, ``E_u = diag(alpha w_u)``, and its
     eigenvalues stay in [1, 1 + alpha], so the same step bound holds.
 
@@ -340,8 +341,9 @@ def half_step_and_objective(other: torch.Tensor, indptr: torch.Tensor, indices: 
 def _cg_compiled(columns, row_scale, indptr, indices, weights, alpha, z, has_start,
                  max_steps, tol):
     """:func:`_cg_batched`'s contract, each row's CG in one compiled loop on the CPU
-    (:mod:`recsys.models.compiled_cg`: 1.7-2x faster per half-step on ML-100K), in blocks
-    of rows over torch's CPU threads; ``z`` is updated in place where it is contiguous."""
+    (:mod:`recsys.models.compiled_cg`: the CG 1.5-2.3x faster per half-step on ML-100K), in
+    blocks of rows over torch's CPU threads; ``z`` is updated in place where it is
+    contiguous."""
     from recsys.models.compiled_cg import solve_rows  # numba: imported by the first CPU fit
 
     z = z.contiguous()

@@ -12,28 +12,29 @@ five vectors (d floats each) in L1 and walks its positives once per operator: a 
 each positive's column, then the update while that column is still in cache. The right-hand
 side and the start's residual share one walk, and each row stops at its own tolerance.
 
-Same arithmetic as the torch version (in the factors' dtype, CG's scalars in float64), another
-summation order: results agree to rounding (``tests/test_compiled_cg.py`` checks every output
-against the torch version). With one thread a half-step on ML-100K at 128 factors took 8-10 ms
-against 14-22 ms (bench/ALS.md). Rows are independent, so ``threads`` > 1 splits them into
-blocks of about equal positives, one per thread (the loop releases the GIL): the results do
-not depend on the number of threads. Compiled on the first call in a process without a cache
-and cached in ``__pycache__`` (``cache=True``), as :mod:`recsys.models.compiled_sgd`.
+The same steps as the torch version, in another summation order: products and sums in the
+factors' dtype, CG's scalars (step sizes, squared norms) in float64, so the vector updates are
+computed in float64 and rounded to the dtype. Results agree to rounding
+(``tests/test_compiled_cg.py`` checks every output against the torch version, which stays as
+that reference; mf-als itself trains on the CPU). With one thread the CG of a half-step on
+ML-100K at 128 factors (3 steps, one lambda, no recency) took 8.6-9.7 ms against 14-22 ms
+(bench/RESULTS.md, speed notes); the whitening around it is the same in both. Rows are
+independent, so ``threads`` > 1 splits them into blocks of about equal positives, one per
+thread (the loop releases the GIL): the results do not depend on the number of threads.
+Compiled and cached as :mod:`recsys.models.kernels` says.
 """
 
 from __future__ import annotations
 
-import threading
+import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from numba import njit
 
-# Reassociation lets LLVM vectorise the dot products and updates (as BLAS sums in its own
-# order); no "nnan"/"ninf", so a diverging fit still yields NaN/inf for the checks to catch.
-FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+from recsys.models.kernels import kernel
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@kernel
 def _walk(columns, indices, begin, end, weights, has_weights, alpha, scaled, image, target,
           zero, one):
     """One walk over the row's positives ``indices[begin:end]`` (c_k their whitened columns):
@@ -58,7 +59,7 @@ def _walk(columns, indices, begin, end, weights, has_weights, alpha, scaled, ima
                 target[j] += confidence * column[j]
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@kernel
 def _operator(columns, indices, begin, end, weights, has_weights, scale_u, has_scale, alpha,
               v, scaled, out, nothing, zero, one):
     """``out = v + alpha D (sum_k w_k ((D v) . c_k) c_k)`` over the row's positives;
@@ -73,7 +74,7 @@ def _operator(columns, indices, begin, end, weights, has_weights, scale_u, has_s
         out[j] = v[j] + alpha * (scale_u[j] * out[j] if has_scale else out[j])
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@kernel
 def cg_rows(columns, indptr, indices, weights, has_weights, scale, has_scale, alpha, z,
             has_start, max_steps, tol, row_begin, row_end, res_sq, stop_sq, fitted):
     """CG on rows ``row_begin:row_end``, in place on ``z`` (their start; without
@@ -90,7 +91,8 @@ def cg_rows(columns, indptr, indices, weights, has_weights, scale, has_scale, al
     z : (n_rows, d) array in columns' dtype, updated in place
     max_steps : int; tol : float, a row stops once ``|r| <= tol |b|``
     res_sq, stop_sq, fitted : float64 arrays (n_rows,), written for the rows: ``|r|^2``,
-        ``tol^2 |b|^2`` and ``z . (b + r)`` (the fitted part of the row's objective)
+        ``tol^2 |b|^2`` and ``z . (b + r)`` (the fitted part of the row's objective);
+        ``|r|^2`` is NaN where either norm is not finite, so the row never counts as solved
     """
     d = z.shape[1]
     zero, one = np.zeros(1, z.dtype)[0], np.ones(1, z.dtype)[0]
@@ -151,6 +153,8 @@ def cg_rows(columns, indptr, indices, weights, has_weights, scale, has_scale, al
         fit = 0.0
         for j in range(d):
             fit += float(zu[j]) * (float(target[j]) + float(residual[j]))
+        if not (math.isfinite(rs) and math.isfinite(threshold)):  # inf <= inf is no solve
+            rs = np.nan
         res_sq[u], stop_sq[u], fitted[u] = rs, threshold, fit
 
 
@@ -170,15 +174,22 @@ def solve_rows(columns: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
             else np.ascontiguousarray(scale, dtype),
             scale is not None, dtype.type(alpha), z, bool(has_start), int(max_steps),
             float(tol))
+    blocks = row_blocks(indptr, threads)
+    if len(blocks) > 1:  # the first block on this thread; an error in any block is raised
+        with ThreadPoolExecutor(len(blocks) - 1) as pool:
+            others = [pool.submit(cg_rows, *args, a, b, *out) for a, b in blocks[1:]]
+            cg_rows(*args, *blocks[0], *out)
+            for block in others:
+                block.result()
+    else:
+        cg_rows(*args, 0, n_rows, *out)
+    return out
+
+
+def row_blocks(indptr: np.ndarray, threads: int) -> list[tuple[int, int]]:
+    """At most ``threads`` consecutive, non-empty ranges of rows that cover every row once,
+    with about equal numbers of positives (rows without positives go with their neighbours)."""
+    n_rows = len(indptr) - 1
     bounds = np.searchsorted(indptr, np.linspace(0, indptr[-1], max(1, threads) + 1))
     bounds[0], bounds[-1] = 0, n_rows
-    blocks = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
-    if len(blocks) <= 1:
-        cg_rows(*args, 0, n_rows, *out)
-        return out
-    workers = [threading.Thread(target=cg_rows, args=(*args, a, b, *out)) for a, b in blocks]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    return out
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]

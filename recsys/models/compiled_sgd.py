@@ -25,8 +25,10 @@ their median length after the default fit is 0.07 against Adam's 0.70; bench/BPR
 The rows, shuffles and negatives are the torch engine's (``epoch_samples``, one seed). The
 loops run serially (``threads`` is not read): with a seed, a fit is deterministic. The kernels
 compile on their first call in a process without a cache (about 1.5 CPU s for both) and are
-cached in ``__pycache__`` (``cache=True``), per CPU kind; a later process pays numba's set-up on
-its first call (about 0.4 CPU s).
+cached on disk per CPU kind (:mod:`recsys.models.kernels`); a later process pays numba's
+set-up on its first call (about 0.4 CPU s). Their inner loops run in float32 with
+reassociation allowed (:data:`~recsys.models.kernels.FASTMATH`): 0.67 -> 0.29 CPU s for 20
+ML-100K epochs.
 """
 
 from __future__ import annotations
@@ -36,17 +38,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numba import njit
 
 from recsys.errors import TrainingDivergedError
-
-# Reassociation lets LLVM vectorise the dot products (their sums in another order, as BLAS
-# does); no "nnan"/"ninf", so a diverging fit still yields NaN/inf for the check to catch.
-# With float32 arithmetic in the inner loops: 0.67 -> 0.29 CPU s for 20 ML-100K epochs.
-FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+from recsys.models.kernels import kernel
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@kernel
 def bpr_sgd_epoch(user_w, item_w, item_b, users, positives, negatives, lr, weight_decay):
     """One epoch of BPR SGD in place; returns the sum over rows of the softplus part of
     L_row, each term taken before its own step (the L2 part is added by the caller).
@@ -101,7 +98,7 @@ def bpr_sgd_epoch(user_w, item_w, item_b, users, positives, negatives, lr, weigh
     return total
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@kernel
 def bce_sgd_epoch(user_w, item_w, item_b, user_b, users, positives, negatives, lr,
                   weight_decay):
     """One epoch of BCE SGD in place (the positive, then each negative, one step each);
