@@ -15,7 +15,7 @@ from recsys.lessons import projection  # noqa: E402
 from recsys.serving import catalog as serving  # noqa: E402
 from ui import display, links, shared, state  # noqa: E402
 from ui import embedding_map as map_data  # noqa: E402
-from ui.embedding_map import ALL_GENRES, COLOURS, Colouring, genre_names  # noqa: E402
+from ui.embedding_map import ALL_GENRES, COLOURS, Colouring  # noqa: E402
 from ui.text import plain  # noqa: E402
 
 KEY_PREFIX = "map_"  # widget key prefix of this page
@@ -41,9 +41,9 @@ st.caption("Each dot is a movie, placed so that movies with similar vectors sit 
 if not shared.has_item_embeddings(run, "to map"):
     st.stop()
 
-movies = shared.catalogue(run)
-titles = dict(zip(movies["item_id"], movies["title"], strict=True))
-genres = genre_names(movies)
+names = shared.movie_names(run)
+titles = names.titles
+genres = list(map_data.run_genres(run))
 
 
 def seed_from_link(key: str, param: str, cast, valid):
@@ -169,8 +169,7 @@ def map_section() -> None:
                          disabled=colour != "genre",
                          help="One genre in colour, the rest grey. With all genres, click a "
                               "legend entry to hide it, double-click to isolate it.")
-    by_popularity = movies.sort_values("popularity", ascending=False)["item_id"].tolist()
-    movie = c3.selectbox("Movie", by_popularity, index=None, key=KEY_PREFIX + "movie",
+    movie = c3.selectbox("Movie", list(names.by_popularity), index=None, key=KEY_PREFIX + "movie",
                          format_func=lambda i: titles.get(i, str(i)),
                          placeholder="Pick a movie to follow",
                          help="Map views: lines to its 10 nearest neighbours by cosine. "

@@ -9,8 +9,7 @@ from ui import frame
 
 frame.page("Build your profile")
 
-import pandas as pd  # noqa: E402  (heavy imports after the heading)
-import plotly.graph_objects as go  # noqa: E402
+import plotly.graph_objects as go  # noqa: E402  (heavy imports after the heading)
 
 from recsys.errors import RecsysError  # noqa: E402
 from recsys.models import model_names  # noqa: E402
@@ -37,8 +36,7 @@ st.caption("Tell the model a few movies you liked (and some you did not). Your v
            "retraining. Title-and-genre similarity (content) is blended in by the weight that "
            "measured best for that many likes, and every row says which source placed it.")
 
-movies = shared.catalogue(run).sort_values("popularity", ascending=False)
-titles = dict(zip(movies["item_id"], movies["title"], strict=True))
+titles = shared.movie_names(run).titles  # most rated first
 
 
 def movie_ids(text: str) -> list[int]:
@@ -54,10 +52,15 @@ def movie_ids(text: str) -> list[int]:
 PARAMS = {KEY_PREFIX + "liked": "likes", KEY_PREFIX + "disliked": "dislikes"}
 linked = {param: links.new_value(KEY_PREFIX, param, movie_ids) for param in PARAMS.values()}
 @st.cache_resource(show_spinner=False, max_entries=16)
-def curve_chart(curve: pd.DataFrame) -> go.Figure:
-    """Recall@10 against likes revealed, one line per method: the same for every visitor of
-    a model, so built once (shared read-only)."""
-    return display.likes_curve_figure(curve)
+def curve_chart(model: str) -> tuple[go.Figure, str]:
+    """Recall@10 against likes revealed, one line per method, for ``model`` (mf-als's where
+    ``model`` was not measured), and the note that says so: constants of the code, the same
+    for every visitor of a model, so built once per model name (shared read-only). Keyed by
+    the name, not the curve's frame, which st.cache would hash on every view."""
+    curve, note = coldstart_curve(model), ""
+    if curve.empty:
+        curve, note = coldstart_curve("mf-als"), " (measured for mf-als; this model was not)"
+    return display.likes_curve_figure(curve), note
 
 
 from_link = any(value is not None for value in linked.values())
@@ -148,14 +151,10 @@ else:
 
 st.divider()
 st.subheader("How many likes does a new user need? (measured)")
-curve = coldstart_curve(model)
-if curve.empty:
-    curve, note = coldstart_curve("mf-als"), " (measured for mf-als; this model was not)"
-else:
-    note = ""
+curve_figure, note = curve_chart(model)
 left, right = st.columns([3, 2], gap="large")
 with left:
-    st.plotly_chart(curve_chart(curve), key=KEY_PREFIX + "curve")
+    st.plotly_chart(curve_figure, key=KEY_PREFIX + "curve")
 with right:
     st.markdown(
         f"Users held out of training entirely were folded in from their first *n* likes; "

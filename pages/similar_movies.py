@@ -24,9 +24,9 @@ st.caption("Two ideas of *similar*: close in the model's embedding space, or lik
            "people (co-occurrence, no model at all). Where they agree, the embedding has "
            "learned taste; where they differ, it generalises — or errs.")
 
-movies = shared.catalogue(run)
-by_popularity = movies.sort_values("popularity", ascending=False)
-linked = links.new_value(KEY_PREFIX, "movie", int, lambda m: m in set(movies["item_id"]))
+names = shared.movie_names(run)
+titles = names.titles
+linked = links.new_value(KEY_PREFIX, "movie", int, lambda m: m in titles)
 if linked is not None:  # also a link followed in-session (e.g. from the tour)
     st.session_state[KEY_PREFIX + "movie"] = linked
     st.session_state[KEY_PREFIX + "query"] = ""  # a search could hide the linked movie
@@ -41,10 +41,9 @@ if query.strip():
         st.stop()
     options = found["item_id"].tolist()
 else:
-    options = by_popularity["item_id"].tolist()
+    options = list(names.by_popularity)
 if st.session_state.get(KEY_PREFIX + "movie") not in options:
     st.session_state[KEY_PREFIX + "movie"] = options[0]
-titles = dict(zip(movies["item_id"], movies["title"], strict=True))
 label = (f"Movie ({len(options)} match{'es' if len(options) != 1 else ''})" if query.strip()
          else f"Movie (all {len(options):,}, most rated first)")
 movie_id = c2.selectbox(label, options, format_func=lambda i: titles.get(i, str(i)),

@@ -56,6 +56,13 @@ def genre_names(frame: pd.DataFrame) -> list[str]:
     return sorted(names - {"", "unknown"})
 
 
+@shared.per_run(st.cache_resource, show_spinner=False, max_entries=32)
+def run_genres(run: Run) -> tuple[str, ...]:
+    """:func:`genre_names` of the run's catalogue, once per run (shared, read-only): read
+    from the Arrow-backed genres column on every page view it cost 5 ms of CPU (measured)."""
+    return tuple(genre_names(shared.catalogue(run)))
+
+
 def _hover(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(hover texts, customdata) of every point; customdata[0] is the item id, read back by
     :func:`ui.display.selected_ids`."""

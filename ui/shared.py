@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pandas as pd
@@ -289,6 +290,24 @@ def split_for(config: SplitConfig) -> Split:
 def catalogue(run: Run) -> pd.DataFrame:
     """Movies aligned with the run's item indices (a copy: safe to change)."""
     return movies_for(dataset(), run.item_ids)
+
+
+@dataclass(frozen=True)
+class MovieNames:
+    """A run's movie titles for the pages' pickers and lookups, built once per run and shared
+    read-only: reading them out of the catalogue's Arrow-backed text column on every page view
+    cost 4 ms of CPU (measured), and ``catalogue`` hands each call its own copy."""
+
+    titles: MappingProxyType  # item id -> title, most rated first (the pickers' order)
+    by_popularity: tuple[int, ...]  # the same item ids, most rated first
+
+
+@per_run(st.cache_resource, show_spinner=False, max_entries=32)
+def movie_names(run: Run) -> MovieNames:
+    """The run's :class:`MovieNames` (shared, read-only)."""
+    movies = catalogue(run).sort_values("popularity", ascending=False)
+    titles = dict(zip(movies["item_id"].tolist(), movies["title"].tolist(), strict=True))
+    return MovieNames(MappingProxyType(titles), tuple(titles))
 
 
 @per_run(show_spinner=False, max_entries=32)
