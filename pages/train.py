@@ -31,24 +31,13 @@ KEY_PREFIX = "train_"  # widget key prefix of this page
 JOB = KEY_PREFIX + "job"  # session key of this visitor's job id
 # session key: (the leaderboard's protocol when a job was submitted, the job's protocol)
 NEXT_PROTOCOL = KEY_PREFIX + "next_protocol"
-PANEL_FRESH = KEY_PREFIX + "panel_fresh"  # session flag: the page, not a timer, runs the panel
-# session flag: a run of the panel or of the training section (not the whole page) saw the
-# job saved, so the page below (leaderboard, lessons) still shows the previous active run
-PAGE_STALE = KEY_PREFIX + "page_stale"
 MAP_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
-# How the job panel follows a training job. Each run of the panel's timer draws the job,
-# then waits up to PANEL_WAIT seconds for its next milestone (first epoch, saved, failed:
-# JobManager.next_milestone) and, if one comes, reruns the panel at once: "Done" leaves the
-# server ~25 ms after the save, not on the timer's next tick (up to 0.5 s later). The
-# click's own run draws the panel, then waits for the next milestone. The timer (run by the
-# browser's main thread, so late while it draws) fires every POLL_SECONDS, sooner
-# than a run's wait ends, so the next run is queued and starts at once: the panel redraws
-# about twice a second, as with a 0.5 s timer. A press of Stop or Cancel, or any other
-# widget, waits for the run in progress (up to PANEL_WAIT). Checked (Dec 2026): a 0.4 s
-# timer without the wait, on a busy machine (load ~12), redrew the panel back to back and a
-# click on its Cancel button found the button replaced every time; 0.5 s passed.
-POLL_SECONDS = 0.25
-PANEL_WAIT = 0.45
+# How often the job panel reads the worker's files and redraws: a new epoch appears on screen
+# at most this long (plus ~0.1 s of drawing) after the worker wrote it. Checked (Dec 2026):
+# 0.4 s on a busy machine (load ~12) redrew the panel back to back, and a click on its Cancel
+# button found the button replaced every time (tests/test_browser.py's reload test failed);
+# 0.5 s passed. The click's own script run draws the panel, so polling starts at once.
+POLL_SECONDS = 0.5
 # Once the run is saved only the maps are left (20-40 s): the panel then redraws every 2 s,
 # which is a quarter of the server's CPU per waiting visitor (each redraw builds the curves).
 MAPS_POLL_SECONDS = 2.0
@@ -60,6 +49,9 @@ owner = state.owner()
 st.caption("Training runs in its own process: switch pages or reload while it trains, the "
            "job keeps going and this page finds it again. Then compare it with the baselines "
            "on exactly the same evaluation protocol.")
+job_slot = st.container()  # the job's progress and curves: filled below, shown up here
+
+
 # ---------------------------------------------------------------------- this visitor's job
 def current_job():
     """This visitor's latest job: from the session, else from ``?job=`` (after a reload)."""
@@ -74,6 +66,10 @@ def current_job():
         st.session_state[JOB] = job.id
         st.query_params["job"] = job.id
     return job
+
+
+job = current_job()
+busy = job is not None and not job.is_finished
 
 
 def seed_form(job) -> None:
@@ -94,6 +90,8 @@ def seed_form(job) -> None:
             if spec.name != "model":
                 state.remember(KEY_PREFIX + scope + spec.name, spec.default)
 
+
+seed_form(job)
 
 
 # ---------------------------------------------------------------------- form
@@ -119,71 +117,70 @@ def field_widget(spec: forms.FieldSpec, scope: str = ""):
     return st.text_input(label, value=str(spec.default), key=key, help=hint)
 
 
-def training_form(busy: bool) -> tuple[dict, bool]:
-    """The model choice and the form with only that model's fields; returns the form's
-    values (``{"model": …, field: value}``) and whether Train was pressed."""
-    state.carry(KEY_PREFIX + "model")
-    model_spec = next(s for s in forms.field_specs(TrainConfig,
-                                                   TrainConfig.for_model(DEFAULT_MODEL))
-                      if s.name == "model")
-    model = field_widget(model_spec)
-    settings = MODELS[model].settings  # only the fields this model reads
-    train_specs = {s.name: s
-                   for s in forms.field_specs(TrainConfig, TrainConfig.for_model(model))
-                   if s.name in settings}
-    state.carry(*(KEY_PREFIX + model + name for name in train_specs),
-                *(KEY_PREFIX + s.name for s in forms.field_specs(SplitConfig)))
-    with st.form(KEY_PREFIX + "form", border=True):
-        st.markdown(f"**{plain(model)}** · {plain(MODELS[model].description)}")
-        values = {"model": model}
-        main = [n for n in forms.MAIN_TRAIN_FIELDS if n in train_specs]
-        cols = st.columns(4)
-        for i, name in enumerate(main):
-            with cols[i % 4]:
-                values[name] = field_widget(train_specs[name], model)
-        rest = [s for n, s in train_specs.items() if n not in main]
-        if rest:
-            with st.expander("More settings"):
-                cols = st.columns(4)
-                for i, spec in enumerate(rest):
-                    with cols[i % 4]:
-                        values[spec.name] = field_widget(spec, model)
-        with st.expander("Evaluation protocol (split)"):
+state.carry(KEY_PREFIX + "model")
+model_spec = next(s for s in forms.field_specs(TrainConfig, TrainConfig.for_model(DEFAULT_MODEL))
+                  if s.name == "model")
+model = field_widget(model_spec)
+settings = MODELS[model].settings  # only the fields this model reads
+train_specs = {s.name: s for s in forms.field_specs(TrainConfig, TrainConfig.for_model(model))
+               if s.name in settings}
+state.carry(*(KEY_PREFIX + model + name for name in train_specs),
+            *(KEY_PREFIX + s.name for s in forms.field_specs(SplitConfig)))
+with st.form(KEY_PREFIX + "form", border=True):
+    st.markdown(f"**{plain(model)}** · {plain(MODELS[model].description)}")
+    values = {"model": model}
+    main = [n for n in forms.MAIN_TRAIN_FIELDS if n in train_specs]
+    cols = st.columns(4)
+    for i, name in enumerate(main):
+        with cols[i % 4]:
+            values[name] = field_widget(train_specs[name], model)
+    rest = [s for n, s in train_specs.items() if n not in main]
+    if rest:
+        with st.expander("More settings"):
             cols = st.columns(4)
-            for i, spec in enumerate(forms.field_specs(SplitConfig)):
+            for i, spec in enumerate(rest):
                 with cols[i % 4]:
-                    values[spec.name] = field_widget(spec)
-        submitted = st.form_submit_button(
-            "Train", type="primary", key=KEY_PREFIX + "submit", disabled=busy,
-            help="One job per visitor at a time; the server trains one job at a time.")
-    return values, submitted
+                    values[spec.name] = field_widget(spec, model)
+    with st.expander("Evaluation protocol (split)"):
+        cols = st.columns(4)
+        for i, spec in enumerate(forms.field_specs(SplitConfig)):
+            with cols[i % 4]:
+                values[spec.name] = field_widget(spec)
+    submitted = st.form_submit_button(
+        "Train", type="primary", key=KEY_PREFIX + "submit", disabled=busy,
+        help="One job per visitor at a time; the server trains one job at a time.")
 
-
-def start_job(values: dict):
-    """Submits the form's job; its snapshot, or None (an error box says why)."""
+if submitted and not busy:
     try:
         split_config, train_config = forms.build_configs(values)
     except (TypeError, ValueError) as err:
         st.error(f"Cannot train with these settings: {plain(err)}")
-        return None
-    try:
-        limits = None if shared.is_lecturer() else VisitorLimits()
-        job = manager.submit(owner, split_config, train_config, shared.runs_dir(),
-                             fingerprint=ml.fingerprint(), limits=limits)
-    except (RecsysError, OSError) as err:  # e.g. too many jobs waiting on this server
-        st.error(f"Cannot start training: {plain(err)}")
-        return None
-    # A warm standby's first epoch follows in ~0.1-0.3 s: draw the panel with it (and its
-    # curves) in this run, rather than a "starting" note that the next redraw replaces.
-    job = manager.first_epoch(job.id) or job
-    st.session_state[JOB] = job.id
-    st.query_params["job"] = job.id
-    # The leaderboard below switches to the job's protocol once its run is saved (the
-    # page's whole run after "Done"; this run reruns only the training section), unless
-    # the visitor picks another protocol before.
-    st.session_state[NEXT_PROTOCOL] = (st.session_state.get(KEY_PREFIX + "protocol"),
-                                       lb.protocol_key(split_config))
-    return job
+    else:
+        try:
+            limits = None if shared.is_lecturer() else VisitorLimits()
+            job = manager.submit(owner, split_config, train_config, shared.runs_dir(),
+                                 fingerprint=ml.fingerprint(), limits=limits)
+        except (RecsysError, OSError) as err:  # e.g. too many jobs waiting on this server
+            st.error(f"Cannot start training: {plain(err)}")
+        else:
+            # A warm standby's first epoch follows in ~0.1-0.3 s: draw the panel with it
+            # (and its curves) in this run, rather than a "starting" note that stays up
+            # until the whole page has run and the panel's next redraw.
+            job = manager.first_epoch(job.id) or job
+            st.session_state[JOB] = job.id
+            st.query_params["job"] = job.id
+            # The leaderboard below switches to the job's protocol once its run is saved
+            # (a protocol without a saved run is not on the board yet), unless the visitor
+            # picks another protocol before.
+            st.session_state[NEXT_PROTOCOL] = (st.session_state.get(KEY_PREFIX + "protocol"),
+                                               lb.protocol_key(split_config))
+            # No st.rerun(): the job panel is drawn in this same run, at the top, so its
+            # first epoch shows without waiting for a second run of the whole page. The
+            # Train button above stays enabled until the job ends (a press says why).
+            busy = True
+elif submitted:
+    st.info("Your training job is still running (at the top of this page): stop or cancel "
+            "it there first.", icon=":material/hourglass_top:")
 
 
 # ---------------------------------------------------------------------- live job
@@ -235,10 +232,9 @@ def polling(job) -> float | None:
     return MAPS_POLL_SECONDS if job.maps_pending and job.worker_alive else None
 
 
+@st.fragment(run_every=polling(job))
 def job_panel(job_id: str, was_polling: float | None) -> None:
-    """Redraws the job's progress while it runs (reads the worker's files); in a run of its
-    own timer, then waits for the job's next milestone and redraws at once when it comes."""
-    timer_run = not st.session_state.pop(PANEL_FRESH, False)  # not drawn by the page's run
+    """Redraws the job's progress while it runs (reads the worker's files)."""
     job = manager.snapshot(job_id)
     if job is None:
         return
@@ -276,7 +272,6 @@ def job_panel(job_id: str, was_polling: float | None) -> None:
     just_saved = job.status == DONE and st.session_state.get(KEY_PREFIX + "seen") != job.id
     if just_saved:  # first time we see it saved: this visitor's active run from now on
         st.session_state[KEY_PREFIX + "seen"] = job.id
-        st.session_state[PAGE_STALE] = True
         shared.select_run(job.run_path.name)
     if job.status == DONE:  # drawn before the page's redraw below, so it shows at once
         name = job.run_path.name
@@ -292,68 +287,26 @@ def job_panel(job_id: str, was_polling: float | None) -> None:
     line = maps_line(job)
     if line and job.run_path is not None:
         st.caption(line)
-    # A new timer (or none) needs the page's redraw, which also applies the new active run
-    # (also where the job was seen saved by a run of the training section only, e.g. a form
-    # change at that moment, whose timer may not change until the maps are done). Not in the
-    # run that first sees the job saved: a rerun drops the deltas not yet sent, and the
-    # "Done" box above would show only after the whole page; the next tick reruns.
-    if not just_saved and (was_polling != polling(job) or st.session_state.get(PAGE_STALE)):
+    # A new timer (or none) needs the page's redraw, which also applies the new active run.
+    # Not in the run that first sees the job saved: a rerun drops the deltas not yet sent,
+    # and the "Done" box above would show only after the whole page; the next tick reruns.
+    if not just_saved and was_polling != polling(job):
         st.rerun(scope="app")
-    if timer_run and manager.next_milestone(job.id, PANEL_WAIT) is not None:
-        st.rerun(scope="fragment")
 
 
-@st.fragment
-def training_section(model_below: str | None) -> None:
-    """The job's panel (at the top), the model choice and the form, as one fragment:
-    pressing Train reruns only this part, not the leaderboard and the lessons below, whose
-    redraw in the browser (~0.6 s of Chromium's main thread on this 2-core machine, Dec
-    2026) delayed the live curves and the "Done" box. ``model_below``: the model the page
-    below was drawn for (the lessons follow the chosen model: a change reruns the page)."""
-    job_slot = st.container()  # the job's progress and curves: filled below, shown up here
-    job = current_job()
-    busy = job is not None and not job.is_finished
-    seed_form(job)
-    values, submitted = training_form(busy)
-    if model_below is not None and values["model"] != model_below:
-        st.rerun(scope="app")
-    started = None
-    if submitted and not busy:
-        # No rerun: the job panel is drawn in this same run, at the top, so its first
-        # epoch shows at once. The Train button above stays enabled until the job ends
-        # (a press says why).
-        started = start_job(values)
-        job = started or job
-    elif submitted:
-        st.info("Your training job is still running (at the top of this page): stop or "
-                "cancel it there first.", icon=":material/hourglass_top:")
-    with job_slot:
-        if job is not None:
-            every = polling(job)
-            st.session_state[PANEL_FRESH] = True  # this run draws the panel without waiting
-            st.fragment(run_every=every)(job_panel)(job.id, every)
-            # Under the live curves: the objective and the code producing them. Outside the
-            # panel's fragment, so its redraws (twice a second) do not re-highlight the
-            # source in the browser: ~0.4 s of Chromium's main thread per tick (Dec 2026).
-            if job.status != FAILED:
-                show_training_code(job.model,
-                                   engine_of(job.model, job.configs.get("train", {})))
-        else:
-            queued = manager.unfinished()
-            if queued:
-                st.caption(f"{len(queued)} training job{'s' if len(queued) > 1 else ''} "
-                           "running or queued on this server.")
-    # The click's run then holds the session until the job's next milestone (or PANEL_WAIT):
-    # the panel's timer tick, queued meanwhile, runs at once after it and draws "Done" with
-    # the final curves, instead of first redrawing the curves with a few more epochs (a
-    # Plotly redraw, ~0.2-0.3 s of the browser's main thread here, Dec 2026) just before.
-    if started is not None:
-        manager.next_milestone(started.id, PANEL_WAIT)
-
-
-st.session_state.pop(PAGE_STALE, None)  # this run draws the whole page
-training_section(st.session_state.get(KEY_PREFIX + "model"))
-model = st.session_state[KEY_PREFIX + "model"]  # the form's model: the lessons follow it
+with job_slot:
+    if job is not None:
+        job_panel(job.id, polling(job))
+        # Under the live curves: the objective and the code producing them. Outside the
+        # panel's fragment, so its redraws (twice a second) do not re-highlight the source in
+        # the browser: ~0.4 s of Chromium's main thread per click and tick (Dec 2026).
+        if job.status != FAILED:
+            show_training_code(job.model, engine_of(job.model, job.configs.get("train", {})))
+    else:
+        queued = manager.unfinished()
+        if queued:
+            st.caption(f"{len(queued)} training job{'s' if len(queued) > 1 else ''} running "
+                       "or queued on this server.")
 
 
 # ---------------------------------------------------------------------- lessons: where
@@ -409,13 +362,13 @@ if missing and not st.session_state.get(BASELINE_JOBS) and st.button(
         key=KEY_PREFIX + "baselines",
         help="Each baseline trains in a worker process like any other job (a few seconds)."):
     submitted = []  # the same path as the form: one worker job each, queued in turn
-    for baseline in missing:
+    for model in missing:
         try:
             submitted.append(manager.submit(owner, split_of_protocol,
-                                            TrainConfig.for_model(baseline), shared.runs_dir(),
+                                            TrainConfig.for_model(model), shared.runs_dir(),
                                             fingerprint=ml.fingerprint(), maps=("pca",)).id)
         except (RecsysError, OSError) as err:  # e.g. too many jobs waiting on this server
-            st.session_state[BASELINE_ERRORS] = [f"Cannot start the {baseline} baseline: {err}"]
+            st.session_state[BASELINE_ERRORS] = [f"Cannot start the {model} baseline: {err}"]
             break
     st.session_state[BASELINE_JOBS] = submitted  # those that started are followed
     st.rerun()
@@ -528,9 +481,9 @@ def draw_lessons() -> None:
                   "negatives")
     with tabs[list(lessons.VIEWS).index(opened)]:
         if opened == "negatives":
-            form_values = {name: st.session_state.get(KEY_PREFIX + model + name)
+            form_values = {name: st.session_state.get(KEY_PREFIX + values["model"] + name)
                            for name in ("neg_sampling", "alpha", "negatives")}
-            lessons.negatives(split_of_protocol, model,
+            lessons.negatives(split_of_protocol, values["model"],
                               {k: v for k, v in form_values.items() if v is not None})
         elif opened == "curves":
             lessons.curves(*lb.curve_runs(runs, protocol), run.train_config.model)

@@ -62,7 +62,6 @@ SUBMIT_LOCK = "submit.lock"  # held while a job is admitted: the caps hold acros
 # save from ~0.4 s to ~1.4 s, so "Done" showed ~1 s later.
 STANDBY_GRACE = 3.0
 FIRST_EPOCH_WAIT = 1.0  # at most this long, a warm job's submit waits for its first epoch
-MILESTONE_POLL = 0.025  # s between two looks at a job's progress file in next_milestone
 MAPS_LOCK = "maps.lock"  # held by the one worker computing maps (jobs/worker.py)
 _JOB_ID = re.compile(r"[0-9a-f]{12}")
 
@@ -348,34 +347,6 @@ class JobManager:
                     or time.monotonic() >= deadline):
                 return snap
             time.sleep(0.03)
-
-    def next_milestone(self, job_id: str, timeout: float,
-                       poll: float = MILESTONE_POLL) -> JobSnapshot | None:
-        """The job's snapshot at its next milestone (it takes a training slot, its first
-        epoch comes, or it ends: saved, failed or cancelled), or None when none comes within
-        ``timeout`` seconds (a finished or unknown job has none: None at once). The Train
-        page's panel waits here after each redraw and redraws at a milestone, so that "Done"
-        leaves the server ~``poll`` after the save instead of on the panel's next timer
-        tick. Cheap while nothing happens: one ``stat`` of the progress file per ``poll``,
-        its events read only when it grew. A worker that dies without a word is not a
-        milestone here (the next snapshot shows it failed)."""
-        snap = self.snapshot(job_id)
-        if snap is None or snap.is_finished:
-            return None
-        start, deadline = _milestone(snap), time.monotonic() + timeout
-        progress = self.jobs_dir / job_id / PROGRESS_FILE
-        size = _file_size(progress)
-        while (left := deadline - time.monotonic()) > 0:
-            time.sleep(min(poll, left))
-            grown = _file_size(progress)
-            if grown == size:
-                continue
-            size, snap = grown, self.snapshot(job_id)
-            if snap is None:
-                return None
-            if _milestone(snap) != start:
-                return snap
-        return None
 
     # ------------------------------------------------------------------ reading
     def snapshot(self, job_id: str) -> JobSnapshot | None:
@@ -742,19 +713,6 @@ def _pid(job: dict[str, Any], events: list[dict[str, Any]]) -> int | None:
     """The worker's pid: from job.json, or from the worker's own first event."""
     pid = job.get("pid") or next((e.get("pid") for e in events if e["event"] == "start"), None)
     return int(pid) if pid else None
-
-
-def _milestone(snap: JobSnapshot) -> tuple[str, bool]:
-    """What next_milestone watches: the job's status and whether it has curves to draw."""
-    return snap.status, bool(snap.history or snap.refit)
-
-
-def _file_size(path: Path) -> int:
-    """Bytes in ``path`` (-1 while it does not exist)."""
-    try:
-        return path.stat().st_size
-    except OSError:
-        return -1
 
 
 def _has(events: list[dict[str, Any]], *kinds: str) -> bool:
