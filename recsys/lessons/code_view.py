@@ -74,8 +74,8 @@ TRAINING_CODE: dict[str, _Entry] = {
         r"\ \ (h = 0\text{: } 2^{\ldots} = 1)",
         (("one half-sweep: every user's (or item's) system whitened, then solved by "
           "conjugate gradient", "recsys.models.als:half_step_and_objective"),
-         ("each row's conjugate gradient, compiled by numba (on a GPU: `_cg_batched`, "
-          "all rows at once in torch)", "recsys.models.compiled_cg:cg_rows"),
+         ("each row's conjugate gradient, compiled by numba (tested against the torch "
+          "version, `_cg_batched`: all rows at once)", "recsys.models.compiled_cg:cg_rows"),
          ("a sweep: users, then items", "recsys.models.als:ALSSweeps.train_epoch"))),
     "ncf": _Entry(
         r"\min\; \sum -\log \sigma\big(h^\top [\,p_u \odot q_i\,;\,"
