@@ -117,6 +117,26 @@ def test_blocked_top_k_matches_argsort():
     np.testing.assert_array_equal(fast, expected)
 
 
+@pytest.mark.parametrize("levels", [None, 3, 12])
+def test_top_k_keeps_the_full_sorts_order_with_ties(levels):
+    """The partition shortcut gives the full stable sort's list, ties at the k-th score
+    included: rounded similarities (3 or 12 distinct values) tie often, and duplicated
+    item vectors give equal rows; -inf for items a lens never saw too."""
+    rng = np.random.default_rng(7)
+    sims = rng.normal(size=(60, 60))
+    if levels is not None:
+        sims = np.round(sims * levels / 4) / levels
+    sims[:, 10] = sims[:, 11]  # two items every query scores alike
+    sims[5:8] = -np.inf        # queries that score nothing
+    items = np.arange(60)
+    for k in (1, 5, 9):
+        fast = nb.top_k_neighbours(lambda block: sims[block], items, k=k, block=16)
+        sub = sims.copy()
+        np.fill_diagonal(sub, -np.inf)
+        expected = np.argsort(-sub, axis=1, kind="stable")[:, :k]
+        np.testing.assert_array_equal(fast, expected)
+
+
 def test_top_k_refuses_nan_and_too_small_catalogues():
     with pytest.raises(ValueError, match="NaN"):
         nb.top_k_neighbours(lambda block: np.full((len(block), 4), np.nan), np.arange(4), 2)

@@ -67,8 +67,30 @@ def top_k_neighbours(lens: Similarity, items: np.ndarray, k: int = 10,
             raise ValueError("the lens returned NaN similarities")
         span = np.arange(len(rows))
         rows[span, start + span] = -np.inf  # the query itself
-        out[start : start + len(rows)] = items[np.argsort(-rows, axis=1, kind="stable")[:, :k]]
+        out[start : start + len(rows)] = items[_top_k_stable(rows, k)]
     return out
+
+
+def _top_k_stable(rows: np.ndarray, k: int) -> np.ndarray:
+    """``np.argsort(-rows, axis=1, kind="stable")[:, :k]`` without sorting whole rows.
+
+    A partition finds each row's k-th best score; the positions scoring at least that are,
+    in almost every row, exactly k, taken in position order and then sorted stably by score:
+    the same list as the full sort's. A row with ties at the k-th score has more such
+    positions and gets the full stable sort. ~5x faster on ML-100K's 1,682 items.
+    """
+    kth = -np.partition(-rows, k - 1, axis=1)[:, k - 1]
+    candidate = rows >= kth[:, None]
+    exact = candidate.sum(axis=1) == k
+    top = np.empty((len(rows), k), np.int64)
+    if exact.any():
+        positions = np.nonzero(candidate[exact])[1].reshape(-1, k)  # ascending per row
+        scores = np.take_along_axis(rows[exact], positions, axis=1)
+        order = np.argsort(-scores, axis=1, kind="stable")
+        top[exact] = np.take_along_axis(positions, order, axis=1)
+    if not exact.all():
+        top[~exact] = np.argsort(-rows[~exact], axis=1, kind="stable")[:, :k]
+    return top
 
 
 # ---------------------------------------------------------------------------- the measure
@@ -152,9 +174,10 @@ def cowatch(neighbours: np.ndarray, items: np.ndarray,
     stable when most pairs have no co-likes at all.
     """
     h = (heldout != 0).astype(np.float64).tocsr()
-    co = ((h.T @ h) > 0).astype(np.float64).tolil()
-    co.setdiag(0.0)  # a movie is not its own neighbour, in the lists or the shuffle
-    co = co.tocsr()
+    co = (h.T @ h).tocsr()  # co-like counts: every stored value is >= 1
+    co.data = np.ones_like(co.data)
+    co.setdiag(0.0)  # a movie is not its own neighbour, in the lists or the shuffle: every
+    co.eliminate_zeros()  # liked movie has a stored diagonal, set in place (no new entries)
     queries = np.repeat(items, neighbours.shape[1])
     observed = np.asarray(co[queries, neighbours.ravel()]).ravel()
     slots = np.bincount(neighbours.ravel(), minlength=h.shape[1]) / neighbours.size
