@@ -23,6 +23,7 @@ from recsys.jobs.manager import (
     RUNNING,
     JobManager,
     JobSnapshot,
+    append_event,
     pid_is_worker,
     read_events,
     read_job,
@@ -429,3 +430,54 @@ def test_finished_jobs_compute_their_maps_one_at_a_time(data_dir, tmp_path):
         os.close(fd)  # the slot is free
     done = wait_until_over(manager, job.id)
     assert done.maps_done == ("pca",) and done.progress == 1.0
+
+
+def fake_job(jobs: Path, job_id: str, events: list[dict]) -> Path:
+    """A job folder as a worker leaves it mid-way: no pid yet (so alive: just submitted)."""
+    folder = jobs / job_id
+    folder.mkdir(parents=True)
+    (folder / "job.json").write_text(json.dumps(
+        {"id": job_id, "owner": "o", "submitted": time.time(), "pid": None, "model": "mf-bpr",
+         "train": {"epochs": 5, "refit": True}, "split": {}, "out_dir": str(jobs / "run")}))
+    (folder / "progress.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    return folder
+
+
+@pytest.mark.parametrize("last_steps", [
+    [{"event": "phase", "name": "test", "t": 0}],
+    [{"event": "refit_epoch", "stats": {"epoch": 3, "refit_epochs": 3}, "t": 0}],
+])
+def test_a_look_at_a_finishing_job_waits_for_its_end(tmp_path, last_steps):
+    """The Train panel's redraw that lands in a job's last steps (refit's end, test, save)
+    shows the saved run, not one more "evaluating" half a second before "Done"."""
+    import threading
+
+    fit = [{"event": "phase", "name": "fit", "t": 0},
+           {"event": "epoch", "stats": {"epoch": 1, "loss": 0.5}, "t": 0}]
+    folder = fake_job(tmp_path / "jobs", "aaaaaaaaaaa1", fit + last_steps)
+    manager = JobManager(tmp_path / "jobs")
+    saver = threading.Timer(0.15, lambda: append_event(folder, "saved", path=str(tmp_path / "r"),
+                                                       fit_seconds=0.1))
+    start = time.monotonic()
+    saver.start()
+    snap = manager.finishing("aaaaaaaaaaa1", timeout=5.0)
+    saver.join()
+    assert snap.status == DONE and 0.1 < time.monotonic() - start < 2.0
+    # with no end in sight, it gives up after the timeout and shows where the job is
+    folder = fake_job(tmp_path / "jobs", "aaaaaaaaaaa2", fit + last_steps)
+    start = time.monotonic()
+    assert manager.finishing("aaaaaaaaaaa2", timeout=0.2).status == RUNNING
+    assert 0.15 < time.monotonic() - start < 2.0
+
+
+@pytest.mark.parametrize("last", [
+    {"event": "epoch", "stats": {"epoch": 2, "loss": 0.4}, "t": 0},  # still training
+    {"event": "refit_epoch", "stats": {"epoch": 1, "refit_epochs": 4}, "t": 0},  # refit: long
+])
+def test_a_look_at_a_training_job_never_waits(tmp_path, last):
+    fit = [{"event": "phase", "name": "fit", "t": 0},
+           {"event": "epoch", "stats": {"epoch": 1, "loss": 0.5}, "t": 0}]
+    fake_job(tmp_path / "jobs", "aaaaaaaaaaa1", [*fit, last])
+    start = time.monotonic()
+    assert JobManager(tmp_path / "jobs").finishing("aaaaaaaaaaa1", timeout=5.0).status == RUNNING
+    assert time.monotonic() - start < 1.0
