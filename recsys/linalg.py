@@ -5,6 +5,7 @@ light."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -111,14 +112,42 @@ def few_positives_ridge(whitened: torch.Tensor, gram_chol_inv: torch.Tensor,
     return v @ gram_chol_inv  # rows of (R^{-T} v)^T
 
 
-def ridge_fold_in(q: np.ndarray, liked: np.ndarray, disliked: np.ndarray | None = None,
-                  reg: float = 0.1, unobserved_weight: float = 0.05,
-                  disliked_weight: float = 1.0) -> np.ndarray:
+@dataclass(frozen=True, eq=False)
+class FoldInBasis:
+    """What every fold-in against one set of frozen item factors shares: the factors as a
+    float64 tensor (a copy), their Gram matrix ``q^T q`` and their mean squared row norm.
+
+    Computing the Gram is most of a one-user fold-in's work (on ML-100K ~0.2 ms on one
+    thread, 1-7 ms of CPU on two), so a caller that folds in many users against factors that
+    never change (a loaded run's serving :class:`~recsys.serving.catalog.Catalog`) builds this
+    once and passes it to :func:`ridge_fold_in` in place of the factors.
+    """
+
+    q: torch.Tensor  # (n_items, d) float64
+    gram: torch.Tensor  # (d, d) float64: q^T q
+    mean_square_norm: float  # mean over items of |q_i|^2
+
+    @classmethod
+    def of(cls, q: np.ndarray) -> FoldInBasis:
+        import torch
+
+        t = torch.from_numpy(np.array(q, np.float64))  # a copy: later changes to q never leak in
+        return cls(t, t.T @ t, float((t * t).sum(1).mean()))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.q.shape)
+
+
+def ridge_fold_in(q: np.ndarray | FoldInBasis, liked: np.ndarray,
+                  disliked: np.ndarray | None = None, reg: float = 0.1,
+                  unobserved_weight: float = 0.05, disliked_weight: float = 1.0) -> np.ndarray:
     """New users' vectors against frozen item factors: the implicit-ALS user step, batched.
 
     Parameters
     ----------
-    q : (n_items, d) frozen item factors.
+    q : (n_items, d) frozen item factors, or their :class:`FoldInBasis` (the same result
+        without recomputing their Gram matrix).
     liked, disliked : (B, L) and (B, M) int item indices (every user the same counts).
     reg : ridge penalty, in units of the mean squared item-vector norm.
     unobserved_weight, disliked_weight : confidence of every other item (target 0) and of a
@@ -130,18 +159,18 @@ def ridge_fold_in(q: np.ndarray, liked: np.ndarray, disliked: np.ndarray | None 
     """
     import torch
 
+    basis = q if isinstance(q, FoldInBasis) else FoldInBasis.of(q)
     liked = np.asarray(liked, np.int64)
     disliked = np.zeros((len(liked), 0), np.int64) if disliked is None else \
         np.asarray(disliked, np.int64)
-    q = torch.from_numpy(np.asarray(q, np.float64))
     w0 = unobserved_weight
-    lam = reg * float((q * q).sum(1).mean())
-    gram = w0 * (q.T @ q) + lam * torch.eye(q.shape[1], dtype=torch.float64)
+    lam = reg * basis.mean_square_norm
+    gram = w0 * basis.gram + lam * torch.eye(basis.gram.shape[0], dtype=torch.float64)
     observed = np.concatenate([liked, disliked], axis=1)
     extra = np.concatenate([np.full(liked.shape, 1.0 - w0),
                             np.full(disliked.shape, disliked_weight - w0)], axis=1)
     target = np.concatenate([np.ones(liked.shape), np.zeros(disliked.shape)], axis=1)
-    x = weighted_ridge(gram, q[torch.from_numpy(observed)], torch.from_numpy(extra),
+    x = weighted_ridge(gram, basis.q[torch.from_numpy(observed)], torch.from_numpy(extra),
                        torch.from_numpy(target))
     return x.numpy().astype(np.float32)
 

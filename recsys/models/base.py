@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from recsys.data.splits import Part, Split
 from recsys.errors import BadInputError
 from recsys.evaluation.metrics import top_k_items
-from recsys.linalg import ridge_fold_in, unit_rows
+from recsys.linalg import FoldInBasis, ridge_fold_in, unit_rows
 from recsys.models.config import TrainConfig
 
 EpochCallback = Callable[[int, dict[str, Any]], Any]
@@ -167,12 +167,14 @@ class Recommender:
         return 0.0
 
     def fold_in(self, liked: np.ndarray, disliked: np.ndarray | None = None,
-                **solver: float) -> np.ndarray:
+                basis: FoldInBasis | None = None, **solver: float) -> np.ndarray:
         """Vectors of new users from what they liked and disliked, without retraining.
 
         Parameters
         ----------
         liked, disliked : (B, L) and (B, M) int item indices, the same counts for every user.
+        basis : this model's :meth:`fold_in_basis`, kept by a caller that folds in many users
+            against unchanging factors (None: computed from the factors on every call).
         **solver : ``reg``, ``unobserved_weight``, ``disliked_weight`` of
             :func:`recsys.linalg.ridge_fold_in` (the implicit-ALS user step).
 
@@ -181,10 +183,25 @@ class Recommender:
         (B, d) float32 user vectors, comparable with :meth:`user_factors`' rows; ValueError for
         models that cannot (``folds_in`` false).
         """
+        self._check_folds_in()
+        if basis is None:
+            return ridge_fold_in(self.item_factors(), liked, disliked, **solver)
+        if basis.shape != (self.n_items, self.item_factors().shape[1]):
+            raise BadInputError(f"a fold-in basis of {basis.shape[0]} x {basis.shape[1]} item "
+                                f"factors does not belong to this {self.name} model")
+        return ridge_fold_in(basis, liked, disliked, **solver)
+
+    def fold_in_basis(self) -> FoldInBasis:
+        """What every :meth:`fold_in` against the current item factors shares (their Gram
+        matrix), for a caller that folds in many users while the factors stay as they are:
+        the serving :class:`~recsys.serving.catalog.Catalog` keeps one per loaded run."""
+        self._check_folds_in()
+        return FoldInBasis.of(self.item_factors())
+
+    def _check_folds_in(self) -> None:
         if not self.folds_in:
             raise BadInputError(f"fold-in needs a dot-product model (folds_in), {self.name} is "
                              f"not one: its scores are {self.score_kind}")
-        return ridge_fold_in(self.item_factors(), liked, disliked, **solver)
 
     def score_vectors(self, vectors: np.ndarray) -> np.ndarray:
         """Scores (B, n_items) float64 of every item for user vectors (B, d), e.g. folded-in

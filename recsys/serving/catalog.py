@@ -28,7 +28,7 @@ from recsys.evaluation.lenses import (  # noqa: F401  (pages read them here)
     EMBEDDING_LENSES,
     LENS_DESCRIPTIONS,
 )
-from recsys.linalg import cosine_item_similarity, unit_rows
+from recsys.linalg import FoldInBasis, cosine_item_similarity, unit_rows
 from recsys.models import model_names
 from recsys.models.base import BIASED_SCORES
 from recsys.serving.index import VectorIndex
@@ -90,6 +90,15 @@ class Catalog:
         """The known positives (:attr:`seen`) as Interactions, with timestamps (for "most
         recent"); a model's ``history`` is its training curve, not this."""
         return self.split.seen_at_test
+
+    @cached_property
+    def positives_by_recency(self) -> tuple[np.ndarray, np.ndarray]:
+        """The known positives' (user index, item index) sorted by user, newest first within a
+        user: where the funnel finds a user's latest likes (a sort of every positive, ~4 ms
+        on ML-100K, done once)."""
+        h = self.known_positives
+        order = np.lexsort((-h.timestamps, h.user_index))
+        return h.user_index[order], h.item_index[order]
 
     @cached_property
     def item_counts(self) -> np.ndarray:
@@ -157,6 +166,18 @@ class Catalog:
                              f"{purpose} needs: pick a run of "
                              f"{', '.join(model_names(user_vectors=True))}")
         return factors
+
+    def fold_in_basis(self) -> FoldInBasis:
+        """The model's :meth:`~recsys.models.base.Recommender.fold_in_basis` (its item Gram
+        matrix), built once: a new visitor's profile is folded in on every view of the page,
+        against item factors that never change once a run is loaded. Kept with the model
+        object it was built from and rebuilt for any other, so no model folds in against
+        another's factors."""
+        model = self.model
+        cached = self._indexes.get("fold-in basis")
+        if cached is None or cached[0] is not model:
+            cached = self._indexes["fold-in basis"] = (model, model.fold_in_basis())
+        return cached[1]
 
     def lens_index(self, lens: lenses.Lens) -> tuple[VectorIndex, np.ndarray]:
         """The exact FAISS index that ``lens`` searches, and the vectors it holds."""

@@ -31,7 +31,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from recsys.checks import check_choice, check_k
 from recsys.errors import BadInputError
-from recsys.linalg import ridge_fold_in
+from recsys.linalg import FoldInBasis, ridge_fold_in
 from recsys.models import MODELS, model_names
 from recsys.serving.catalog import Catalog
 from recsys.settings import check_fields
@@ -124,7 +124,8 @@ def fold_in(catalog: Catalog, liked: Sequence[int], disliked: Sequence[int] = ()
         raise BadInputError(f"fold-in needs a dot-product model (one of "
                          f"{', '.join(model_names(folds_in=True))}), this run is "
                          f"{catalog.model.name}")
-    return catalog.model.fold_in(liked_idx[None], disliked_idx[None], **config.solver())[0]
+    return catalog.model.fold_in(liked_idx[None], disliked_idx[None], catalog.fold_in_basis(),
+                                 **config.solver())[0]
 
 
 def fold_in_vectors(q: np.ndarray, liked: np.ndarray, disliked: np.ndarray | None = None,
@@ -135,12 +136,13 @@ def fold_in_vectors(q: np.ndarray, liked: np.ndarray, disliked: np.ndarray | Non
 
 
 def collaborative_scores(model, liked: np.ndarray, disliked: np.ndarray | None = None,
-                         config: ColdStartConfig | None = None):
+                         config: ColdStartConfig | None = None, basis: FoldInBasis | None = None):
     """Scores (B, n_items) of every item for a batch of new users (``liked`` (B, L) item
-    indices), and their folded-in vectors (B, d) (None for item-item models)."""
+    indices), and their folded-in vectors (B, d) (None for item-item models). ``basis``: the
+    model's :meth:`~recsys.models.base.Recommender.fold_in_basis`, when the caller keeps one."""
     liked = np.asarray(liked, np.int64)
     if model.folds_in:
-        vectors = model.fold_in(liked, disliked, **(config or ColdStartConfig()).solver())
+        vectors = model.fold_in(liked, disliked, basis, **(config or ColdStartConfig()).solver())
         return model.score_vectors(vectors), vectors
     if model.score_kind == "item-item":
         rows = np.repeat(np.arange(len(liked)), liked.shape[1])
@@ -184,8 +186,9 @@ def cold_start(catalog: Catalog, liked: Sequence[int], disliked: Sequence[int] =
         weight = blend_weight(len(liked_idx), catalog.run.train_config.model, config)
         mask = np.zeros((1, n), bool)
         mask[0, banned] = True
+        basis = catalog.fold_in_basis() if catalog.model.folds_in else None
         scores, vectors = collaborative_scores(catalog.model, liked_idx[None], disliked_idx[None],
-                                               config)
+                                               config, basis)
         collab, vector = zscore_rows(scores, mask)[0], None if vectors is None else vectors[0]
         if weight < 1:
             raw = profile_scores(content_matrix(catalog), liked_idx[None], disliked_idx[None])

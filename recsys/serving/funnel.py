@@ -13,6 +13,7 @@ in a few vectorised passes and the app's single-user call is the same code with 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -24,11 +25,13 @@ from recsys.errors import BadInputError
 from recsys.evaluation.metrics import ranking_metrics
 from recsys.linalg import unit_rows
 from recsys.serving.catalog import Catalog
+from recsys.serving.index import VectorIndex
 from recsys.settings import check_fields
 from recsys.settings import option as _opt
 
 RETRIEVAL, NEIGHBOUR = 0, 1
-
+# The FunnelConfig fields that decide the candidates (the rest only re-rank them).
+RETRIEVAL_FIELDS = ("n_candidates", "recent_items", "neighbours_per_item", "exclude_seen")
 
 
 @dataclass(frozen=True)
@@ -90,8 +93,21 @@ def run_funnel(catalog: Catalog, user_id: int, config: FunnelConfig | None = Non
     (rank among the candidates before re-ranking), source ("retrieval" / "neighbour") and
     reason ("retrieval: user vector" / "neighbour of <title>"); ``attrs["n_candidates"]``.
     """
-    config = config or FunnelConfig()
-    batch = funnel_batch(catalog, np.array([catalog.user_index(user_id)]), config, k)
+    return run_funnels(catalog, user_id, [config or FunnelConfig()], k)[0]
+
+
+def run_funnels(catalog: Catalog, user_id: int, configs: Sequence[FunnelConfig],
+                k: int = 10) -> list[pd.DataFrame]:
+    """:func:`run_funnel` for each of ``configs``, which must retrieve alike (the same
+    n_candidates, recent_items, neighbours_per_item, exclude_seen; e.g. ``config`` and
+    ``config.ranking_only()``): one retrieval and one scoring pass, re-ranked per config.
+    Each frame equals :func:`run_funnel`'s for its config."""
+    batches = funnel_batches(catalog, np.array([catalog.user_index(user_id)]), configs, k)
+    return [_frame(catalog, batch) for batch in batches]
+
+
+def _frame(catalog: Catalog, batch: FunnelBatch) -> pd.DataFrame:
+    """:func:`run_funnel`'s table of a batch of one user."""
     keep = batch.items[0] >= 0
     items = batch.items[0][keep]
     titles = catalog.movies["title"].to_numpy()
@@ -111,31 +127,47 @@ def run_funnel(catalog: Catalog, user_id: int, config: FunnelConfig | None = Non
 
 def funnel_batch(catalog: Catalog, users: np.ndarray, config: FunnelConfig, k: int) -> FunnelBatch:
     """The whole funnel for user indices ``users`` at once."""
+    return funnel_batches(catalog, users, [config], k)[0]
+
+
+def funnel_batches(catalog: Catalog, users: np.ndarray, configs: Sequence[FunnelConfig],
+                   k: int) -> list[FunnelBatch]:
+    """:func:`funnel_batch` for each of ``configs`` (which must retrieve alike, see
+    :func:`run_funnels`), sharing the retrieval and the model's scores."""
     check_k(k)
+    if not configs:
+        return []
+    retrieval = {tuple(getattr(c, name) for name in RETRIEVAL_FIELDS) for c in configs}
+    if len(retrieval) > 1:
+        raise BadInputError("configs that retrieve differently cannot share a retrieval: they "
+                            f"differ in {', '.join(RETRIEVAL_FIELDS)}")
     users = np.asarray(users, np.int64)
-    cand, source, reason = _candidates(catalog, users, config)
+    cand, source, reason = _candidates(catalog, users, configs[0])
     valid = cand >= 0
     safe = np.where(valid, cand, 0)
     scores = np.take_along_axis(catalog.model.score(users), safe, axis=1).astype(np.float64)
     scores[~valid] = -np.inf
     model_rank = _ranks(scores)
-    final = _adjusted(catalog, safe, scores, valid, config)
-    picks = _select(catalog, safe, final, valid, config.mmr_lambda, k)
-    picked_ok = np.take_along_axis(valid, picks, 1)
+    out = []
+    for config in configs:
+        final = _adjusted(catalog, safe, scores, valid, config)
+        picks = _select(catalog, safe, final, valid, config.mmr_lambda, k)
+        picked_ok = np.take_along_axis(valid, picks, 1)
 
-    def take(values, fill):
-        return np.where(picked_ok, np.take_along_axis(values, picks, 1), fill)
+        def take(values, fill, picks=picks, picked_ok=picked_ok):
+            return np.where(picked_ok, np.take_along_axis(values, picks, 1), fill)
 
-    return FunnelBatch(
-        items=take(cand, -1),
-        model_scores=take(scores, np.nan),
-        final_scores=take(final, np.nan),
-        model_rank=take(model_rank, -1),
-        source=take(source, -1),
-        reason_item=take(reason, -1),
-        n_candidates=valid.sum(axis=1),
-        candidates=cand,
-    )
+        out.append(FunnelBatch(
+            items=take(cand, -1),
+            model_scores=take(scores, np.nan),
+            final_scores=take(final, np.nan),
+            model_rank=take(model_rank, -1),
+            source=take(source, -1),
+            reason_item=take(reason, -1),
+            n_candidates=valid.sum(axis=1),
+            candidates=cand,
+        ))
+    return out
 
 
 # ---------------------------------------------------------------------------- retrieval
@@ -162,7 +194,8 @@ def _candidates(catalog: Catalog, users: np.ndarray, config: FunnelConfig):
             items = recent[owner, slot]
             banned = ([seen[o].indices for o in owner] if config.exclude_seen
                       else [np.array([i]) for i in items])
-            found, _ = catalog.index("cosine").search(item_f[items], m, banned)
+            found = _neighbour_search(catalog.index("cosine"), item_f[items], m, banned,
+                                      one_by_one=len(users) == 1)
             neighbours[owner, slot] = found
         parts.append(neighbours.reshape(len(users), -1))
         sources.append(np.full(parts[-1].shape, NEIGHBOUR))
@@ -176,16 +209,30 @@ def _candidates(catalog: Catalog, users: np.ndarray, config: FunnelConfig):
     return cand, source, np.where(source == NEIGHBOUR, reason, -1)
 
 
+def _neighbour_search(index: VectorIndex, queries: np.ndarray, m: int, banned: list,
+                      one_by_one: bool) -> np.ndarray:
+    """(len(queries), m) ids of each query's ``m`` nearest items, leaving out its ``banned``.
+
+    ``one_by_one`` (one user, the app's call): a search per query. FAISS runs a search of
+    several queries on its OpenMP threads, whose wake-up and spinning cost ~3 ms of CPU for 5
+    queries against ~0.1 ms in the calling thread (measured on 2 cores). Below its BLAS
+    threshold (queries x dimensions < 128,000 in faiss 1.15) a flat index scores each query
+    alone either way, and one user's banned lists are alike in length, so every search
+    fetches as many: the same neighbours (``tests/test_serving_cache.py``)."""
+    if not one_by_one:
+        return index.search(queries, m, banned)[0]
+    return np.concatenate([index.search(query, m, [ban])[0]
+                           for query, ban in zip(queries, banned, strict=True)])
+
+
 def _recent_positives(catalog: Catalog, users: np.ndarray, r: int) -> np.ndarray:
     """(B, r) indices of each user's ``r`` latest known positives, newest first; -1 pads."""
-    h = catalog.known_positives
-    order = np.lexsort((-h.timestamps, h.user_index))
-    user_sorted = h.user_index[order]
+    user_sorted, item_sorted = catalog.positives_by_recency
     starts = np.searchsorted(user_sorted, users)
     ends = np.searchsorted(user_sorted, users, side="right")
     offsets = starts[:, None] + np.arange(r)[None, :]
     inside = offsets < ends[:, None]
-    picked = h.item_index[order][np.minimum(offsets, len(order) - 1)]
+    picked = item_sorted[np.minimum(offsets, len(item_sorted) - 1)]
     return np.where(inside, picked, -1)
 
 
