@@ -33,3 +33,17 @@ def movielens() -> MovieLens:
         return load_movielens(download=True, progress=False)
     except DataUnavailableError as err:  # pragma: no cover - depends on the machine
         pytest.skip(f"MovieLens 100K unavailable: {err}")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian Chromium through Playwright's sync API, one per test module that asks for it
+    (the modules skip themselves where Chromium or Playwright is missing)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import CHROMIUM, FLAGS
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        yield chromium
+        chromium.close()

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from bench.paint import drawn, reset, watch_script
-from tests.browser import CHROMIUM, FLAGS
+from tests.browser import CHROMIUM
 
 sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = [
@@ -29,14 +29,6 @@ PAGE = """
   setTimeout(() => add("Done: saved"), 900);
 </script>
 """
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        yield chromium
-        chromium.close()
 
 
 def test_the_page_times_the_first_visible_match_not_the_polling(browser):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import CHROMIUM, FLAGS, app_server
+from tests.browser import CHROMIUM, app_server
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 SLOW = 120_000  # ms: the first page trains the default model (seconds, more on a busy machine)
@@ -41,14 +41,6 @@ def server(tmp_path_factory):
     runs = tmp / "runs"
     with app_server(runs, tmp / "server.log") as url:
         yield url, runs
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
